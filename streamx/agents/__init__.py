@@ -1,0 +1,35 @@
+"""The four stream-x agents and a factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from streamx.agents.ac import StreamAC
+from streamx.agents.base import StreamAgent
+from streamx.agents.q import StreamQ
+from streamx.agents.sarsa import StreamSARSA
+from streamx.agents.td import StreamTD
+from streamx.config import Config
+
+__all__ = ["AGENTS", "StreamAC", "StreamAgent", "StreamQ", "StreamSARSA", "StreamTD", "make_agent"]
+
+AGENTS: dict[str, type[StreamAgent]] = {
+    "stream_td": StreamTD,
+    "stream_q": StreamQ,
+    "stream_sarsa": StreamSARSA,
+    "stream_ac": StreamAC,
+}
+
+
+def make_agent(algo: str, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+               config: Config | None = None, **overrides: Any) -> StreamAgent:
+    """Build an agent: ``make_agent("stream_q", env.observation_space, env.action_space, lr=0.5)``.
+
+    ``config`` defaults to the paper's hyperparameters; ``overrides`` change single fields.
+    The network's initial weights are drawn from the global torch RNG (seed it first).
+    """
+    base = config.to_dict() if config is not None else {}
+    config = Config.from_dict({**base, **overrides, "algo": algo})
+    return AGENTS[config.algo](observation_space, action_space, config)

@@ -1,0 +1,188 @@
+"""What every stream-x agent shares: spaces, networks, optimizers, RNGs, state dicts.
+
+An agent sees one transition at a time::
+
+    action = agent.act(obs)
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    metrics = agent.update(obs, action, reward, next_obs, terminated, truncated)
+
+``update`` learns from the transition immediately and returns floats for logging
+(``td_error``, ``effective_step_size``, ``trace_norm``, …). Nothing is stored.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from streamx.config import Config
+from streamx.errors import ConfigError
+from streamx.nn import atari_net, init_network, minatar_net, mlp
+from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
+
+__all__ = ["StreamAgent", "build_network", "td_target_mask"]
+
+
+def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config) -> nn.Sequential:
+    """The paper's network for this observation shape (PAPER §3), initialized per config.
+
+    1-D observations get an MLP of ``config.hidden_sizes``; ``(C, 84, 84)`` images the Atari
+    conv net; other ``(C, H, W)`` images the MinAtar conv net.
+    """
+    shape = observation_space.shape
+    if shape is None:
+        raise ConfigError(f"observation space {observation_space} has no shape; wrap the env to give Box observations")
+    if len(shape) == 1:
+        net = mlp(shape[0], config.hidden_sizes, out_features, layer_norm=config.layer_norm)
+    elif len(shape) == 3 and tuple(shape[1:]) == (84, 84):
+        net = atari_net(shape, out_features, layer_norm=config.layer_norm)
+    elif len(shape) == 3:
+        net = minatar_net(shape, out_features, layer_norm=config.layer_norm)
+    else:
+        raise ConfigError(
+            f"no standard network for observations of shape {shape}; flatten them (1-D) or use "
+            "channels-first images (C, H, W)"
+        )
+    return init_network(net, sparse=config.sparse_init, sparsity=config.sparsity)
+
+
+def td_target_mask(terminated: bool, truncated: bool, config: Config) -> float:
+    """1.0 when the TD target bootstraps from ``s'``, else 0.0.
+
+    Truncation counts as termination unless ``config.bootstrap_on_truncation`` (PAPER §1.7).
+    """
+    if terminated:
+        return 0.0
+    if truncated and not config.bootstrap_on_truncation:
+        return 0.0
+    return 1.0
+
+
+class StreamAgent(ABC):
+    """Base class: holds the config, the agent's own RNGs and its (network, optimizer) pairs.
+
+    Subclasses build their networks in ``__init__`` and register them with
+    :meth:`_add_learner`; ``state_dict`` then covers everything needed to continue.
+    """
+
+    algo: str = ""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config):
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.num_updates = 0
+        # The agent's own generators make its randomness independent of global state.
+        self.torch_generator = torch.Generator().manual_seed(config.seed)
+        self.np_random = np.random.default_rng(config.seed)
+        self._networks: dict[str, nn.Module] = {}
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # -- construction helpers --------------------------------------------------------------
+    def _add_learner(self, name: str, network: nn.Module, kappa: float) -> torch.optim.Optimizer:
+        optimizer = self._make_optimizer(network.parameters(), kappa)
+        self._networks[name] = network
+        self._optimizers[name] = optimizer
+        return optimizer
+
+    def _make_optimizer(self, params: Any, kappa: float) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "obgd":
+            return ObGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda, kappa=kappa)
+        if c.optimizer == "adaptive_obgd":
+            return AdaptiveObGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda, kappa=kappa,
+                                beta2=c.beta2, eps=c.adaptive_eps)
+        return TracedSGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda)
+
+    @staticmethod
+    def _require_discrete(action_space: gym.spaces.Space | None, algo: str) -> int:
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"{algo} needs a discrete action space, but this environment's is {action_space}; "
+                "use stream_ac for continuous actions"
+            )
+        return int(action_space.n)
+
+    @staticmethod
+    def _as_batch(*observations: Any) -> Tensor:
+        """Stack observations into one float32 batch (s and s' go through a net together)."""
+        return torch.as_tensor(np.stack(observations), dtype=torch.float32)
+
+    # -- the interface --------------------------------------------------------------------
+    @abstractmethod
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        """The action to take in ``obs`` (greedy / mean action when ``deterministic``)."""
+
+    @abstractmethod
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        """Learn from one transition; return logging metrics as floats."""
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return dict(self._networks)
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(self._optimizers)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue learning: weights, optimizer state (traces), RNGs,
+        counters. Plain tensors and Python containers only (``torch.load(weights_only=True)``)."""
+        return {
+            "algo": self.algo,
+            "num_updates": self.num_updates,
+            "networks": {name: net.state_dict() for name, net in self._networks.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
+            "torch_generator": self.torch_generator.get_state(),
+            "np_random": _np_rng_state(self.np_random),
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algo") != self.algo:
+            raise ConfigError(
+                f"this state belongs to algorithm '{state.get('algo')}', not '{self.algo}'; "
+                f"load it into a {state.get('algo')} agent"
+            )
+        for name, net in self._networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, opt in self._optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.num_updates = int(state["num_updates"])
+        self.torch_generator.set_state(state["torch_generator"])
+        self.np_random.bit_generator.state = _np_rng_from_state(state["np_random"])
+        self._load_extra_state(state.get("extra", {}))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _np_rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    state = rng.bit_generator.state
+    # PCG64 state holds Python ints too large for tensors; keep them as decimal strings.
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": str(state["state"]["state"]),
+        "inc": str(state["state"]["inc"]),
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _np_rng_from_state(saved: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bit_generator": saved["bit_generator"],
+        "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+        "has_uint32": int(saved["has_uint32"]),
+        "uinteger": int(saved["uinteger"]),
+    }

@@ -1,0 +1,47 @@
+"""Stream SARSA(λ) (PAPER §2): on-policy SARSA(λ) with ObGD.
+
+``δ = r + γ(1 − done) Q(s', a') − Q(s, a)`` with ``a'`` the next action actually taken: the
+agent draws ``a'`` ε-greedily from ``Q(s', ·)`` during the update and ``act(s')`` returns it.
+Traces are cut only at episode ends. Unlike the authors' code, the first action of a new
+episode is drawn from the reset observation, not from the terminal one (PAPER §7).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from streamx.agents.action_value import ActionValueAgent
+
+__all__ = ["StreamSARSA"]
+
+
+class StreamSARSA(ActionValueAgent):
+    algo = "stream_sarsa"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._next_action: int | None = None
+
+    def act(self, obs: Any, deterministic: bool = False) -> int:
+        if self._next_action is not None and not deterministic:
+            action, self._next_action = self._next_action, None
+            return action
+        return super().act(obs, deterministic)
+
+    def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
+        next_action = self._epsilon_greedy(next_q_values)
+        if episode_continues:
+            self._next_action = next_action
+        return next_q_values[next_action]
+
+    def _cut_traces(self, action: int, q_values: Tensor) -> bool:
+        return False
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"next_action": -1 if self._next_action is None else self._next_action}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        next_action = int(state.get("next_action", -1))
+        self._next_action = None if next_action < 0 else next_action

@@ -1,0 +1,54 @@
+"""Stream TD(λ) (PAPER §2): policy evaluation of a state-value function with ObGD.
+
+``δ = r + γ(1 − done) v(s') − v(s)``, trace of ``∇v(s)``, κ = kappa_value. The behaviour
+policy is uniform random over the action space (or there is no action at all, as in the
+ETT prediction task where ``action_space`` is None).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from streamx.agents.base import StreamAgent, build_network, td_target_mask
+from streamx.config import Config
+
+__all__ = ["StreamTD"]
+
+
+class StreamTD(StreamAgent):
+    algo = "stream_td"
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config):
+        super().__init__(observation_space, action_space, config)
+        self.value_network = build_network(observation_space, 1, config)
+        self.optimizer = self._add_learner("value_network", self.value_network, config.kappa_value)
+        if action_space is not None:
+            action_space.seed(config.seed)
+
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        return None if self.action_space is None else self.action_space.sample()
+
+    @torch.no_grad()
+    def predict(self, obs: Any) -> float:
+        """The current value estimate ``v(obs)``."""
+        return float(self.value_network(self._as_batch(obs))[0, 0])
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        values = self.value_network(self._as_batch(obs, next_obs))[:, 0]
+        bootstrap = td_target_mask(terminated, truncated, self.config)
+        td_error = float(reward) + self.config.gamma * bootstrap * values[1].detach() - values[0].detach()
+        self.value_network.zero_grad(set_to_none=True)
+        values[0].backward()
+        self.optimizer.step(td_error, reset=bool(terminated or truncated))
+        self.num_updates += 1
+        return {
+            "td_error": float(td_error),
+            "effective_step_size": float(self.optimizer.effective_step_size),
+            "trace_norm": float(self.optimizer.trace_norm),
+            "prediction": float(values[0].detach()),
+        }

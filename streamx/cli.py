@@ -1,0 +1,111 @@
+"""Command line: ``streamx train <algo> --env <id> [options] [key=value ...]`` and ``streamx envs``.
+
+Any config field can be overridden as ``key=value`` or ``--key value`` (dashes or
+underscores); ``streamx train --help`` lists every field with its meaning and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from streamx.config import ALGORITHMS, field_help
+from streamx.errors import ConfigError, StreamxError
+
+__all__ = ["main"]
+
+_FIXED = {"env", "seed", "total_steps", "run_dir", "algo"}
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<24} {help_text} [default: {default}]" for name, help_text, default in field_help()
+             if name not in _FIXED]
+    parser = argparse.ArgumentParser(
+        prog="streamx train",
+        description="Train one stream-x agent and write its run directory.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
+    )
+    parser.add_argument("algo", help=f"one of: {', '.join(ALGORITHMS)}")
+    parser.add_argument("--env", required=True, help="gymnasium environment id, e.g. CartPole-v1, Hopper-v5")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument("--steps", type=int, default=None, help="total agent steps (default: the suite's budget)")
+    parser.add_argument("--run-dir", default=None, help="output directory (default runs/<algo>__<env>__<seed>__<time>)")
+    parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/mujoco.yaml")
+    return parser
+
+
+def _parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("--"):
+            key = token[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif i + 1 < len(tokens):
+                i += 1
+                value = tokens[i]
+            else:
+                raise ConfigError(f"option {token} needs a value, e.g. {token} 0.5")
+        elif "=" in token:
+            key, value = token.split("=", 1)
+        else:
+            raise ConfigError(f"unexpected argument '{token}'; write overrides as key=value (see --help)")
+        overrides[key.replace("-", "_")] = value
+        i += 1
+    return overrides
+
+
+def _train(argv: Sequence[str]) -> int:
+    from streamx.run import resolve_config, train
+
+    parser = _train_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = _parse_overrides(rest)
+    for key, value in (("seed", args.seed), ("total_steps", args.steps), ("run_dir", args.run_dir)):
+        if value is not None:
+            overrides[key] = value
+    config = resolve_config(args.algo, args.env, args.config, overrides)
+    result = train(config)
+    mean = sum(result.episode_returns[-10:]) / max(1, len(result.episode_returns[-10:]))
+    print(f"finished {result.steps} steps, {len(result.episode_returns)} episodes; "
+          f"mean return of the last 10 episodes: {mean:.1f}; results in {result.run_dir}")
+    return 0
+
+
+def _envs(argv: Sequence[str]) -> int:
+    from streamx.envs import SUITES
+
+    argparse.ArgumentParser(prog="streamx envs", description="List environment suites.").parse_args(argv)
+    for suite in SUITES.values():
+        ids = ", ".join(suite.example_ids) or "any registered id"
+        print(f"{suite.name:<8} {suite.description}\n         e.g. {ids}")
+    return 0
+
+
+COMMANDS = {"train": _train, "envs": _envs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: streamx {train,envs} ...\n\n"
+              "  train   train a stream-x agent:  streamx train stream_ac --env Hopper-v5\n"
+              "  envs    list environment suites and example ids\n", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except StreamxError as exc:
+        print(f"streamx: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("streamx: interrupted; results written so far are kept in the run directory", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Typed run configuration: every hyperparameter and stabilizer switch, with its help text.
+
+One flat dataclass keeps overrides short (``lr=0.5``, ``--layer-norm false``). Values are
+resolved in this order, later winning: dataclass defaults (the paper's §5 values) → the
+environment suite's defaults (network size, time limit, budget; see ``streamx.envs``) → a
+YAML preset (``--config``) → command-line overrides. Every run saves the resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamx.errors import ConfigError
+
+__all__ = ["ALGORITHMS", "OPTIMIZERS", "Config", "field_help", "load_yaml", "parse_value"]
+
+ALGORITHMS = ("stream_td", "stream_q", "stream_sarsa", "stream_ac")
+OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best here
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    """A complete, resolved description of one training run."""
+
+    # --- what to run -----------------------------------------------------------------
+    algo: str = _f("stream_ac", "Algorithm: stream_td | stream_q | stream_sarsa | stream_ac.")
+    env: str = _f("CartPole-v1", "gymnasium environment id, e.g. CartPole-v1 or Hopper-v5.")
+    seed: int = _f(0, "Seed of every random number generator (python, numpy, torch, env).")
+    total_steps: int = _f(500_000, "Agent steps to train for; also the horizon of the ε schedule.")
+
+    # --- the stream-x hyperparameters (PAPER §5: one set for everything) -------------------
+    lr: float = _f(1.0, "Step size α of the optimizer (ObGD bounds the effective step below it).")
+    gamma: float = _f(0.99, "Discount factor γ.")
+    lamda: float = _f(0.8, "Trace-decay λ of the eligibility traces, in [0, 1].")
+    kappa_value: float = _f(2.0, "ObGD bounding factor κ of value / action-value networks.")
+    kappa_policy: float = _f(3.0, "ObGD bounding factor κ of the policy network (stream_ac).")
+    entropy_coef: float = _f(0.01, "Entropy coefficient τ of the actor (stream_ac).")
+    epsilon_start: float = _f(1.0, "Initial ε of ε-greedy exploration (stream_q, stream_sarsa).")
+    epsilon_end: float = _f(0.01, "Final ε of ε-greedy exploration.")
+    exploration_fraction: float = _f(0.05, "Fraction of total_steps over which ε decays linearly.")
+    hidden_sizes: list[int] = _f([128, 128], "Hidden layer widths of every MLP (classic control: 32 32).")
+
+    # --- stabilizers: each a switch, so classic baselines and ablations are configs -----
+    optimizer: str = _f("obgd", "Optimizer: obgd | adaptive_obgd | sgd (sgd = classic traced SGD, no bound).")
+    beta2: float = _f(0.999, "Second-moment decay β₂ of adaptive_obgd.")
+    adaptive_eps: float = _f(1e-8, "ε added to the second moment in adaptive_obgd.")
+    sparse_init: bool = _f(True, "Sparse initialization (PAPER §1.3); false = PyTorch default init.")
+    sparsity: float = _f(0.9, "Fraction of each unit's incoming weights zeroed by sparse init.")
+    layer_norm: bool = _f(True, "Parameter-free LayerNorm before every hidden activation (§1.4).")
+    obs_normalization: bool = _f(True, "Welford observation normalization (§1.5).")
+    reward_scaling: bool = _f(True, "Reward scaling by the std of a discounted return trace (§1.6).")
+    time_feature: bool = _f(True, "Append t/T − 0.5 to observations (§1.7).")
+    bootstrap_on_truncation: bool = _f(
+        False,
+        "Bootstrap at time-limit truncation. Default false treats truncation as termination, "
+        "as the paper does (the time feature makes the limit part of the state).",
+    )
+
+    # --- environment ---------------------------------------------------------------------
+    max_episode_steps: int | None = _f(None, "Episode time limit; None keeps the suite's (classic control: 10000).")
+    env_kwargs: dict[str, Any] = _f({}, "Extra keyword arguments for gymnasium.make.")
+
+    # --- logging and execution -------------------------------------------------------------
+    run_dir: str | None = _f(None, "Run directory; default runs/<algo>__<env>__<seed>__<timestamp>.")
+    log_interval: int = _f(10_000, "Steps between rows of metrics.csv.")
+    threads: int = _f(1, "torch threads per run (batch-1 work is fastest with 1).")
+    progress: bool = _f(True, "Show a live progress bar with steps/s and recent return.")
+    tensorboard: bool = _f(False, "Also write TensorBoard event files (needs the tensorboard extra).")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid value and how to fix it."""
+        if self.algo not in ALGORITHMS:
+            raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS))
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(_unknown("optimizer", self.optimizer, OPTIMIZERS))
+        checks: list[tuple[bool, str]] = [
+            (self.lr >= 0, f"lr={self.lr} must be >= 0 (the paper uses 1.0)"),
+            (0 <= self.gamma <= 1, f"gamma={self.gamma} must lie in [0, 1] (the paper uses 0.99)"),
+            (0 <= self.lamda <= 1, f"lamda={self.lamda} must lie in [0, 1] (the paper uses 0.8)"),
+            (self.kappa_value > 0, f"kappa_value={self.kappa_value} must be > 0 (the paper uses 2.0)"),
+            (self.kappa_policy > 0, f"kappa_policy={self.kappa_policy} must be > 0 (the paper uses 3.0)"),
+            (self.entropy_coef >= 0, f"entropy_coef={self.entropy_coef} must be >= 0 (the paper uses 0.01)"),
+            (0 <= self.epsilon_end <= 1 and 0 <= self.epsilon_start <= 1,
+             f"epsilon_start={self.epsilon_start} and epsilon_end={self.epsilon_end} must lie in [0, 1]"),
+            (0 < self.exploration_fraction <= 1,
+             f"exploration_fraction={self.exploration_fraction} must lie in (0, 1]"),
+            (len(self.hidden_sizes) > 0 and all(isinstance(h, int) and h > 0 for h in self.hidden_sizes),
+             f"hidden_sizes={self.hidden_sizes} must be a non-empty list of positive ints, e.g. 32,32"),
+            (0 <= self.beta2 < 1, f"beta2={self.beta2} must lie in [0, 1)"),
+            (self.adaptive_eps > 0, f"adaptive_eps={self.adaptive_eps} must be > 0"),
+            (0 <= self.sparsity < 1, f"sparsity={self.sparsity} must lie in [0, 1) (the paper uses 0.9)"),
+            (self.total_steps > 0, f"total_steps={self.total_steps} must be a positive number of steps"),
+            (self.max_episode_steps is None or self.max_episode_steps > 0,
+             f"max_episode_steps={self.max_episode_steps} must be positive or None"),
+            (self.log_interval > 0, f"log_interval={self.log_interval} must be positive"),
+            (self.threads > 0, f"threads={self.threads} must be positive"),
+            (self.seed >= 0, f"seed={self.seed} must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> Config:
+        """Build from a mapping, checking key names and value types (values may be strings,
+        as from the command line)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                raise ConfigError(_unknown(f"key in {source}", str(key), fields) + "; see `streamx train --help`")
+            kwargs[name] = _coerce(name, value, _field_types()[name], source)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Config:
+        return Config.from_dict({**self.to_dict(), **changes})
+
+
+def field_help() -> list[tuple[str, str, Any]]:
+    """(name, help, default) for every config field, in declaration order."""
+    out = []
+    for f in dataclasses.fields(Config):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append((f.name, f.metadata["help"], default))
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML preset: a flat mapping of config keys (checked later by from_dict)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value with YAML rules (``0.5``, ``true``, ``[32, 32]``, ``none``);
+    a bare comma list ``32,32`` is a list."""
+    if "," in text and not text.strip().startswith(("[", "{")):
+        return [parse_value(part) for part in text.split(",") if part.strip()]
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def _unknown(what: str, value: str, choices: Any) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown {what} '{value}'{hint}; choose one of: {', '.join(choices)}"
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
+    if isinstance(value, str) and annotation is not str:
+        value = parse_value(value)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (annotation,) = [a for a in args if a is not type(None)]
+        return _coerce(name, value, annotation, source)
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                list: "a list such as 32,32", dict: "a mapping"}
+    bad = ConfigError(
+        f"{name}={value!r} in {source} has the wrong type: expected "
+        f"{expected.get(origin or annotation, str(annotation))}"
+    )
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if origin is list:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(name, v, args[0], source) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    raise bad  # pragma: no cover - every field type is handled above

@@ -1,0 +1,17 @@
+"""Exceptions with messages meant for people: each names the problem and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "EnvironmentFault", "StreamxError"]
+
+
+class StreamxError(Exception):
+    """Base class of every error streamx raises on purpose; the CLI prints it as one line."""
+
+
+class ConfigError(StreamxError, ValueError):
+    """A hyperparameter, config file, override, algorithm or environment choice is invalid."""
+
+
+class EnvironmentFault(StreamxError, RuntimeError):
+    """The environment produced something learning cannot use (NaN/inf observation or reward)."""

@@ -1,0 +1,128 @@
+"""The run directory: plain, durable result files.
+
+    config.json    the resolved config (atomic write)
+    episodes.csv   step, return, length, wall_time — one row per finished episode
+    metrics.csv    periodic learning diagnostics (TD error, effective step size, trace norm, steps/s)
+    summary.json   written at the end (atomic): steps, episodes, final returns, status
+    tb/            TensorBoard events (only with tensorboard=true)
+
+CSV rows are written whole and flushed as they happen, so a crash loses nothing written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from streamx.errors import ConfigError
+
+__all__ = ["EPISODE_FIELDS", "METRIC_FIELDS", "RunWriter", "atomic_write_text", "read_csv"]
+
+EPISODE_FIELDS = ("step", "return", "length", "wall_time")
+METRIC_FIELDS = (
+    "step", "episodes", "recent_return", "td_error_abs_mean", "td_error_rms",
+    "effective_step_size_mean", "effective_step_size_min", "trace_norm_mean", "steps_per_second",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class _CsvLog:
+    def __init__(self, path: Path, fields: tuple[str, ...]):
+        self.fields = fields
+        self._handle = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(fields)
+        self._handle.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow([_fmt(row.get(name, "")) for name in self.fields])
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+class RunWriter:
+    """Creates the run directory and writes every result file of one run."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], extra_fields: tuple[str, ...] = (),
+                 tensorboard: bool = False):
+        self.run_dir = Path(run_dir)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write_test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"run directory {self.run_dir} is not writable ({exc.strerror}); choose another with --run-dir"
+            ) from None
+        if (self.run_dir / "episodes.csv").exists():
+            raise ConfigError(
+                f"run directory {self.run_dir} already holds a run; choose a new --run-dir "
+                "(results are never overwritten)"
+            )
+        atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+        self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
+        self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
+        self.tensorboard = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "tensorboard=true needs the tensorboard package: pip install 'streamx[tensorboard]'"
+                ) from None
+            self.tensorboard = SummaryWriter(str(self.run_dir / "tb"))
+
+    def episode(self, step: int, episode_return: float, length: int, wall_time: float) -> None:
+        self.episodes.write({"step": step, "return": float(episode_return), "length": int(length),
+                             "wall_time": round(wall_time, 3)})
+        if self.tensorboard is not None:
+            self.tensorboard.add_scalar("episode/return", episode_return, step)
+            self.tensorboard.add_scalar("episode/length", length, step)
+
+    def metric(self, row: dict[str, Any]) -> None:
+        self.metrics.write(row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"train/{key}", value, row["step"])
+
+    def summary(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def close(self) -> None:
+        self.episodes.close()
+        self.metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -1,0 +1,173 @@
+"""The ONE training loop, shared by every algorithm and suite:
+
+    env → agent.act → env.step → agent.update → log → (episode end: record, reset)
+
+Seeding: python, numpy and torch global RNGs, the agent's own generators, the environment
+and its action space all derive from ``config.seed``, and runs use one torch thread by
+default, so the same seed reproduces the same run on CPU.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamx.agents import AGENTS, StreamAgent
+from streamx.config import Config, load_yaml
+from streamx.envs import make_env, suite_defaults
+from streamx.outputs import RunWriter
+
+__all__ = ["RunResult", "default_run_dir", "resolve_config", "seed_everything", "train"]
+
+EpisodeCallback = Callable[[int, float, int], bool]
+"""Called after each episode with (step, return, length); return True to stop training."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    episode_returns: list[float]
+    episode_lengths: list[int]
+    stopped_early: bool
+    agent: StreamAgent
+
+
+def resolve_config(algo: str, env: str, preset: str | Path | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults → suite defaults for ``env`` → YAML preset → overrides (later wins)."""
+    values: dict[str, Any] = {"algo": algo, "env": env}
+    Config.from_dict(values)  # validate the algorithm name before anything else
+    values.update(suite_defaults(env))
+    if preset is not None:
+        values.update(load_yaml(preset))
+        values.update({"algo": algo, "env": env})
+    values.update(overrides or {})
+    return Config.from_dict(values, source="the command line" if overrides else "config")
+
+
+def default_run_dir(config: Config) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    env_name = config.env.replace("/", "-")
+    return Path("runs") / f"{config.algo}__{env_name}__{config.seed}__{stamp}"
+
+
+def seed_everything(seed: int, threads: int = 1) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+class _IntervalStats:
+    """Per-step diagnostics kept as plain floats and summarized every log interval."""
+
+    def __init__(self) -> None:
+        self.td_errors: list[float] = []
+        self.step_sizes: list[float] = []
+        self.trace_norms: list[float] = []
+
+    def add(self, metrics: Mapping[str, float]) -> None:
+        self.td_errors.append(metrics["td_error"])
+        self.step_sizes.append(metrics["effective_step_size"])
+        self.trace_norms.append(metrics["trace_norm"])
+
+    def summarize(self) -> dict[str, float]:
+        td = np.asarray(self.td_errors)
+        sizes = np.asarray(self.step_sizes)
+        out = {
+            "td_error_abs_mean": float(np.abs(td).mean()),
+            "td_error_rms": float(np.sqrt((td ** 2).mean())),
+            "effective_step_size_mean": float(sizes.mean()),
+            "effective_step_size_min": float(sizes.min()),
+            "trace_norm_mean": float(np.mean(self.trace_norms)),
+        }
+        self.__init__()  # type: ignore[misc]
+        return out
+
+
+def _progress_bar(config: Config) -> Any:
+    if not config.progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a core dependency
+        return None
+    return tqdm(total=config.total_steps, unit="step", dynamic_ncols=True, mininterval=1.0,
+                desc=f"{config.algo} {config.env}")
+
+
+def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResult:
+    """Train one agent for ``config.total_steps`` steps and write its run directory."""
+    seed_everything(config.seed, config.threads)
+    env = make_env(config)
+    agent = AGENTS[config.algo](env.observation_space, env.action_space, config)
+    env.action_space.seed(config.seed)
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+    resolved = config.replace(run_dir=str(run_dir))
+    writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard)
+
+    returns: list[float] = []
+    lengths: list[int] = []
+    recent = deque(maxlen=20)
+    stats = _IntervalStats()
+    bar = _progress_bar(config)
+    stopped_early = False
+    status = "failed"
+    start = interval_start = time.perf_counter()
+    interval_steps = 0
+    step = 0
+    try:
+        obs, _ = env.reset(seed=config.seed)
+        for step in range(1, config.total_steps + 1):
+            action = agent.act(obs)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            stats.add(agent.update(obs, action, float(reward), next_obs, terminated, truncated))
+            obs = next_obs
+            if terminated or truncated:
+                episode_return = float(info["episode"]["r"])
+                episode_length = int(info["episode"]["l"])
+                returns.append(episode_return)
+                lengths.append(episode_length)
+                recent.append(episode_return)
+                writer.episode(step, episode_return, episode_length, time.perf_counter() - start)
+                obs, _ = env.reset()
+                if on_episode is not None and on_episode(step, episode_return, episode_length):
+                    stopped_early = True
+                    break
+            if step % config.log_interval == 0:
+                now = time.perf_counter()
+                sps = (step - interval_steps) / max(now - interval_start, 1e-9)
+                interval_start, interval_steps = now, step
+                recent_return = float(np.mean(recent)) if recent else float("nan")
+                writer.metric({"step": step, "episodes": len(returns), "recent_return": recent_return,
+                               "steps_per_second": sps, **stats.summarize()})
+                if bar is not None:
+                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+            if bar is not None and step % 1000 == 0:
+                bar.update(1000)
+        status = "stopped_early" if stopped_early else "finished"
+    finally:
+        elapsed = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        writer.summary({
+            "status": status,
+            "steps": step,
+            "episodes": len(returns),
+            "wall_time": round(elapsed, 3),
+            "steps_per_second": step / max(elapsed, 1e-9),
+            "final_mean_return_last_10": float(np.mean(returns[-10:])) if returns else None,
+        })
+        writer.close()
+        env.close()
+    return RunResult(run_dir, step, returns, lengths, stopped_early, agent)

@@ -1,0 +1,209 @@
+"""The paper's streaming normalizers as gymnasium 1.x wrappers (PAPER §1.5–1.7).
+
+gymnasium's own NormalizeObservation/NormalizeReward differ (a prior count, biased
+variance, float32 statistics, returns reset only on ``terminated``), so streamx has its own.
+Every stateful wrapper has ``state_dict()``/``load_state_dict()`` and a ``frozen`` switch
+(frozen: statistics are used but no longer updated, e.g. for evaluation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from streamx.errors import EnvironmentFault
+
+__all__ = [
+    "AddTimeFeature",
+    "CheckFinite",
+    "NormalizeObservation",
+    "RunningMeanStd",
+    "ScaleReward",
+    "find_wrapper",
+    "stateful_wrappers",
+]
+
+
+class RunningMeanStd:
+    """Welford's running mean and UNBIASED variance, elementwise, in float64 (PAPER §1.5).
+
+    The first sample sets the mean; the variance is 1 until two samples were seen.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.count = 0
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self._sum_sq_dev = np.zeros(shape, dtype=np.float64)
+
+    @property
+    def var(self) -> np.ndarray:
+        if self.count < 2:
+            return np.ones_like(self.mean)
+        return self._sum_sq_dev / (self.count - 1)
+
+    def update(self, x: np.ndarray | float) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        self.count += 1
+        if self.count == 1:
+            self.mean = x.copy() if x.ndim else np.array(x)
+            self._sum_sq_dev = np.zeros_like(self.mean)
+            return
+        deviation = x - self.mean
+        self.mean = self.mean + deviation / self.count
+        self._sum_sq_dev = self._sum_sq_dev + deviation * (x - self.mean)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean.copy(), "sum_sq_dev": self._sum_sq_dev.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self._sum_sq_dev = np.array(state["sum_sq_dev"], dtype=np.float64)
+
+
+def _float_box(space: gym.spaces.Space) -> gym.spaces.Box:
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"expected a Box observation space, got {space}")
+    return gym.spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=np.float32)
+
+
+class NormalizeObservation(gym.ObservationWrapper):
+    """``(o − μ) / √(σ² + ε)`` with Welford statistics updated by every observation (reset
+    observations included) *before* it is normalized. No clipping. Output float32."""
+
+    def __init__(self, env: gym.Env, epsilon: float = 1e-8, frozen: bool = False):
+        super().__init__(env)
+        self.observation_space = _float_box(env.observation_space)
+        self.stats = RunningMeanStd(env.observation_space.shape)
+        self.epsilon = epsilon
+        self.frozen = frozen
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if not self.frozen:
+            self.stats.update(observation)
+        normalized = (observation - self.stats.mean) / np.sqrt(self.stats.var + self.epsilon)
+        return normalized.astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+
+
+class ScaleReward(gym.Wrapper):
+    """Divide rewards by the running standard deviation of a discounted return trace
+    (PAPER §1.6).
+
+    ``u ← γ(1 − done)u + r`` with ``done`` this step's terminated-or-truncated flag, Welford
+    statistics of ``u`` updated every step, reward ``r / √(Var[u] + ε)``. No mean
+    subtraction, no clipping.
+    """
+
+    def __init__(self, env: gym.Env, gamma: float = 0.99, epsilon: float = 1e-8, frozen: bool = False):
+        super().__init__(env)
+        self.gamma = gamma
+        self.epsilon = epsilon
+        self.frozen = frozen
+        self.stats = RunningMeanStd(())
+        self.return_trace = 0.0
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated or truncated
+        self.return_trace = self.gamma * (1.0 - float(done)) * self.return_trace + float(reward)
+        if not self.frozen:
+            self.stats.update(self.return_trace)
+        scaled = float(reward) / float(np.sqrt(self.stats.var + self.epsilon))
+        return observation, scaled, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.state_dict(), "return_trace": self.return_trace}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.return_trace = float(state["return_trace"])
+
+
+class AddTimeFeature(gym.Wrapper):
+    """Append ``t/T − 0.5`` to the observation, ``t`` = steps since reset (PAPER §1.7)."""
+
+    def __init__(self, env: gym.Env, time_limit: int):
+        super().__init__(env)
+        if time_limit <= 0:
+            raise ValueError(f"time_limit must be positive, got {time_limit}")
+        space = env.observation_space
+        low = np.append(np.asarray(space.low, dtype=np.float32).reshape(-1), np.float32(-0.5))
+        high = np.append(np.asarray(space.high, dtype=np.float32).reshape(-1), np.float32(0.5))
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.time_limit = time_limit
+        self.elapsed_steps = 0
+
+    def _with_time(self, observation: np.ndarray) -> np.ndarray:
+        feature = self.elapsed_steps / self.time_limit - 0.5
+        return np.append(np.asarray(observation, dtype=np.float32).reshape(-1), np.float32(feature))
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        self.elapsed_steps = 0
+        return self._with_time(observation), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.elapsed_steps += 1
+        return self._with_time(observation), reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed_steps": self.elapsed_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.elapsed_steps = int(state["elapsed_steps"])
+
+
+class CheckFinite(gym.Wrapper):
+    """Stop with a clear message when the environment emits a NaN/inf observation or reward."""
+
+    def _check(self, observation: Any, reward: float | None = None) -> None:
+        if isinstance(observation, np.ndarray) and observation.dtype.kind == "f" and not np.isfinite(observation).all():
+            raise EnvironmentFault(
+                f"environment {self.spec.id if self.spec else self.env} returned a non-finite observation "
+                f"({observation}); fix the environment or its action inputs — learning cannot continue"
+            )
+        if reward is not None and not np.isfinite(reward):
+            raise EnvironmentFault(
+                f"environment {self.spec.id if self.spec else self.env} returned a non-finite reward ({reward}); "
+                "fix the environment — learning cannot continue"
+            )
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        self._check(observation)
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._check(observation, float(reward))
+        return observation, reward, terminated, truncated, info
+
+
+def stateful_wrappers(env: gym.Env) -> dict[str, Any]:
+    """The wrappers in ``env``'s stack that carry state (name → wrapper), outermost first."""
+    found: dict[str, Any] = {}
+    current: Any = env
+    while isinstance(current, gym.Wrapper):
+        if hasattr(current, "state_dict") and type(current).__name__ not in found:
+            found[type(current).__name__] = current
+        current = current.env
+    return found
+
+
+def find_wrapper(env: gym.Env, wrapper_type: type) -> Any | None:
+    """The outermost wrapper of ``wrapper_type`` in ``env``'s stack, or None."""
+    current: Any = env
+    while isinstance(current, gym.Wrapper):
+        if isinstance(current, wrapper_type):
+            return current
+        current = current.env
+    return None
