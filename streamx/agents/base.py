@@ -12,6 +12,7 @@ An agent sees one transition at a time::
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -154,7 +155,8 @@ class StreamAgent(ABC):
         for name, net in self._networks.items():
             net.load_state_dict(state["networks"][name])
         for name, opt in self._optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            # torch keeps the given state tensors as they are: copy, so two agents never share traces
+            opt.load_state_dict(copy.deepcopy(state["optimizers"][name]))
         self.num_updates = int(state["num_updates"])
         self.torch_generator.set_state(state["torch_generator"])
         self.np_random.bit_generator.state = _np_rng_from_state(state["np_random"])

@@ -1,0 +1,103 @@
+"""ObGD, AdaptiveObGD and traced SGD against hand-computed examples (PAPER §1.1–1.2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamx.errors import ConfigError
+from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
+
+
+def _params():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    b = torch.nn.Parameter(torch.tensor([0.5]))
+    return w, b
+
+
+def _step(optimizer, params, grads, td_error, reset=False):
+    for p, g in zip(params, grads):
+        p.grad = torch.tensor(g)
+    return optimizer.step(td_error, reset=reset)
+
+
+def test_obgd_hand_computed_three_steps_with_clipping_and_reset():
+    w, b = _params()
+    opt = ObGD([w, b], lr=1.0, gamma=0.5, lamda=0.5, kappa=2.0)  # γλ = 0.25
+    # Step 1: z = g = ([1, 2], [1]); ‖z‖₁ = 4 over BOTH tensors; δ = 3 → δ̄ = 3;
+    # M = 1·2·3·4 = 24 > 1 → α̂ = 1/24; w += α̂ δ z = z/8. Then reset.
+    alpha_hat = _step(opt, [w, b], [[1.0, 2.0], [1.0]], 3.0, reset=True)
+    assert alpha_hat.item() == pytest.approx(1 / 24)
+    assert opt.trace_norm.item() == pytest.approx(4.0)
+    assert w.tolist() == pytest.approx([1.125, -1.75])
+    assert b.tolist() == pytest.approx([0.625])
+    assert opt.state[w]["eligibility_trace"].abs().sum().item() == 0.0  # reset after the update
+    # Step 2: traces were reset, z = g = ([0.1, -0.1], [0.05]); ‖z‖₁ = 0.25; δ = 0.5 → δ̄ = 1;
+    # M = 0.5 ≤ 1 → α̂ = α = 1; w += 0.5 z.
+    alpha_hat = _step(opt, [w, b], [[0.1, -0.1], [0.05]], 0.5)
+    assert alpha_hat.item() == pytest.approx(1.0)
+    assert w.tolist() == pytest.approx([1.175, -1.8])
+    assert b.tolist() == pytest.approx([0.65])
+    # Step 3: g = 0, z = 0.25·z = ([0.025, -0.025], [0.0125]); δ = 2 → M = 1·2·2·0.0625 = 0.25;
+    # α̂ = 1; w += 2 z.
+    alpha_hat = _step(opt, [w, b], [[0.0, 0.0], [0.0]], 2.0)
+    assert alpha_hat.item() == pytest.approx(1.0)
+    assert opt.state[w]["eligibility_trace"].tolist() == pytest.approx([0.025, -0.025])
+    assert w.tolist() == pytest.approx([1.225, -1.85])
+    assert b.tolist() == pytest.approx([0.675])
+
+
+def test_obgd_effective_step_is_global_across_tensors():
+    # The same gradients split over one or two tensors give the same update.
+    w, b = _params()
+    opt_two = ObGD([w, b], lr=1.0, gamma=0.9, lamda=0.8, kappa=2.0)
+    _step(opt_two, [w, b], [[1.0, 2.0], [1.0]], 1.5)
+    joined = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    opt_one = ObGD([joined], lr=1.0, gamma=0.9, lamda=0.8, kappa=2.0)
+    _step(opt_one, [joined], [[1.0, 2.0, 1.0]], 1.5)
+    assert torch.cat([w, b]).tolist() == pytest.approx(joined.tolist())
+
+
+def test_adaptive_obgd_hand_computed_two_steps():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = AdaptiveObGD([w], lr=1.0, gamma=0.5, lamda=0.5, kappa=2.0, beta2=0.5, eps=1e-12)
+    # Step 1: z = 2, δz = 1, v = 0.5, v̂ = 0.5/(1−0.5) = 1, direction = 2, M = 2·1·2 = 4,
+    # α̂ = 0.25, w += 0.25·0.5·2 = 0.25.
+    alpha_hat = _step(opt, [w], [[2.0]], 0.5)
+    assert alpha_hat.item() == pytest.approx(0.25)
+    assert w.item() == pytest.approx(1.25)
+    assert opt.state[w]["second_moment"].item() == pytest.approx(0.5)
+    # Step 2: z = 0.25·2 = 0.5, δz = 0.05, v = 0.25 + 0.5·0.0025 = 0.25125,
+    # v̂ = v/(1 − 0.25) = 0.335, d = 0.5/√0.335, M = 2·d > 1 → α̂ δ d = δ/2 = 0.05.
+    alpha_hat = _step(opt, [w], [[0.0]], 0.1, reset=True)
+    direction = 0.5 / 0.335 ** 0.5
+    assert alpha_hat.item() == pytest.approx(1 / (2 * direction), rel=1e-5)
+    assert w.item() == pytest.approx(1.3, rel=1e-6)
+    assert opt.state[w]["second_moment"].item() == pytest.approx(0.25125)
+    # reset zeroes the trace but keeps the second moment and the count
+    assert opt.state[w]["eligibility_trace"].item() == 0.0
+    assert opt.state[w]["update_count"].item() == 2.0
+
+
+def test_traced_sgd_is_unbounded():
+    w, b = _params()
+    opt = TracedSGD([w, b], lr=0.5, gamma=0.5, lamda=0.5)
+    _step(opt, [w, b], [[1.0, 2.0], [1.0]], 3.0)
+    assert w.tolist() == pytest.approx([1.0 + 1.5, -2.0 + 3.0])  # w += α δ z with no bound
+    assert b.tolist() == pytest.approx([0.5 + 1.5])
+
+
+def test_state_dict_round_trip_keeps_traces():
+    w, b = _params()
+    opt = ObGD([w, b], gamma=0.9, lamda=0.8)
+    _step(opt, [w, b], [[1.0, 2.0], [1.0]], 0.3)
+    w2, b2 = _params()
+    opt2 = ObGD([w2, b2], gamma=0.9, lamda=0.8)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[w2]["eligibility_trace"].tolist() == pytest.approx([1.0, 2.0])
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": -1.0}, {"lamda": 1.5}, {"gamma": -0.1}, {"kappa": 0.0}])
+def test_invalid_hyperparameters_are_rejected(kwargs):
+    with pytest.raises(ConfigError):
+        ObGD([torch.nn.Parameter(torch.zeros(1))], **kwargs)

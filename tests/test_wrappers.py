@@ -1,0 +1,94 @@
+"""The paper's normalizers against numpy and hand-rolled references (PAPER §1.5–1.7)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamx.wrappers import AddTimeFeature, NormalizeObservation, RunningMeanStd, ScaleReward
+
+
+def test_running_mean_std_matches_numpy_unbiased_on_a_stream():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(50, 4))
+    stats = RunningMeanStd((4,))
+    for i, x in enumerate(data):
+        stats.update(x)
+        np.testing.assert_allclose(stats.mean, data[: i + 1].mean(axis=0), rtol=1e-12)
+        expected_var = data[: i + 1].var(axis=0, ddof=1) if i else np.ones(4)
+        np.testing.assert_allclose(stats.var, expected_var, rtol=1e-10)
+
+
+def test_normalize_observation_updates_before_normalizing_including_resets(scripted_env):
+    rng = np.random.default_rng(1)
+    observations = rng.normal(5.0, 3.0, size=(12, 3))
+    env = NormalizeObservation(scripted_env(observations, [0.0] * 11, [None, None, "term"] + [None] * 8))
+    outputs = [env.reset()[0]]
+    for i in range(11):
+        obs = env.step(0)[0]
+        outputs.append(obs)
+        if i == 2:  # the reset observation after an episode end also updates the statistics
+            outputs.append(env.reset()[0])
+            break
+    seen = observations[: len(outputs)]
+    for i, out in enumerate(outputs):
+        mean = seen[: i + 1].mean(axis=0)
+        var = seen[: i + 1].var(axis=0, ddof=1) if i else np.ones(3)
+        np.testing.assert_allclose(out, (seen[i] - mean) / np.sqrt(var + 1e-8), rtol=1e-5, atol=1e-6)
+        assert out.dtype == np.float32
+    np.testing.assert_allclose(outputs[0], 0.0)  # first sample sets the mean
+
+
+def test_normalize_observation_frozen_and_state_dict(scripted_env):
+    obs = np.arange(12, dtype=float).reshape(6, 2)
+    env = NormalizeObservation(scripted_env(obs, [0.0] * 5))
+    env.reset()
+    env.step(0)
+    state = env.state_dict()
+    env.frozen = True
+    env.step(0)
+    assert env.stats.count == 2
+    other = NormalizeObservation(scripted_env(obs, [0.0] * 5))
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.stats.mean, env.stats.mean)
+
+
+def test_scale_reward_hand_computed_two_steps(scripted_env):
+    env = ScaleReward(scripted_env(np.zeros((3, 1)), [1.0, 2.0]), gamma=0.5)
+    env.reset()
+    # u1 = 1, Var = 1 (one sample) → r' = 1/√(1 + 1e-8)
+    assert env.step(0)[1] == pytest.approx(1.0 / np.sqrt(1 + 1e-8))
+    # u2 = 0.5·1 + 2 = 2.5, Var[1, 2.5] (ddof 1) = 1.125 → r' = 2/√1.125
+    assert env.step(0)[1] == pytest.approx(2.0 / np.sqrt(1.125 + 1e-8))
+
+
+def test_scale_reward_matches_hand_rolled_trace_with_episode_ends(scripted_env):
+    rng = np.random.default_rng(2)
+    rewards = rng.normal(size=40).tolist()
+    ends = [None] * 40
+    ends[9], ends[20], ends[31] = "term", "trunc", "term"
+    env = ScaleReward(scripted_env(np.zeros((50, 1)), rewards, ends), gamma=0.9)
+    env.reset()
+    trace, history = 0.0, []
+    for r, end in zip(rewards, ends):
+        _, scaled, terminated, truncated, _ = env.step(0)
+        done = end is not None
+        trace = 0.9 * (1.0 - done) * trace + r  # done is THIS step's flag: u = r on a last step
+        history.append(trace)
+        var = np.var(history, ddof=1) if len(history) > 1 else 1.0
+        assert scaled == pytest.approx(r / np.sqrt(var + 1e-8), rel=1e-9)
+        if done:
+            env.reset()
+
+
+def test_time_feature_runs_from_minus_half_and_resets(scripted_env):
+    ends = [None, None, "trunc", None]
+    env = AddTimeFeature(scripted_env(np.ones((6, 2)), [0.0] * 4, ends), time_limit=4)
+    assert env.observation_space.shape == (3,)
+    obs, _ = env.reset()
+    features = [obs[-1]]
+    for _ in range(3):
+        features.append(env.step(0)[0][-1])
+    assert features == pytest.approx([-0.5, -0.25, 0.0, 0.25])
+    assert env.reset()[0][-1] == pytest.approx(-0.5)
+    assert env.step(0)[0][-1] == pytest.approx(-0.25)
