@@ -27,7 +27,7 @@ ALGORITHMS = ("stream_td", "stream_q", "stream_sarsa", "stream_ac")
 OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best here
+def _f(default: Any, help: str) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
@@ -158,7 +158,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix its syntax") from None
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML ({first_line}); fix its syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -71,7 +71,7 @@ def test_scale_reward_matches_hand_rolled_trace_with_episode_ends(scripted_env):
     env.reset()
     trace, history = 0.0, []
     for r, end in zip(rewards, ends):
-        _, scaled, terminated, truncated, _ = env.step(0)
+        scaled = env.step(0)[1]
         done = end is not None
         trace = 0.9 * (1.0 - done) * trace + r  # done is THIS step's flag: u = r on a last step
         history.append(trace)

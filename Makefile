@@ -1,0 +1,29 @@
+# Set-up and common tasks. Every target creates ./.venv on first use (torch CPU build first).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup train test test-slow lint
+
+$(BIN)/streamx: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/streamx
+
+# A real training job: Stream AC(λ) on Hopper-v5 for 100k steps (run dir printed at the end).
+train: setup
+	$(BIN)/streamx train stream_ac --env Hopper-v5 --steps 100000
+
+# The default test suite (unit + short integration tests; no learning tests).
+test: setup
+	$(BIN)/python -m pytest -q
+
+# Learning tests (minutes): agents must learn CartPole-v1 within 100k steps.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow -n 2
+
+lint: setup
+	$(BIN)/ruff check streamx tests benchmarks experiments
