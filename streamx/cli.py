@@ -19,10 +19,20 @@ __all__ = ["main"]
 _FIXED = {"env", "seed", "total_steps", "run_dir", "algo"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one ``streamx: error:`` line, no abbreviations."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
 def _train_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:<24} {help_text} [default: {default}]" for name, help_text, default in field_help()
              if name not in _FIXED]
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamx train",
         description="Train one stream-x agent and write its run directory.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -80,7 +90,7 @@ def _train(argv: Sequence[str]) -> int:
 def _envs(argv: Sequence[str]) -> int:
     from streamx.envs import SUITES
 
-    argparse.ArgumentParser(prog="streamx envs", description="List environment suites.").parse_args(argv)
+    _Parser(prog="streamx envs", description="List environment suites.").parse_args(argv)
     for suite in SUITES.values():
         ids = ", ".join(suite.example_ids) or "any registered id"
         print(f"{suite.name:<8} {suite.description}\n         e.g. {ids}")

@@ -72,7 +72,8 @@ class Config:
     )
 
     # --- environment ---------------------------------------------------------------------
-    max_episode_steps: int | None = _f(None, "Episode time limit; None keeps the suite's (classic control: 10000).")
+    max_episode_steps: int | None = _f(
+        None, "Episode time limit; None = gymnasium's registered limit (classic control defaults to 10000).")
     env_kwargs: dict[str, Any] = _f({}, "Extra keyword arguments for gymnasium.make.")
 
     # --- logging and execution -------------------------------------------------------------
@@ -128,7 +129,9 @@ class Config:
         for key, value in values.items():
             name = str(key).replace("-", "_")
             if name not in fields:
-                raise ConfigError(_unknown(f"key in {source}", str(key), fields) + "; see `streamx train --help`")
+                close = difflib.get_close_matches(name, list(fields), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"unknown key '{key}' in {source}{hint}; `streamx train --help` lists every key")
             kwargs[name] = _coerce(name, value, _field_types()[name], source)
         return cls(**kwargs)
 

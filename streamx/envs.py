@@ -17,7 +17,7 @@ import numpy as np
 
 from streamx.config import Config
 from streamx.errors import ConfigError
-from streamx.wrappers import AddTimeFeature, CheckFinite, NormalizeObservation, ScaleReward
+from streamx.wrappers import AddTimeFeature, CheckFinite, ClipAction, NormalizeObservation, ScaleReward
 
 __all__ = ["SUITES", "Suite", "make_env", "suite_defaults", "suite_of"]
 
@@ -107,7 +107,7 @@ def make_env(config: Config) -> gym.Env:
             env = gym.wrappers.FlattenObservation(env)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if isinstance(env.action_space, gym.spaces.Box):
-        env = gym.wrappers.ClipAction(env)
+        env = ClipAction(env)
     if config.reward_scaling:
         env = ScaleReward(env, gamma=config.gamma)
     if config.obs_normalization:
@@ -115,6 +115,11 @@ def make_env(config: Config) -> gym.Env:
     elif env.observation_space.dtype != np.float32:
         env = gym.wrappers.DtypeObservation(env, np.float32)
     if config.time_feature:
+        if len(env.observation_space.shape) != 1:
+            raise ConfigError(
+                f"the time feature appends to vector observations, but '{config.env}' has observations of "
+                f"shape {env.observation_space.shape}; set time_feature=false"
+            )
         time_limit = env.spec.max_episode_steps if env.spec is not None else None
         if not time_limit:
             raise ConfigError(

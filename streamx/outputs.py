@@ -38,6 +38,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,7 +87,7 @@ class RunWriter:
             raise ConfigError(
                 f"run directory {self.run_dir} is not writable ({exc.strerror}); choose another with --run-dir"
             ) from None
-        if (self.run_dir / "episodes.csv").exists():
+        if (self.run_dir / "episodes.csv").exists() or (self.run_dir / "config.json").exists():
             raise ConfigError(
                 f"run directory {self.run_dir} already holds a run; choose a new --run-dir "
                 "(results are never overwritten)"

@@ -51,8 +51,9 @@ def resolve_config(algo: str, env: str, preset: str | Path | None = None,
     if preset is not None:
         values.update(load_yaml(preset))
         values.update({"algo": algo, "env": env})
+        Config.from_dict(values, source=f"config file {preset}")  # name the file in any error
     values.update(overrides or {})
-    return Config.from_dict(values, source="the command line" if overrides else "config")
+    return Config.from_dict(values, source="the overrides")
 
 
 def default_run_dir(config: Config) -> Path:
@@ -71,27 +72,33 @@ def seed_everything(seed: int, threads: int = 1) -> None:
 class _IntervalStats:
     """Per-step diagnostics kept as plain floats and summarized every log interval."""
 
-    def __init__(self) -> None:
-        self.td_errors: list[float] = []
-        self.step_sizes: list[float] = []
-        self.trace_norms: list[float] = []
+    def __init__(self, extra_metrics: tuple[str, ...]):
+        self.keys = ("td_error", "effective_step_size", "trace_norm", *extra_metrics)
+        self.extra_metrics = extra_metrics
+        self.values: dict[str, list[float]] = {key: [] for key in self.keys}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f"{key}_mean" for key in self.extra_metrics)
+
+    def __len__(self) -> int:
+        return len(self.values["td_error"])
 
     def add(self, metrics: Mapping[str, float]) -> None:
-        self.td_errors.append(metrics["td_error"])
-        self.step_sizes.append(metrics["effective_step_size"])
-        self.trace_norms.append(metrics["trace_norm"])
+        for key in self.keys:
+            self.values[key].append(metrics[key])
 
     def summarize(self) -> dict[str, float]:
-        td = np.asarray(self.td_errors)
-        sizes = np.asarray(self.step_sizes)
+        v = {key: np.asarray(values) for key, values in self.values.items()}
         out = {
-            "td_error_abs_mean": float(np.abs(td).mean()),
-            "td_error_rms": float(np.sqrt((td ** 2).mean())),
-            "effective_step_size_mean": float(sizes.mean()),
-            "effective_step_size_min": float(sizes.min()),
-            "trace_norm_mean": float(np.mean(self.trace_norms)),
+            "td_error_abs_mean": float(np.abs(v["td_error"]).mean()),
+            "td_error_rms": float(np.sqrt((v["td_error"] ** 2).mean())),
+            "effective_step_size_mean": float(v["effective_step_size"].mean()),
+            "effective_step_size_min": float(v["effective_step_size"].min()),
+            "trace_norm_mean": float(v["trace_norm"].mean()),
+            **{f"{key}_mean": float(v[key].mean()) for key in self.extra_metrics},
         }
-        self.__init__()  # type: ignore[misc]
+        self.values = {key: [] for key in self.keys}
         return out
 
 
@@ -114,18 +121,30 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
     env.action_space.seed(config.seed)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
     resolved = config.replace(run_dir=str(run_dir))
-    writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard)
+    stats = _IntervalStats(agent.extra_metrics)
+    writer = RunWriter(run_dir, resolved.to_dict(), extra_fields=stats.fields, tensorboard=config.tensorboard)
 
     returns: list[float] = []
     lengths: list[int] = []
-    recent = deque(maxlen=20)
-    stats = _IntervalStats()
+    recent: deque[float] = deque(maxlen=20)
     bar = _progress_bar(config)
     stopped_early = False
     status = "failed"
     start = interval_start = time.perf_counter()
     interval_steps = 0
     step = 0
+
+    def log_metrics() -> None:
+        nonlocal interval_start, interval_steps
+        now = time.perf_counter()
+        sps = (step - interval_steps) / max(now - interval_start, 1e-9)
+        interval_start, interval_steps = now, step
+        recent_return = float(np.mean(recent)) if recent else float("nan")
+        writer.metric({"step": step, "episodes": len(returns), "recent_return": recent_return,
+                       "steps_per_second": sps, **stats.summarize()})
+        if bar is not None:
+            bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+
     try:
         obs, _ = env.reset(seed=config.seed)
         for step in range(1, config.total_steps + 1):
@@ -145,16 +164,11 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
                     stopped_early = True
                     break
             if step % config.log_interval == 0:
-                now = time.perf_counter()
-                sps = (step - interval_steps) / max(now - interval_start, 1e-9)
-                interval_start, interval_steps = now, step
-                recent_return = float(np.mean(recent)) if recent else float("nan")
-                writer.metric({"step": step, "episodes": len(returns), "recent_return": recent_return,
-                               "steps_per_second": sps, **stats.summarize()})
-                if bar is not None:
-                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+                log_metrics()
             if bar is not None and step % 1000 == 0:
                 bar.update(1000)
+        if len(stats):
+            log_metrics()  # the last, partial interval
         status = "stopped_early" if stopped_early else "finished"
     finally:
         elapsed = time.perf_counter() - start

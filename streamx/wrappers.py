@@ -18,6 +18,7 @@ from streamx.errors import EnvironmentFault
 __all__ = [
     "AddTimeFeature",
     "CheckFinite",
+    "ClipAction",
     "NormalizeObservation",
     "RunningMeanStd",
     "ScaleReward",
@@ -160,6 +161,18 @@ class AddTimeFeature(gym.Wrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.elapsed_steps = int(state["elapsed_steps"])
+
+
+class ClipAction(gym.ActionWrapper):
+    """Clip continuous actions to the space's bounds before the environment sees them.
+
+    Unlike gymnasium's ClipAction, the advertised action space keeps its real bounds, so
+    agents and error messages see them; the unsquashed Gaussian policy may still propose
+    actions outside them (PAPER §2).
+    """
+
+    def action(self, action: Any) -> np.ndarray:
+        return np.clip(action, self.action_space.low, self.action_space.high)
 
 
 class CheckFinite(gym.Wrapper):

@@ -182,7 +182,7 @@ def test_config_is_validated():
         Config(lamda=1.5)
     with pytest.raises(ConfigError, match="unknown algorithm 'stream_qq'.*did you mean 'stream_q'"):
         Config(algo="stream_qq")
-    with pytest.raises(ConfigError, match="unknown key.*'lrr'.*did you mean 'lr'"):
+    with pytest.raises(ConfigError, match="unknown key 'lrr' in config.*did you mean 'lr'"):
         Config.from_dict({"lrr": 0.1})
     with pytest.raises(ConfigError, match="wrong type"):
         Config.from_dict({"lr": "fast"})

@@ -10,7 +10,7 @@ the paper's settings: first such episode at ≈21–22k steps (Stream Q, seeds 0
 Calibration (streamx, `python experiments/cartpole_learning.py`, seeds 0–4, this machine):
     stream_q      14,455 / 20,203 / 24,617 / 24,633 / 21,046 steps
     stream_sarsa  17,306 / 29,183 / 10,408 / 22,739 / 17,021 steps
-    stream_ac     see docs/results.md
+    stream_ac     14,387 / 20,218 / 14,850 / 11,636 / 10,601 steps
 so 100k steps leaves a wide margin while still failing an agent that does not learn.
 """
 

@@ -58,8 +58,10 @@ def test_run_directory_contents(tmp_path):
     assert sum(int(r["length"]) for r in episodes) <= 2500
     assert [float(r["return"]) for r in episodes] == result.episode_returns
     metrics = read_csv(run_dir / "metrics.csv")
-    assert [int(r["step"]) for r in metrics] == [1000, 2000]
+    assert [int(r["step"]) for r in metrics] == [1000, 2000, 2500]  # the last, partial interval too
     assert all(0 < float(r["effective_step_size_mean"]) <= 1.0 for r in metrics)
+    assert all(0 < float(r["policy_effective_step_size_mean"]) <= 1.0 for r in metrics)
+    assert all(float(r["entropy_mean"]) > 0 for r in metrics)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 2500
 
@@ -105,6 +107,8 @@ def _cli(*args, cwd=None):
     (["train", "stream_ac", "--env", "CartPole-v1", "--lr", "-0.1"], "lr=-0.1 must be >= 0"),
     (["train", "stream_ac", "--env", "CartPole-v1", "lrr=0.1"], "unknown key"),
     (["train", "stream_ac", "--env", "CartPole-v1", "--config", "missing.yaml"], "cannot read config file"),
+    (["train", "stream_ac"], "the following arguments are required: --env"),
+    (["train", "stream_ac", "--env", "CartPole-v1", "--ste", "5"], "unknown key 'ste' in the overrides"),
 ])
 def test_bad_input_gets_one_clear_line(tmp_path, args, message):
     result = _cli(*args, "--run-dir", str(tmp_path / "r"), cwd=tmp_path)
@@ -131,3 +135,12 @@ def test_cli_default_run_dir_and_help(tmp_path):
     assert run_dir.name.startswith("stream_q__CartPole-v1__0__")
     help_text = _cli("train", "--help").stdout
     assert "kappa_policy" in help_text and "Entropy coefficient" in help_text
+
+
+def test_readme_python_example_runs():
+    import re
+
+    code = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    namespace: dict = {}
+    exec(code.replace("50_000", "500"), namespace)
+    assert set(namespace["metrics"]) >= {"td_error", "effective_step_size", "trace_norm"}

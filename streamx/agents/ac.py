@@ -87,12 +87,13 @@ def _hidden_width(trunk: nn.Module, observation_space: gym.spaces.Space) -> int:
 
 class StreamAC(StreamAgent):
     algo = "stream_ac"
+    extra_metrics = ("policy_effective_step_size", "policy_trace_norm", "entropy")
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
         super().__init__(observation_space, action_space, config)
         self.critic = build_network(observation_space, 1, config)
-        trunk = build_network(observation_space, None, config)
+        trunk = build_network(observation_space, None, config, initialize=False)  # init with the heads below
         features = _hidden_width(trunk, observation_space)
         if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
             self.continuous = True

@@ -20,6 +20,8 @@ __all__ = ["ActionValueAgent"]
 class ActionValueAgent(StreamAgent):
     """ε-greedy control with one action-value network ``Q(s, ·)`` and ObGD (κ = kappa_value)."""
 
+    extra_metrics = ("epsilon",)
+
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
         super().__init__(observation_space, action_space, config)

@@ -29,7 +29,8 @@ from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 __all__ = ["StreamAgent", "build_network", "td_target_mask"]
 
 
-def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config) -> nn.Sequential:
+def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config,
+                  initialize: bool = True) -> nn.Sequential:
     """The paper's network for this observation shape (PAPER §3), initialized per config.
 
     1-D observations get an MLP of ``config.hidden_sizes``; ``(C, 84, 84)`` images the Atari
@@ -49,7 +50,7 @@ def build_network(observation_space: gym.spaces.Space, out_features: int | None,
             f"no standard network for observations of shape {shape}; flatten them (1-D) or use "
             "channels-first images (C, H, W)"
         )
-    return init_network(net, sparse=config.sparse_init, sparsity=config.sparsity)
+    return init_network(net, sparse=config.sparse_init, sparsity=config.sparsity) if initialize else net
 
 
 def td_target_mask(terminated: bool, truncated: bool, config: Config) -> float:
@@ -72,6 +73,8 @@ class StreamAgent(ABC):
     """
 
     algo: str = ""
+    extra_metrics: tuple[str, ...] = ()
+    """Keys ``update`` returns beyond td_error/effective_step_size/trace_norm (logged as means)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):

@@ -25,8 +25,8 @@ class StreamSARSA(ActionValueAgent):
         self._next_action: int | None = None
 
     def act(self, obs: Any, deterministic: bool = False) -> int:
-        if self._next_action is not None and not deterministic:
-            action, self._next_action = self._next_action, None
+        action, self._next_action = self._next_action, None  # a pending a' is used once or dropped
+        if action is not None and not deterministic:
             return action
         return super().act(obs, deterministic)
 

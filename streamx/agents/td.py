@@ -20,6 +20,7 @@ __all__ = ["StreamTD"]
 
 class StreamTD(StreamAgent):
     algo = "stream_td"
+    extra_metrics = ("prediction",)
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
