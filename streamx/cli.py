@@ -92,8 +92,14 @@ def _envs(argv: Sequence[str]) -> int:
 
     _Parser(prog="streamx envs", description="List environment suites.").parse_args(argv)
     for suite in SUITES.values():
-        ids = ", ".join(suite.example_ids) or "any registered id"
-        print(f"{suite.name:<8} {suite.description}\n         e.g. {ids}")
+        ids = ", ".join(suite.example_ids) or "any registered gymnasium id"
+        if suite.extra is None:
+            status = "installed"
+        elif suite.installed:
+            status = f"installed (extra '{suite.extra}')"
+        else:
+            status = f"not installed: pip install 'streamx[{suite.extra}]'"
+        print(f"{suite.name:<8} {status}\n         {suite.description}\n         e.g. {ids}")
     return 0
 
 

@@ -1,14 +1,21 @@
 """Environment factory: one entry per suite, with the paper's wrapper order (PAPER §4).
 
-Vector suites (classic control, MuJoCo, any gymnasium env with Box observations):
+Vector suites (classic control, MuJoCo, DM Control, any gymnasium env with Box observations):
 flatten obs → record episode stats (raw return) → clip action (continuous) → reward scaling
-→ obs normalization → time feature. A finiteness check sits innermost, so a NaN/inf from
-the simulator stops the run with a clear message instead of poisoning the weights.
+→ obs normalization → time feature. A finiteness check sits innermost, so a NaN/inf from the
+simulator stops the run with a clear message instead of poisoning the weights.
+
+Atari (``streamx.atari``), MinAtar (channels first) and the ETT prediction task
+(``streamx.ett``) have their own stacks. Optional suites live behind extras; asking for one
+that is not installed gives one line naming the extra.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +24,14 @@ import numpy as np
 
 from streamx.config import Config
 from streamx.errors import ConfigError
-from streamx.wrappers import AddTimeFeature, CheckFinite, ClipAction, NormalizeObservation, ScaleReward
+from streamx.wrappers import (
+    AddTimeFeature,
+    ChannelsFirst,
+    CheckFinite,
+    ClipAction,
+    NormalizeObservation,
+    ScaleReward,
+)
 
 __all__ = ["SUITES", "Suite", "make_env", "suite_defaults", "suite_of"]
 
@@ -30,7 +44,24 @@ class Suite:
     description: str
     example_ids: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
+    algo_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: str | None = None
+    """pip extra that installs the suite (None: always available)."""
+    requires: str | None = None
+    """module whose presence means the extra is installed."""
+    id_prefixes: tuple[str, ...] = ()
+    id_suffixes: tuple[str, ...] = ()
 
+    def matches(self, env_id: str) -> bool:
+        return (bool(self.id_prefixes) and env_id.startswith(self.id_prefixes)) or (
+            bool(self.id_suffixes) and env_id.endswith(self.id_suffixes))
+
+    @property
+    def installed(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+_IMAGE_DEFAULTS = {"time_feature": False, "total_steps": 10_000_000, "exploration_fraction": 0.05}
 
 SUITES: dict[str, Suite] = {
     "classic": Suite(
@@ -42,9 +73,42 @@ SUITES: dict[str, Suite] = {
     ),
     "mujoco": Suite(
         "mujoco",
-        "gymnasium MuJoCo (extra 'mujoco'); MLP 128-128, 2M-step budget",
+        "gymnasium MuJoCo; MLP 128-128, 2M-step budget",
         ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"),
         {"hidden_sizes": [128, 128], "total_steps": 2_000_000},
+        extra="mujoco", requires="mujoco",
+    ),
+    "dmc": Suite(
+        "dmc",
+        "DeepMind Control through shimmy, flattened observations; MLP 128-128, T=1000, 2M steps",
+        ("dm_control/dog-stand-v0", "dm_control/cheetah-run-v0", "dm_control/walker-walk-v0",
+         "dm_control/humanoid-walk-v0"),
+        {"hidden_sizes": [128, 128], "total_steps": 2_000_000, "max_episode_steps": 1000},
+        extra="dmc", requires="shimmy", id_prefixes=("dm_control/",),
+    ),
+    "atari": Suite(
+        "atari",
+        "Atari 2600 through ale-py with the paper's preprocessing (84x84x4, episodic life); conv net",
+        ("BreakoutNoFrameskip-v4", "ALE/Enduro-v5", "Pong"),
+        dict(_IMAGE_DEFAULTS),
+        extra="atari", requires="ale_py", id_prefixes=("ALE/",), id_suffixes=("NoFrameskip-v4",),
+    ),
+    "minatar": Suite(
+        "minatar",
+        "MinAtar (GPL-3.0, optional), channels first; conv net 16-3x3 + FC 128",
+        ("MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/Freeway-v1", "MinAtar/Seaquest-v1",
+         "MinAtar/SpaceInvaders-v1"),
+        dict(_IMAGE_DEFAULTS),
+        algo_defaults={"stream_q": {"total_steps": 5_000_000, "exploration_fraction": 0.2}},
+        extra="minatar", requires="minatar", id_prefixes=("MinAtar/",),
+    ),
+    "ett": Suite(
+        "ett",
+        "ETT electricity-transformer prediction task for stream_td (gamma=lambda=0.9, one pass)",
+        ("streamx/ETTm2-v0", "streamx/ETTh1-v0", "streamx/ETTh2-v0", "streamx/ETTm1-v0"),
+        {"gamma": 0.9, "lamda": 0.9, "reward_scaling": False, "time_feature": False, "hidden_sizes": [128, 128],
+         "total_steps": 100_000_000},
+        id_prefixes=("streamx/ETT",),
     ),
     "gym": Suite(
         "gym",
@@ -55,34 +119,76 @@ SUITES: dict[str, Suite] = {
 }
 
 
-def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown environment id '{env_id}'.{hint} Run `streamx envs` to list the available ids"
-        ) from None
+def _register_plugin_envs(suite: Suite) -> None:
+    """gymnasium 1.x does not auto-register plugin envs: do it before gym.spec/make."""
+    if not suite.installed:
+        raise ConfigError(f"the {suite.name} suite needs an optional extra that is not installed: "
+                          f"pip install 'streamx[{suite.extra}]'")
+    if suite.name == "dmc":
+        import shimmy
+
+        gym.register_envs(shimmy)
+    elif suite.name == "atari":
+        import ale_py
+
+        gym.register_envs(ale_py)
+    elif suite.name == "minatar":
+        from minatar.gym import register_envs
+
+        if not any(key.startswith("MinAtar/") for key in gym.registry):
+            register_envs()
+    elif suite.name == "ett":
+        from streamx.ett import register_ett_envs
+
+        register_ett_envs()
+
+
+def _unknown_env(env_id: str) -> ConfigError:
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown environment id '{env_id}'.{hint} Run `streamx envs` to list the available ids")
 
 
 def suite_of(env_id: str) -> str:
-    """The suite an environment id belongs to (raises ConfigError for unknown ids)."""
-    entry_point = str(_spec(env_id).entry_point)
+    """The suite an environment id belongs to (ConfigError for unknown ids or missing extras)."""
+    for suite in SUITES.values():
+        if suite.matches(env_id):
+            _register_plugin_envs(suite)
+            if suite.name == "atari":
+                from streamx.atari import resolve_atari_id
+
+                resolve_atari_id(env_id)  # raises a clear error for unknown games
+                return suite.name
+            if env_id not in gym.registry:
+                raise _unknown_env(env_id)
+            return suite.name
+    if env_id not in gym.registry and SUITES["atari"].installed:
+        from streamx.atari import is_atari_game_name
+
+        if is_atari_game_name(env_id):
+            _register_plugin_envs(SUITES["atari"])
+            return "atari"  # a bare game name such as "Breakout"
+    try:
+        entry_point = str(gym.spec(env_id).entry_point)
+    except gym.error.Error:
+        raise _unknown_env(env_id) from None
     if entry_point.startswith("gymnasium.envs.classic_control"):
         return "classic"
     if entry_point.startswith("gymnasium.envs.mujoco"):
+        if not SUITES["mujoco"].installed:
+            raise ConfigError(f"'{env_id}' needs MuJoCo, which is not installed: pip install 'streamx[mujoco]'")
         return "mujoco"
     return "gym"
 
 
-def suite_defaults(env_id: str) -> dict[str, Any]:
-    """Config values the suite of ``env_id`` sets before presets and overrides."""
-    return dict(SUITES[suite_of(env_id)].defaults)
+def suite_defaults(env_id: str, algo: str | None = None) -> dict[str, Any]:
+    """Config values the suite of ``env_id`` sets (for ``algo``) before presets and overrides."""
+    suite = SUITES[suite_of(env_id)]
+    return {**suite.defaults, **suite.algo_defaults.get(algo or "", {})}
 
 
-def _make_raw(config: Config) -> gym.Env:
-    kwargs = dict(config.env_kwargs)
+def _make_raw(config: Config, **extra: Any) -> gym.Env:
+    kwargs = {**config.env_kwargs, **extra}
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
     try:
@@ -96,15 +202,10 @@ def _make_raw(config: Config) -> gym.Env:
         raise ConfigError(f"environment '{config.env}' rejected env_kwargs {kwargs}: {exc}") from None
 
 
-def make_env(config: Config) -> gym.Env:
-    """Build the wrapped environment for ``config`` (not yet reset or seeded)."""
-    suite_of(config.env)  # a clear error for unknown ids before gym.make tries
-    env = CheckFinite(_make_raw(config))
-    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-        if isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 3:
-            pass  # images go to the conv nets as they are
-        else:
-            env = gym.wrappers.FlattenObservation(env)
+def _vector_env(config: Config) -> gym.Env:
+    env: gym.Env = CheckFinite(_make_raw(config))
+    if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
+        env = gym.wrappers.FlattenObservation(env)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipAction(env)
@@ -115,11 +216,6 @@ def make_env(config: Config) -> gym.Env:
     elif env.observation_space.dtype != np.float32:
         env = gym.wrappers.DtypeObservation(env, np.float32)
     if config.time_feature:
-        if len(env.observation_space.shape) != 1:
-            raise ConfigError(
-                f"the time feature appends to vector observations, but '{config.env}' has observations of "
-                f"shape {env.observation_space.shape}; set time_feature=false"
-            )
         time_limit = env.spec.max_episode_steps if env.spec is not None else None
         if not time_limit:
             raise ConfigError(
@@ -128,3 +224,42 @@ def make_env(config: Config) -> gym.Env:
             )
         env = AddTimeFeature(env, time_limit)
     return env
+
+
+def _minatar_env(config: Config) -> gym.Env:
+    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config))
+    env = ChannelsFirst(env)
+    if config.reward_scaling:
+        env = ScaleReward(env, gamma=config.gamma)
+    if config.obs_normalization:
+        env = NormalizeObservation(env)
+    return env
+
+
+def _atari_env(config: Config) -> gym.Env:
+    from streamx.atari import make_atari
+
+    return make_atari(config.env, gamma=config.gamma, obs_normalization=config.obs_normalization,
+                      reward_scaling=config.reward_scaling, max_episode_steps=config.max_episode_steps,
+                      **config.env_kwargs)
+
+
+def _ett_env(config: Config) -> gym.Env:
+    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config))
+    if config.obs_normalization:
+        env = NormalizeObservation(env)
+    return env
+
+
+_BUILDERS: dict[str, Callable[[Config], gym.Env]] = {
+    "atari": _atari_env, "minatar": _minatar_env, "ett": _ett_env,
+}
+
+
+def make_env(config: Config) -> gym.Env:
+    """Build the wrapped environment for ``config`` (not yet reset or seeded)."""
+    suite = suite_of(config.env)
+    if config.time_feature and suite in ("atari", "minatar", "ett"):
+        raise ConfigError(f"the time feature applies to vector observations, not to the {suite} suite; "
+                          "set time_feature=false")
+    return _BUILDERS.get(suite, _vector_env)(config)

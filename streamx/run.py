@@ -47,7 +47,7 @@ def resolve_config(algo: str, env: str, preset: str | Path | None = None,
     """Defaults → suite defaults for ``env`` → YAML preset → overrides (later wins)."""
     values: dict[str, Any] = {"algo": algo, "env": env}
     Config.from_dict(values)  # validate the algorithm name before anything else
-    values.update(suite_defaults(env))
+    values.update(suite_defaults(env, algo))
     if preset is not None:
         values.update(load_yaml(preset))
         values.update({"algo": algo, "env": env})
@@ -145,6 +145,8 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
         if bar is not None:
             bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
 
+    # A data stream such as the ETT series is learned in one pass: stop when it ends.
+    single_pass = bool(getattr(env.unwrapped, "single_pass", False))
     try:
         obs, _ = env.reset(seed=config.seed)
         for step in range(1, config.total_steps + 1):
@@ -152,17 +154,21 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(agent.update(obs, action, float(reward), next_obs, terminated, truncated))
             obs = next_obs
-            if terminated or truncated:
+            if "episode" in info:  # a whole episode (for Atari: a whole game, not one life) ended
                 episode_return = float(info["episode"]["r"])
                 episode_length = int(info["episode"]["l"])
                 returns.append(episode_return)
                 lengths.append(episode_length)
                 recent.append(episode_return)
                 writer.episode(step, episode_return, episode_length, time.perf_counter() - start)
-                obs, _ = env.reset()
                 if on_episode is not None and on_episode(step, episode_return, episode_length):
                     stopped_early = True
+            if terminated or truncated:  # the learner's episode ended (Atari: possibly a life)
+                if single_pass:
                     break
+                obs, _ = env.reset()
+            if stopped_early:
+                break
             if step % config.log_interval == 0:
                 log_metrics()
             if bar is not None and step % 1000 == 0:

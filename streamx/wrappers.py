@@ -17,6 +17,7 @@ from streamx.errors import EnvironmentFault
 
 __all__ = [
     "AddTimeFeature",
+    "ChannelsFirst",
     "CheckFinite",
     "ClipAction",
     "NormalizeObservation",
@@ -173,6 +174,18 @@ class ClipAction(gym.ActionWrapper):
 
     def action(self, action: Any) -> np.ndarray:
         return np.clip(action, self.action_space.low, self.action_space.high)
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """``(H, W, C)`` image observations → ``(C, H, W)`` float32 (MinAtar, PAPER §3)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        height, width, channels = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(channels, height, width), dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(observation, -1, 0), dtype=np.float32)
 
 
 class CheckFinite(gym.Wrapper):

@@ -134,11 +134,6 @@ class StreamAC(StreamAgent):
         self.critic_optimizer.step(td_error, reset=episode_end)
         self.actor_optimizer.step(td_error, reset=episode_end)
         self.num_updates += 1
-        return {
-            "td_error": float(td_error),
-            "effective_step_size": float(self.critic_optimizer.effective_step_size),
-            "trace_norm": float(self.critic_optimizer.trace_norm),
-            "policy_effective_step_size": float(self.actor_optimizer.effective_step_size),
-            "policy_trace_norm": float(self.actor_optimizer.trace_norm),
-            "entropy": float(entropy.detach()),
-        }
+        return {**self._step_metrics(td_error, self.critic_optimizer),
+                **self._step_metrics(td_error, self.actor_optimizer, prefix="policy_"),
+                "entropy": float(entropy.detach())}

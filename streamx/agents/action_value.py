@@ -78,9 +78,4 @@ class ActionValueAgent(StreamAgent):
         q_sa.backward()
         self.optimizer.step(td_error, reset=reset)
         self.num_updates += 1
-        return {
-            "td_error": float(td_error),
-            "effective_step_size": float(self.optimizer.effective_step_size),
-            "trace_norm": float(self.optimizer.trace_norm),
-            "epsilon": self.epsilon,
-        }
+        return {**self._step_metrics(td_error, self.optimizer), "epsilon": self.epsilon}

@@ -114,6 +114,14 @@ class StreamAgent(ABC):
         return int(action_space.n)
 
     @staticmethod
+    def _step_metrics(td_error: Tensor, optimizer: torch.optim.Optimizer, prefix: str = "") -> dict[str, float]:
+        """The TD error and the optimizer's effective step size and trace norm, as floats."""
+        metrics = {} if prefix else {"td_error": float(td_error)}
+        metrics[f"{prefix}effective_step_size"] = float(optimizer.effective_step_size)  # type: ignore[attr-defined]
+        metrics[f"{prefix}trace_norm"] = float(optimizer.trace_norm)  # type: ignore[attr-defined]
+        return metrics
+
+    @staticmethod
     def _as_batch(*observations: Any) -> Tensor:
         """Stack observations into one float32 batch (s and s' go through a net together)."""
         return torch.as_tensor(np.stack(observations), dtype=torch.float32)

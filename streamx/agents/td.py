@@ -47,9 +47,4 @@ class StreamTD(StreamAgent):
         values[0].backward()
         self.optimizer.step(td_error, reset=bool(terminated or truncated))
         self.num_updates += 1
-        return {
-            "td_error": float(td_error),
-            "effective_step_size": float(self.optimizer.effective_step_size),
-            "trace_norm": float(self.optimizer.trace_norm),
-            "prediction": float(values[0].detach()),
-        }
+        return {**self._step_metrics(td_error, self.optimizer), "prediction": float(values[0].detach())}

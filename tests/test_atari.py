@@ -1,0 +1,345 @@
+"""The paper's Atari preprocessing on real ALE games (PAPER §1.5, §4)."""
+
+from __future__ import annotations
+
+import sys
+from itertools import pairwise
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx[atari]'")
+pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx[atari]'")
+
+from streamx.atari import (
+    EpisodicLife,
+    FireReset,
+    MaxAndSkip,
+    NoopReset,
+    RecordGameStatistics,
+    WarpFrame,
+    is_atari_id,
+    make_atari,
+    resolve_atari_id,
+    wrap_atari,
+)
+from streamx.errors import ConfigError
+from streamx.wrappers import NormalizeObservation, ScaleReward, find_wrapper
+
+NOOP, FIRE = 0, 1
+
+
+class RawSpy(gym.Wrapper):
+    """Sits on the raw ALE env and records every raw action, reward, reset (and frame)."""
+
+    def __init__(self, env: gym.Env, record_frames: bool = False):
+        super().__init__(env)
+        self.record_frames = record_frames
+        self.actions: list[int] = []
+        self.rewards: list[float] = []
+        self.frames: list[np.ndarray] = []
+        self.resets = 0
+
+    def reset(self, **kwargs: Any):
+        observation, info = self.env.reset(**kwargs)
+        self.resets += 1
+        if self.record_frames:
+            self.frames.append(observation.copy())
+        return observation, info
+
+    def step(self, action: Any):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.actions.append(int(action))
+        self.rewards.append(float(reward))
+        if self.record_frames:
+            self.frames.append(observation.copy())
+        return observation, reward, terminated, truncated, info
+
+
+def raw_env(game: str) -> gym.Env:
+    return gym.make(resolve_atari_id(game), frameskip=1, repeat_action_probability=0.0)
+
+
+def spied(game: str, record_frames: bool = False, **wrap_kwargs: Any) -> tuple[gym.Env, RawSpy]:
+    spy = RawSpy(raw_env(game), record_frames=record_frames)
+    return wrap_atari(spy, **wrap_kwargs), spy
+
+
+def play_until_terminal(env: gym.Env, action: int, max_steps: int = 2000) -> tuple[bool, bool, dict]:
+    for _ in range(max_steps):
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return terminated, truncated, info
+    raise AssertionError(f"no episode end within {max_steps} steps")
+
+
+def stack_types(env: gym.Env) -> list[str]:
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_make_atari_builds_the_papers_stack_in_order():
+    env = make_atari("Breakout")
+    assert stack_types(env)[:9] == [
+        "ScaleReward", "FrameStackObservation", "NormalizeObservation", "WarpFrame", "FireReset",
+        "EpisodicLife", "MaxAndSkip", "NoopReset", "RecordGameStatistics",
+    ]
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space.shape == observation.shape == (4, 84, 84)
+    assert observation.dtype == env.observation_space.dtype == np.float32
+    env.close()
+
+
+def test_switches_drop_normalization_and_scaling_but_keep_float_frames():
+    env = make_atari("Breakout", obs_normalization=False, reward_scaling=False, frame_stack=2)
+    assert find_wrapper(env, NormalizeObservation) is None and find_wrapper(env, ScaleReward) is None
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (2, 84, 84) and observation.dtype == np.float32
+    assert observation.max() > 1.0  # raw 0–255 intensities, not rescaled
+    env.close()
+
+
+@pytest.mark.parametrize("game", ["Breakout", "pong", "ms_pacman", "ALE/Breakout-v5", "BreakoutNoFrameskip-v4",
+                                  "Breakout-v4"])
+def test_ids_and_bare_names_all_get_noframeskip_semantics(game):
+    env = make_atari(game)
+    assert env.unwrapped._frameskip == 1  # ALE/…-v5 defaults to 4 and Breakout-v4 to 2–4
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0  # v5 defaults to 0.25
+    assert env.action_space.n == len(env.unwrapped.get_action_meanings())  # minimal action set
+    assert is_atari_id(game)
+    env.close()
+
+
+def test_unknown_games_and_frame_skip_overrides_are_config_errors():
+    with pytest.raises(ConfigError, match="Did you mean: ALE/Breakout-v5"):
+        make_atari("Breakot")
+    with pytest.raises(ConfigError, match="unknown Atari game 'CartPole-v1'"):
+        make_atari("CartPole-v1")
+    with pytest.raises(ConfigError, match="MaxAndSkip"):
+        make_atari("Breakout", frameskip=4)
+    assert not is_atari_id("CartPole-v1") and not is_atari_id("Hopper-v5")
+
+
+def test_missing_ale_py_is_a_one_line_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # makes `import ale_py` raise ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'streamx\[atari\]'") as caught:
+        make_atari("Breakout")
+    assert "\n" not in str(caught.value)
+    assert is_atari_id("ALE/Breakout-v5") and is_atari_id("BreakoutNoFrameskip-v4")
+    assert not is_atari_id("Breakout")  # bare names need ale-py's game list
+
+
+def test_life_loss_is_terminal_for_the_learner_but_the_game_continues():
+    env, spy = spied("Breakout")
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    episodic = find_wrapper(env, EpisodicLife)
+    lives = ale.lives()
+    assert lives == 5
+
+    terminated, truncated, info = play_until_terminal(env, NOOP)  # served ball, still paddle: lost
+    assert terminated and not truncated
+    assert ale.lives() == lives - 1
+    assert not ale.game_over() and not episodic.game_over
+    assert "episode" not in info  # a life is not a game
+    frames_before = ale.getEpisodeFrameNumber()
+
+    env.reset()
+    assert spy.resets == 1  # the emulator was not reset
+    assert ale.lives() == lives - 1
+    # one NOOP step continues the game, then FIRE and action 2: 3 agent steps of 4 frames
+    assert ale.getEpisodeFrameNumber() == frames_before + 12
+
+    env.reset(seed=0)  # a seed always starts a fresh game
+    assert spy.resets == 2 and ale.lives() == lives
+    env.close()
+
+
+def test_fire_is_pressed_after_every_reset_in_breakout():
+    env, spy = spied("Breakout")
+    assert env.unwrapped.get_action_meanings()[:3] == ["NOOP", "FIRE", "RIGHT"]
+    env.reset(seed=1)
+    noops = len(spy.actions) - 8
+    assert 1 <= noops <= 30
+    assert spy.actions == [NOOP] * noops + [FIRE] * 4 + [2] * 4
+
+    play_until_terminal(env, NOOP)
+    env.reset()  # life-loss reset: a continuing NOOP step, then the same FIRE sequence
+    assert spy.actions[-12:] == [NOOP] * 4 + [FIRE] * 4 + [2] * 4
+    env.close()
+
+
+def test_no_fire_wrapper_for_a_game_without_fire():
+    env, spy = spied("Freeway")
+    assert "FIRE" not in env.unwrapped.get_action_meanings()  # NOOP, UP, DOWN
+    assert find_wrapper(env, FireReset) is None
+    env.reset(seed=0)
+    assert 1 <= len(spy.actions) <= 30 and set(spy.actions) == {NOOP}  # only the no-ops
+    with pytest.raises(ValueError, match="no FIRE"):
+        FireReset(raw_env("Freeway"))
+    env.close()
+
+
+def test_max_and_skip_pools_the_last_two_raw_frames_and_sums_rewards():
+    spy = RawSpy(raw_env("Breakout"), record_frames=True)
+    env = MaxAndSkip(spy, skip=4)
+    env.reset(seed=0)
+    frames_differed = False
+    for action in [FIRE] + [2, 3] * 10:
+        before = len(spy.frames)
+        observation, reward, *_ = env.step(action)
+        assert len(spy.frames) == before + 4
+        np.testing.assert_array_equal(observation, np.maximum(spy.frames[-2], spy.frames[-1]))
+        assert reward == sum(spy.rewards[-4:])
+        frames_differed |= not np.array_equal(spy.frames[-2], spy.frames[-1])
+    assert frames_differed  # the check above was not trivially true
+    env.close()
+
+
+def test_max_and_skip_stops_at_the_episode_end(scripted_env):
+    observations = [[0.0, 9.0], [5.0, 1.0], [2.0, 7.0], [4.0, 4.0], [8.0, 0.0]]
+    env = MaxAndSkip(scripted_env(observations, [1.0, 2.0, 4.0], [None, "term", "term"]))
+    env.reset()
+    observation, reward, terminated, _, _ = env.step(0)  # ends on its 2nd frame
+    np.testing.assert_array_equal(observation, [5.0, 7.0])
+    assert reward == 3.0 and terminated
+    env.reset()
+    observation, reward, terminated, _, _ = env.step(0)  # ends on its 1st frame: no pooling
+    np.testing.assert_array_equal(observation, [8.0, 0.0])
+    assert reward == 4.0 and terminated
+
+
+def test_warp_frame_resizes_before_grayscaling():
+    import cv2
+
+    frame = np.random.default_rng(0).integers(0, 256, size=(210, 160, 3), dtype=np.uint8)
+    warped = WarpFrame(raw_env("Breakout")).observation(frame)
+    expected = cv2.cvtColor(cv2.resize(frame, (84, 84), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    assert warped.shape == (84, 84) and warped.dtype == np.uint8
+    np.testing.assert_array_equal(warped, expected)
+
+
+def test_normalization_is_per_pixel_and_before_stacking():
+    env = make_atari("Breakout")
+    normalizer = find_wrapper(env, NormalizeObservation)
+    previous, _ = env.reset(seed=0)
+    observations_seen = 1
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        observation, _, terminated, truncated, _ = env.step(int(rng.integers(4)))
+        observations_seen += 1
+        # stacked frames keep the normalization of the step they were seen at: they are
+        # normalized once, then shifted along (normalizing after stacking would redo them)
+        np.testing.assert_array_equal(observation[:-1], previous[1:])
+        previous = observation
+        if terminated or truncated:
+            previous, _ = env.reset()
+            observations_seen += 1
+    assert normalizer.stats.mean.shape == (84, 84)
+    assert normalizer.stats.count == observations_seen  # one update per frame, not ×4
+    env.close()
+
+
+def test_reported_return_is_the_whole_games_raw_return():
+    env, spy = spied("Breakout")
+    env.reset(seed=5)  # with this seed random play scores in three of the five lives
+    episodic = find_wrapper(env, EpisodicLife)
+    rng = np.random.default_rng(5)
+    life_ends = [0]  # raw-step index at each end the learner sees
+    scaled_sum = 0.0
+    for _ in range(5000):
+        _, reward, terminated, truncated, info = env.step(int(rng.integers(4)))
+        scaled_sum += float(reward)
+        if terminated or truncated:
+            life_ends.append(len(spy.rewards))
+            if "episode" in info:
+                break
+            assert not episodic.game_over
+            env.reset()
+    else:
+        raise AssertionError("Breakout did not end within 5000 random steps")
+    assert episodic.game_over and env.unwrapped.ale.game_over()
+    assert len(life_ends) - 1 == 5  # four life losses, then the game over: one reported episode
+    assert spy.resets == 1
+    assert info["episode"]["r"] == sum(spy.rewards)  # every raw reward of every life
+    per_life = [sum(spy.rewards[start:end]) for start, end in pairwise(life_ends)]
+    assert info["episode"]["r"] > max(per_life)  # not one life's return
+    assert info["episode"]["l"] == len(spy.rewards) == info["episode_frame_number"]  # frames
+    assert scaled_sum != info["episode"]["r"]  # the learner saw scaled rewards
+    env.close()
+
+
+def test_max_episode_steps_caps_the_whole_game_in_agent_steps():
+    env = make_atari("Pong", max_episode_steps=50)
+    env.reset(seed=0)
+    terminated, truncated, info = play_until_terminal(env, NOOP, max_steps=60)
+    assert truncated and not terminated
+    assert info["episode"]["l"] == 200  # 50 × 4 frames, no-op and FIRE frames included
+    assert find_wrapper(env, EpisodicLife).game_over
+    env.close()
+
+
+def test_difference_from_gymnasium_atari_preprocessing_with_terminal_on_life_loss():
+    # gymnasium: a life loss ends the episode AND the next reset restarts the game, so the
+    # agent never plays past its first life and the recorded return is one life's.
+    theirs = gym.wrappers.RecordEpisodeStatistics(gym.wrappers.AtariPreprocessing(
+        raw_env("Breakout"), noop_max=30, terminal_on_life_loss=True))
+    theirs.reset(seed=0)
+    ale = theirs.unwrapped.ale
+    terminated, _, info = play_until_terminal(theirs, FIRE)  # serve, never move: lose a life
+    assert terminated and ale.lives() == 4 and not ale.game_over()
+    assert "episode" in info  # one life reported as an episode
+    frames_before = ale.getEpisodeFrameNumber()
+    theirs.reset()
+    assert ale.lives() == 5  # the game restarted with all lives
+    assert ale.getEpisodeFrameNumber() < frames_before
+    theirs.close()
+
+    ours = make_atari("Breakout")
+    ours.reset(seed=0)
+    ale = ours.unwrapped.ale
+    terminated, _, info = play_until_terminal(ours, FIRE)
+    assert terminated and ale.lives() == 4 and "episode" not in info
+    frames_before = ale.getEpisodeFrameNumber()
+    ours.reset()
+    assert ale.lives() == 4  # the game continues with the remaining lives
+    assert ale.getEpisodeFrameNumber() > frames_before
+    ours.close()
+
+
+def test_same_seed_same_observations():
+    def rollout(seed: int) -> list[np.ndarray]:
+        env = make_atari("Breakout")
+        observations = [env.reset(seed=seed)[0]]
+        for action in [2, 3, 2, 0, 3, 1] * 5:
+            observation, _, terminated, truncated, _ = env.step(action)
+            observations.append(observation)
+            if terminated or truncated:
+                observations.append(env.reset()[0])
+        env.close()
+        return observations
+
+    first, second = rollout(7), rollout(7)
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_game_wrappers_state_dict_round_trip():
+    env = make_atari("Breakout")
+    env.reset(seed=0)
+    play_until_terminal(env, NOOP)
+    for wrapper_type in (EpisodicLife, RecordGameStatistics):
+        source = find_wrapper(env, wrapper_type)
+        target = wrapper_type(raw_env("Breakout"))
+        target.load_state_dict(source.state_dict())
+        assert target.state_dict() == source.state_dict()
+    assert find_wrapper(env, EpisodicLife).state_dict() == {"lives": 4, "game_over": False}
+    with pytest.raises(ValueError, match="noop_max"):
+        NoopReset(raw_env("Breakout"), noop_max=0)
+    env.close()
