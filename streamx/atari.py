@@ -40,6 +40,7 @@ __all__ = [
     "RecordGameStatistics",
     "WarpFrame",
     "atari_game_ids",
+    "is_atari_game_name",
     "is_atari_id",
     "make_atari",
     "resolve_atari_id",
@@ -314,6 +315,18 @@ def _is_registered_ale(env_id: str) -> bool:
     return spec is not None and str(spec.entry_point) == _ALE_ENTRY_POINT
 
 
+def is_atari_game_name(name: str) -> bool:
+    """Whether ``name`` is a bare ALE game name (``Breakout``, ``pong``, ``ms_pacman``), not an
+    id. False when ale-py is not installed (its game list is needed)."""
+    if "/" in name or "-v" in name:
+        return False
+    try:
+        _import_ale()
+    except ConfigError:
+        return False
+    return _normalized_name(name) in atari_game_ids()
+
+
 def is_atari_id(env_id: str) -> bool:
     """Whether ``env_id`` names an Atari game: an ALE id (``ALE/Breakout-v5``,
     ``BreakoutNoFrameskip-v4``, ``Breakout-v4``) or a bare game name (``Breakout``, ``pong``).
@@ -326,9 +339,7 @@ def is_atari_id(env_id: str) -> bool:
     except ImportError:
         return bool(_ALE_ID_PATTERN.match(env_id))
     gym.register_envs(ale_py)
-    if _is_registered_ale(env_id) or env_id.startswith("ALE/"):
-        return True
-    return "/" not in env_id and "-v" not in env_id and _normalized_name(env_id) in atari_game_ids()
+    return _is_registered_ale(env_id) or env_id.startswith("ALE/") or is_atari_game_name(env_id)
 
 
 def resolve_atari_id(game: str) -> str:
@@ -405,7 +416,8 @@ def make_atari(
     ``NoFrameskip-v4`` semantics: ``frameskip=1``, ``repeat_action_probability=0.0`` (no sticky
     actions), minimal action set; ``make_kwargs`` may override the last two, not the frame skip.
     ``max_episode_steps`` caps a whole GAME (not a life) at that many agent steps, through
-    ALE's ``max_num_frames_per_episode`` (= 4 × steps); None keeps ALE's 108,000 frames.
+    ALE's ``max_num_frames_per_episode`` (= 4 × steps, no-op and FIRE frames included); None
+    keeps ALE's 108,000 frames (27,000 agent steps).
     """
     env_id = resolve_atari_id(game)
     kwargs: dict[str, Any] = {"repeat_action_probability": 0.0, "full_action_space": False, **make_kwargs}

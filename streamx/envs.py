@@ -162,12 +162,13 @@ def suite_of(env_id: str) -> str:
             if env_id not in gym.registry:
                 raise _unknown_env(env_id)
             return suite.name
-    if env_id not in gym.registry and SUITES["atari"].installed:
-        from streamx.atari import is_atari_game_name
+    if SUITES["atari"].installed:
+        from streamx.atari import is_atari_id, resolve_atari_id
 
-        if is_atari_game_name(env_id):
+        if is_atari_id(env_id):  # Breakout-v4, BreakoutNoFrameskip-v0, or a bare name such as "Breakout"
             _register_plugin_envs(SUITES["atari"])
-            return "atari"  # a bare game name such as "Breakout"
+            resolve_atari_id(env_id)
+            return "atari"
     try:
         entry_point = str(gym.spec(env_id).entry_point)
     except gym.error.Error:

@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from streamx.errors import ConfigError
+from streamx.prediction import discounted_returns, prediction_report
 
 __all__ = [
     "ETT_COLUMNS",
@@ -205,6 +206,8 @@ class ETTPrediction(gym.Env):
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    single_pass: bool = True
+    """A data stream is learned in one pass: ``streamx.run.train`` stops when the episode ends."""
 
     def __init__(self, dataset: str = "ETTm2", path: str | Path | None = None,
                  cache_dir: str | Path | None = None, beta: float = 0.999, data: np.ndarray | None = None):
@@ -253,52 +256,6 @@ class ETTPrediction(gym.Env):
 
 
 # --- evaluation -------------------------------------------------------------------------------
-
-def discounted_returns(cumulants: np.ndarray, gamma: float) -> np.ndarray:
-    """``G_t = c_{t+1} + γ G_{t+1}`` backwards, with ``cumulants[t] = c_{t+1}``, and the state
-    after the last cumulant terminal (``G_{n−1} = c_n``): the target the TD error
-    ``δ_t = c_{t+1} + γ v(s_{t+1}) − v(s_t)`` estimates. ``returns[t]`` pairs with ``v(s_t)``.
-    """
-    cumulants = np.asarray(cumulants, dtype=np.float64)
-    returns = np.empty_like(cumulants)
-    following = 0.0
-    for t in range(len(cumulants) - 1, -1, -1):
-        following = cumulants[t] + gamma * following
-        returns[t] = following
-    return returns
-
-
-def _errors(predictions: np.ndarray, returns: np.ndarray, td_errors: np.ndarray) -> dict[str, float | int]:
-    prediction_mse = float(np.mean((predictions - returns) ** 2))
-    mean_predictor_mse = float(np.var(returns))  # MSE of always predicting mean(G)
-    return {
-        "steps": len(returns),
-        "mean_squared_td_error": float(np.mean(td_errors**2)),
-        "prediction_mse": prediction_mse,
-        "mean_predictor_mse": mean_predictor_mse,
-        "normalized_prediction_error": prediction_mse / mean_predictor_mse if mean_predictor_mse > 0 else math.nan,
-    }
-
-
-def prediction_report(predictions: np.ndarray, returns: np.ndarray, td_errors: np.ndarray) -> dict[str, float | int]:
-    """How well ``predictions[t] = v(s_t)`` matched the true returns ``returns[t] = G_t``.
-
-    ``normalized_prediction_error`` = prediction_mse / mean_predictor_mse, i.e. 1 − R²: 1 is no
-    better than always predicting mean(G), far below 1 is far better. The same numbers over
-    the last half of the stream (after most learning happened) carry a ``last_half_`` prefix;
-    its mean predictor uses the mean of G over that half. NaN when the returns are constant.
-    """
-    predictions, returns, td_errors = (np.asarray(a, dtype=np.float64).reshape(-1)
-                                       for a in (predictions, returns, td_errors))
-    if not len(predictions) == len(returns) == len(td_errors) or len(returns) == 0:
-        raise ValueError(
-            f"predictions ({len(predictions)}), returns ({len(returns)}) and td_errors ({len(td_errors)}) "
-            "must be non-empty and of the same length, one entry per transition"
-        )
-    half = len(returns) // 2
-    last_half = _errors(predictions[half:], returns[half:], td_errors[half:])
-    return {**_errors(predictions, returns, td_errors), **{f"last_half_{k}": v for k, v in last_half.items()}}
-
 
 # --- registration -----------------------------------------------------------------------------
 

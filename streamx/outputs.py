@@ -4,6 +4,7 @@
     episodes.csv   step, return, length, wall_time — one row per finished episode
     metrics.csv    periodic learning diagnostics (TD error, effective step size, trace norm, steps/s)
     summary.json   written at the end (atomic): steps, episodes, final returns, status
+    prediction.json  stream_td only: v(s_t) against the true discounted returns, computed at the end
     tb/            TensorBoard events (only with tensorboard=true)
 
 CSV rows are written whole and flushed as they happen, so a crash loses nothing written.
@@ -118,6 +119,9 @@ class RunWriter:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)):
                     self.tensorboard.add_scalar(f"train/{key}", value, row["step"])
+
+    def prediction_report(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / "prediction.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def summary(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.run_dir / "summary.json", json.dumps(data, indent=2, sort_keys=True) + "\n")

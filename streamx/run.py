@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from streamx.agents import AGENTS, StreamAgent
 from streamx.config import Config, load_yaml
 from streamx.envs import make_env, suite_defaults
 from streamx.outputs import RunWriter
+from streamx.prediction import discounted_returns, prediction_report
 
 __all__ = ["RunResult", "default_run_dir", "resolve_config", "seed_everything", "train"]
 
@@ -67,6 +69,32 @@ def seed_everything(seed: int, threads: int = 1) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+
+
+class _PredictionRecord:
+    """For Stream TD: v(s_t), δ_t, the reward the agent saw and episode ends, every step, so
+    predictions can be scored against the true discounted returns once the stream is over."""
+
+    def __init__(self) -> None:
+        self.predictions = array("d")
+        self.td_errors = array("d")
+        self.rewards = array("d")
+        self.ends = array("b")
+
+    def add(self, metrics: Mapping[str, float], reward: float, episode_end: bool) -> None:
+        self.predictions.append(metrics["prediction"])
+        self.td_errors.append(metrics["td_error"])
+        self.rewards.append(reward)
+        self.ends.append(episode_end)
+
+    def report(self, gamma: float) -> dict[str, Any] | None:
+        ends = np.frombuffer(self.ends, dtype=np.int8).astype(bool)
+        if not ends.any():
+            return None  # no finished episode: its true return is unknown
+        n = int(np.flatnonzero(ends)[-1]) + 1  # only steps whose episode finished
+        returns = discounted_returns(np.asarray(self.rewards[:n]), gamma, ends[:n])
+        return {"gamma": gamma, **prediction_report(np.asarray(self.predictions[:n]), returns,
+                                                     np.asarray(self.td_errors[:n]))}
 
 
 class _IntervalStats:
@@ -147,12 +175,17 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
 
     # A data stream such as the ETT series is learned in one pass: stop when it ends.
     single_pass = bool(getattr(env.unwrapped, "single_pass", False))
+    record = _PredictionRecord() if config.algo == "stream_td" else None
     try:
         obs, _ = env.reset(seed=config.seed)
         for step in range(1, config.total_steps + 1):
             action = agent.act(obs)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            stats.add(agent.update(obs, action, float(reward), next_obs, terminated, truncated))
+            metrics = agent.update(obs, action, float(reward), next_obs, terminated, truncated)
+            stats.add(metrics)
+            if record is not None:
+                # the TD target's episode end: truncation counts only without bootstrapping
+                record.add(metrics, float(reward), terminated or (truncated and not config.bootstrap_on_truncation))
             obs = next_obs
             if "episode" in info:  # a whole episode (for Atari: a whole game, not one life) ended
                 episode_return = float(info["episode"]["r"])
@@ -175,6 +208,8 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
                 bar.update(1000)
         if len(stats):
             log_metrics()  # the last, partial interval
+        if record is not None and (report := record.report(config.gamma)) is not None:
+            writer.prediction_report(report)
         status = "stopped_early" if stopped_early else "finished"
     finally:
         elapsed = time.perf_counter() - start

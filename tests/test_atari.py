@@ -20,6 +20,7 @@ from streamx.atari import (
     NoopReset,
     RecordGameStatistics,
     WarpFrame,
+    is_atari_game_name,
     is_atari_id,
     make_atari,
     resolve_atari_id,
@@ -123,6 +124,8 @@ def test_unknown_games_and_frame_skip_overrides_are_config_errors():
     with pytest.raises(ConfigError, match="MaxAndSkip"):
         make_atari("Breakout", frameskip=4)
     assert not is_atari_id("CartPole-v1") and not is_atari_id("Hopper-v5")
+    assert is_atari_game_name("Breakout") and is_atari_game_name("ms_pacman")
+    assert not is_atari_game_name("BreakoutNoFrameskip-v4") and not is_atari_game_name("CartPoles-v1")
 
 
 def test_missing_ale_py_is_a_one_line_config_error(monkeypatch):
@@ -131,7 +134,7 @@ def test_missing_ale_py_is_a_one_line_config_error(monkeypatch):
         make_atari("Breakout")
     assert "\n" not in str(caught.value)
     assert is_atari_id("ALE/Breakout-v5") and is_atari_id("BreakoutNoFrameskip-v4")
-    assert not is_atari_id("Breakout")  # bare names need ale-py's game list
+    assert not is_atari_id("Breakout") and not is_atari_game_name("Breakout")  # needs ale-py's game list
 
 
 def test_life_loss_is_terminal_for_the_learner_but_the_game_continues():

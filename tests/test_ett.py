@@ -267,3 +267,15 @@ def test_stream_td_pass_over_a_generated_series(tmp_path):
     report = prediction_report(np.array(predictions), discounted_returns(cumulants, 0.9), np.array(td_errors))
     assert report["steps"] == 499
     assert all(math.isfinite(value) for value in report.values())
+
+
+def test_train_on_the_registered_id_makes_one_pass(tmp_path):
+    from streamx.run import resolve_config, train
+
+    csv_path = _write_csv(tmp_path / "toy.csv", _toy_series(60))
+    config = resolve_config("stream_td", "streamx/ETTh2-v0", overrides={
+        "env_kwargs": {"path": str(csv_path)}, "run_dir": str(tmp_path / "run"), "progress": False,
+        "hidden_sizes": [16, 16]})
+    assert (config.gamma, config.lamda, config.reward_scaling, config.time_feature) == (0.9, 0.9, False, False)
+    result = train(config)
+    assert result.steps == 59 and result.episode_lengths == [59]

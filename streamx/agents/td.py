@@ -1,8 +1,8 @@
 """Stream TD(λ) (PAPER §2): policy evaluation of a state-value function with ObGD.
 
 ``δ = r + γ(1 − done) v(s') − v(s)``, trace of ``∇v(s)``, κ = kappa_value. The behaviour
-policy is uniform random over the action space (or there is no action at all, as in the
-ETT prediction task where ``action_space`` is None).
+policy is uniform random over the action space (the ETT prediction task has a one-action
+dummy space; ``action_space=None`` is accepted for action-free streams).
 """
 
 from __future__ import annotations

@@ -1,0 +1,110 @@
+"""Smoke tests: every suite through the CLI for each applicable algorithm, a few hundred steps,
+checking the run directory. A suite whose extra is not installed is skipped with the reason
+(`.ci/run` installs every extra, so CI runs them all)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamx.outputs import read_csv
+
+ETT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh2.csv"
+
+
+def _needs(module: str, extra: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"extra '{extra}' not installed (pip install 'streamx[{extra}]')")
+
+
+def _train(tmp_path: Path, algo: str, env: str, steps: int, *overrides: str) -> Path:
+    run_dir = tmp_path / f"{algo}-{env.replace('/', '_')}"
+    result = subprocess.run(
+        [sys.executable, "-m", "streamx.cli", "train", algo, "--env", env, "--steps", str(steps),
+         "--run-dir", str(run_dir), "progress=false", "log_interval=100", *overrides],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "MUJOCO_GL": "disable"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "results in" in result.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"] == algo and config["env"] == env
+    metrics = read_csv(run_dir / "metrics.csv")
+    assert int(metrics[-1]["step"]) == steps
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    return run_dir
+
+
+@pytest.mark.parametrize("algo, env", [
+    ("stream_q", "Acrobot-v1"), ("stream_sarsa", "MountainCar-v0"), ("stream_ac", "Pendulum-v1"),
+    ("stream_td", "CartPole-v1"),
+])
+def test_classic_control(tmp_path, algo, env):
+    _train(tmp_path, algo, env, 300)
+
+
+@_needs("mujoco", "mujoco")
+@pytest.mark.parametrize("env", ["Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5"])
+def test_mujoco(tmp_path, env):
+    _train(tmp_path, "stream_ac", env, 200)
+
+
+@_needs("shimmy", "dmc")
+@pytest.mark.parametrize("algo", ["stream_ac", "stream_td"])
+def test_dm_control(tmp_path, algo):
+    run_dir = _train(tmp_path, algo, "dm_control/cheetah-run-v0", 1100)
+    episodes = read_csv(run_dir / "episodes.csv")
+    assert [int(e["length"]) for e in episodes] == [1000]  # DM Control's 1000-step episodes, T = 1000
+
+
+@_needs("ale_py", "atari")
+@pytest.mark.parametrize("algo", ["stream_q", "stream_sarsa", "stream_ac"])
+def test_atari(tmp_path, algo):
+    run_dir = _train(tmp_path, algo, "Breakout", 300)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["time_feature"] is False and config["total_steps"] == 300
+
+
+@_needs("minatar", "minatar")
+@pytest.mark.parametrize("algo", ["stream_q", "stream_sarsa", "stream_ac"])
+def test_minatar(tmp_path, algo):
+    run_dir = _train(tmp_path, algo, "MinAtar/Breakout-v1", 400)
+    assert len(read_csv(run_dir / "episodes.csv")) > 0
+
+
+def test_ett_prediction_one_pass(tmp_path):
+    path = tmp_path / "ETTh2-head.csv"
+    if ETT_CSV.exists():  # the first 600 rows of the real series (a temporary copy, never committed)
+        path.write_text("".join(ETT_CSV.read_text().splitlines(keepends=True)[:601]))
+    else:  # a generated series with the ETT columns
+        import numpy as np
+
+        t = np.arange(600)
+        cols = [np.sin(t / (5 + i)) * (i + 1) + 10 for i in range(7)]
+        lines = ["date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT"] + [
+            f"2016-01-01 {i}," + ",".join(f"{c[i]:.4f}" for c in cols) for i in range(len(t))]
+        path.write_text("\n".join(lines) + "\n")
+    # one pass over 600 rows = 599 transitions (tests/test_ett.py checks that a run stops there)
+    run_dir = _train(tmp_path, "stream_td", "streamx/ETTh2-v0", 599, f"env_kwargs={{path: '{path}'}}")
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 599
+    report = json.loads((run_dir / "prediction.json").read_text())
+    assert report["gamma"] == 0.9 and report["steps"] == 599
+    assert 0 <= report["normalized_prediction_error"] < 10
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["lamda"] == 0.9 and config["reward_scaling"] is False
+
+
+def test_missing_extra_is_one_line(tmp_path, monkeypatch):
+    from streamx import envs
+    from streamx.errors import ConfigError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    for env_id, extra in (("ALE/Breakout-v5", "atari"), ("dm_control/cheetah-run-v0", "dmc"),
+                          ("MinAtar/Breakout-v1", "minatar")):
+        with pytest.raises(ConfigError, match=rf"pip install 'streamx\[{extra}\]'"):
+            envs.suite_of(env_id)
