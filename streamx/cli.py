@@ -39,7 +39,8 @@ def _train_parser() -> argparse.ArgumentParser:
         epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
     )
     parser.add_argument("algo", help=f"one of: {', '.join(ALGORITHMS)}")
-    parser.add_argument("--env", required=True, help="gymnasium environment id, e.g. CartPole-v1, Hopper-v5")
+    parser.add_argument("--env", default=None,
+                        help="environment id, e.g. CartPole-v1, Hopper-v5 (optional when the --config preset sets env)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="total agent steps (default: the suite's budget)")
     parser.add_argument("--run-dir", default=None, help="output directory (default runs/<algo>__<env>__<seed>__<time>)")

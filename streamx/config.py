@@ -151,9 +151,15 @@ def field_help() -> list[tuple[str, str, Any]]:
     return out
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML preset: a flat mapping of config keys (checked later by from_dict)."""
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML preset: a flat mapping of config keys (checked later by from_dict).
+
+    ``base: other.yaml`` (relative to this file) inherits that preset's keys; this file's keys
+    win. Presets may set ``env`` and ``algo`` too.
+    """
     path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {path} inherits from itself through 'base'; break the cycle")
     try:
         text = path.read_text()
     except OSError as exc:
@@ -167,7 +173,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"'base' in config file {path} must be a file name, got {base!r}")
+    return {**load_yaml(path.parent / base, (*_seen, path.resolve())), **data}
 
 
 def parse_value(text: str) -> Any:

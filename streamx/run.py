@@ -24,6 +24,7 @@ import torch
 
 from streamx.agents import AGENTS, StreamAgent
 from streamx.config import Config, load_yaml
+from streamx.errors import ConfigError
 from streamx.envs import make_env, suite_defaults
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
@@ -44,15 +45,23 @@ class RunResult:
     agent: StreamAgent
 
 
-def resolve_config(algo: str, env: str, preset: str | Path | None = None,
+def resolve_config(algo: str, env: str | None = None, preset: str | Path | None = None,
                    overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults → suite defaults for ``env`` → YAML preset → overrides (later wins)."""
-    values: dict[str, Any] = {"algo": algo, "env": env}
-    Config.from_dict(values)  # validate the algorithm name before anything else
-    values.update(suite_defaults(env, algo))
+    """Defaults → suite defaults for ``env`` → YAML preset → overrides (later wins).
+
+    ``env`` may come from the preset instead; a preset's ``algo``, if any, must match ``algo``.
+    """
+    Config.from_dict({"algo": algo})  # validate the algorithm name before anything else
+    preset_values = load_yaml(preset) if preset is not None else {}
+    if preset_values.get("algo", algo) != algo:
+        raise ConfigError(f"config file {preset} is a preset for {preset_values['algo']}, not {algo}; "
+                          f"run `streamx train {preset_values['algo']} --config {preset}`")
+    env = env or preset_values.get("env")
+    if not env:
+        raise ConfigError("no environment given: pass --env <id> (or a preset that sets env)")
+    values: dict[str, Any] = {"algo": algo, "env": env, **suite_defaults(env, algo)}
     if preset is not None:
-        values.update(load_yaml(preset))
-        values.update({"algo": algo, "env": env})
+        values.update({**preset_values, "algo": algo, "env": env})
         Config.from_dict(values, source=f"config file {preset}")  # name the file in any error
     values.update(overrides or {})
     return Config.from_dict(values, source="the overrides")

@@ -144,3 +144,37 @@ def test_readme_python_example_runs():
     namespace: dict = {}
     exec(code.replace("50_000", "500"), namespace)
     assert set(namespace["metrics"]) >= {"td_error", "effective_step_size", "trace_norm"}
+
+
+def test_every_preset_resolves(tmp_path):
+    for preset in sorted((REPO / "configs").rglob("*.yaml")):
+        values = load_yaml(preset)
+        algos = [values["algo"]] if "algo" in values else ["stream_ac", "stream_q"]
+        env = None if "env" in values else ("Hopper-v5" if "mujoco" in preset.name else
+                                            "MinAtar/Breakout-v1" if "minatar" in str(preset) else
+                                            "Breakout" if "atari" in str(preset) else "CartPole-v1")
+        for algo in algos:
+            if algo == "stream_q" and env == "Hopper-v5":
+                continue
+            config = resolve_config(algo, env, preset)
+            assert config.algo == algo, preset
+    q = resolve_config("stream_q", "MinAtar/Breakout-v1", REPO / "configs/minatar/stream_q.yaml")
+    assert (q.total_steps, q.exploration_fraction) == (5_000_000, 0.2)
+    dog = resolve_config("stream_ac", None, REPO / "configs/dmc/dog-run.yaml")
+    assert (dog.env, dog.max_episode_steps, dog.hidden_sizes) == ("dm_control/dog-run-v0", 1000, [128, 128])
+
+
+def test_preset_inheritance_and_errors(tmp_path):
+    from streamx.errors import ConfigError
+
+    (tmp_path / "base.yaml").write_text("lr: 0.5\nlamda: 0.5\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nlamda: 0.7\nenv: CartPole-v1\nalgo: stream_q\n")
+    config = resolve_config("stream_q", None, tmp_path / "child.yaml")
+    assert (config.lr, config.lamda, config.env) == (0.5, 0.7, "CartPole-v1")
+    with pytest.raises(ConfigError, match="is a preset for stream_q, not stream_ac"):
+        resolve_config("stream_ac", None, tmp_path / "child.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_yaml(tmp_path / "loop.yaml")
+    with pytest.raises(ConfigError, match="no environment given"):
+        resolve_config("stream_q", None, tmp_path / "base.yaml")
