@@ -24,8 +24,8 @@ import torch
 
 from streamx.agents import AGENTS, StreamAgent
 from streamx.config import Config, load_yaml
-from streamx.errors import ConfigError
 from streamx.envs import make_env, suite_defaults
+from streamx.errors import ConfigError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
 
