@@ -38,13 +38,15 @@ def _train_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
     )
-    parser.add_argument("algo", help=f"one of: {', '.join(ALGORITHMS)}")
+    parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(ALGORITHMS)} (not with --resume)")
     parser.add_argument("--env", default=None,
                         help="environment id, e.g. CartPole-v1, Hopper-v5 (optional when the --config preset sets env)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="total agent steps (default: the suite's budget)")
     parser.add_argument("--run-dir", default=None, help="output directory (default runs/<algo>__<env>__<seed>__<time>)")
     parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/mujoco.yaml")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue an interrupted run from its newest checkpoint (no other options)")
     return parser
 
 
@@ -72,16 +74,27 @@ def _parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
 
 
 def _train(argv: Sequence[str]) -> int:
-    from streamx.run import resolve_config, train
+    from streamx.run import resolve_config, resume, train
 
     parser = _train_parser()
     args, rest = parser.parse_known_args(argv)
     overrides = _parse_overrides(rest)
-    for key, value in (("seed", args.seed), ("total_steps", args.steps), ("run_dir", args.run_dir)):
-        if value is not None:
-            overrides[key] = value
-    config = resolve_config(args.algo, args.env, args.config, overrides)
-    result = train(config)
+    if args.resume is not None:
+        if args.algo or args.env or args.config or args.seed is not None or args.steps is not None or overrides:
+            raise ConfigError("--resume continues a run exactly as configured; pass only --resume <run-dir>")
+        result = resume(args.resume)
+    else:
+        if args.algo is None:
+            raise ConfigError(f"name an algorithm ({', '.join(ALGORITHMS)}) or pass --resume <run-dir>")
+        for key, value in (("seed", args.seed), ("total_steps", args.steps), ("run_dir", args.run_dir)):
+            if value is not None:
+                overrides[key] = value
+        config = resolve_config(args.algo, args.env, args.config, overrides)
+        result = train(config)
+    if result.status == "interrupted":
+        print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
+              f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr)
+        return 0
     mean = sum(result.episode_returns[-10:]) / max(1, len(result.episode_returns[-10:]))
     print(f"finished {result.steps} steps, {len(result.episode_returns)} episodes; "
           f"mean return of the last 10 episodes: {mean:.1f}; results in {result.run_dir}")

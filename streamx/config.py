@@ -82,6 +82,9 @@ class Config:
     threads: int = _f(1, "torch threads per run (batch-1 work is fastest with 1).")
     progress: bool = _f(True, "Show a live progress bar with steps/s and recent return.")
     tensorboard: bool = _f(False, "Also write TensorBoard event files (needs the tensorboard extra).")
+    checkpoint_interval: int = _f(
+        100_000, "Steps between checkpoints (0: only at the end and on SIGINT/SIGTERM/faults).")
+    keep_checkpoints: int = _f(3, "How many of the newest checkpoints to keep.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +116,8 @@ class Config:
              f"max_episode_steps={self.max_episode_steps} must be positive or None"),
             (self.log_interval > 0, f"log_interval={self.log_interval} must be positive"),
             (self.threads > 0, f"threads={self.threads} must be positive"),
+            (self.checkpoint_interval >= 0, f"checkpoint_interval={self.checkpoint_interval} must be >= 0"),
+            (self.keep_checkpoints >= 1, f"keep_checkpoints={self.keep_checkpoints} must be >= 1"),
             (self.seed >= 0, f"seed={self.seed} must be >= 0"),
         ]
         for ok, message in checks:

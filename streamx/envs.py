@@ -195,18 +195,16 @@ def _make_raw(config: Config, **extra: Any) -> gym.Env:
     try:
         return gym.make(config.env, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
-        raise ConfigError(
-            f"environment '{config.env}' needs an optional dependency ({exc}); "
-            "install it with: pip install 'streamx[mujoco]'"
-        ) from None
+        raise ConfigError(f"environment '{config.env}' needs a dependency that is not installed: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"environment '{config.env}' rejected env_kwargs {kwargs}: {exc}") from None
 
 
 def _vector_env(config: Config) -> gym.Env:
-    env: gym.Env = CheckFinite(_make_raw(config))
+    env = _make_raw(config)
     if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
         env = gym.wrappers.FlattenObservation(env)
+    env = CheckFinite(env)  # after flattening, so Dict observations (DM Control) are checked too
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipAction(env)
@@ -247,6 +245,8 @@ def _atari_env(config: Config) -> gym.Env:
 
 def _ett_env(config: Config) -> gym.Env:
     env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config))
+    if config.reward_scaling:  # off in the suite's defaults: the cumulant is already in [0, 1]
+        env = ScaleReward(env, gamma=config.gamma)
     if config.obs_normalization:
         env = NormalizeObservation(env)
     return env

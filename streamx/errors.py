@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EnvironmentFault", "StreamxError"]
+__all__ = ["CheckpointError", "ConfigError", "EnvironmentFault", "NonFiniteError", "StreamxError"]
 
 
 class StreamxError(Exception):
@@ -15,3 +15,11 @@ class ConfigError(StreamxError, ValueError):
 
 class EnvironmentFault(StreamxError, RuntimeError):
     """The environment produced something learning cannot use (NaN/inf observation or reward)."""
+
+
+class CheckpointError(StreamxError, ValueError):
+    """A checkpoint is missing, truncated, corrupted, unsafe, or belongs to another run."""
+
+
+class NonFiniteError(StreamxError, FloatingPointError):
+    """Learning produced a NaN/inf (TD error); the update was refused before it touched the weights."""

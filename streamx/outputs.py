@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamx.errors import ConfigError
+from streamx.errors import CheckpointError, ConfigError
 
 __all__ = ["EPISODE_FIELDS", "METRIC_FIELDS", "RunWriter", "atomic_write_text", "read_csv"]
 
@@ -52,16 +52,33 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 
 class _CsvLog:
-    def __init__(self, path: Path, fields: tuple[str, ...]):
+    """An append-only CSV file; ``keep_rows`` reopens an existing one, cut after that many rows
+    (rows written after the checkpoint a run resumes from are dropped and written again)."""
+
+    def __init__(self, path: Path, fields: tuple[str, ...], keep_rows: int | None = None):
         self.fields = fields
-        self._handle = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
-        self._writer = csv.writer(self._handle)
-        self._writer.writerow(fields)
+        self.rows = 0
+        if keep_rows is None:
+            self._handle = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(fields)
+        else:
+            with open(path, newline="") as handle:
+                lines = handle.read().splitlines(keepends=True)
+            header = next(csv.reader(lines[:1]), [])
+            if tuple(header) != fields or len(lines) - 1 < keep_rows:
+                raise CheckpointError(f"{path} does not match the checkpoint (header or row count); "
+                                      "the run directory was changed by hand — start a new run")
+            atomic_write_text(path, "".join(lines[:keep_rows + 1]))
+            self._handle = open(path, "a", newline="")  # noqa: SIM115 - kept open for the run
+            self._writer = csv.writer(self._handle)
+            self.rows = keep_rows
         self._handle.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow([_fmt(row.get(name, "")) for name in self.fields])
         self._handle.flush()
+        self.rows += 1
 
     def close(self) -> None:
         self._handle.close()
@@ -96,6 +113,25 @@ class RunWriter:
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
         self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
+        self._open_tensorboard(tensorboard)
+
+    @classmethod
+    def reopen(cls, run_dir: str | Path, extra_fields: tuple[str, ...], episode_rows: int, metric_rows: int,
+               tensorboard: bool = False) -> RunWriter:
+        """Continue writing an existing run directory (resume), keeping the rows a checkpoint
+        accounts for."""
+        writer = cls.__new__(cls)
+        writer.run_dir = Path(run_dir)
+        writer.episodes = _CsvLog(writer.run_dir / "episodes.csv", EPISODE_FIELDS, keep_rows=episode_rows)
+        writer.metrics = _CsvLog(writer.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields, keep_rows=metric_rows)
+        writer._open_tensorboard(tensorboard)
+        return writer
+
+    @property
+    def metric_rows(self) -> int:
+        return self.metrics.rows
+
+    def _open_tensorboard(self, tensorboard: bool) -> None:
         self.tensorboard = None
         if tensorboard:
             try:

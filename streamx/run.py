@@ -9,10 +9,14 @@ default, so the same seed reproduces the same run on CPU.
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+import signal
+import threading
 import time
+import warnings
 from array import array
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +26,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamx import __version__
 from streamx.agents import AGENTS, StreamAgent
+from streamx.checkpoint import (
+    FORMAT_VERSION,
+    env_state,
+    global_rng_state,
+    load_checkpoint,
+    restore_env_state,
+    restore_global_rng_state,
+    save_checkpoint,
+)
 from streamx.config import Config, load_yaml
 from streamx.envs import make_env, suite_defaults
-from streamx.errors import ConfigError
+from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
 
-__all__ = ["RunResult", "default_run_dir", "resolve_config", "seed_everything", "train"]
+__all__ = ["RunResult", "checkpoint_paths", "default_run_dir", "latest_checkpoint", "resolve_config", "resume",
+           "seed_everything", "train"]
 
 EpisodeCallback = Callable[[int, float, int], bool]
 """Called after each episode with (step, return, length); return True to stop training."""
@@ -43,6 +58,9 @@ class RunResult:
     episode_lengths: list[int]
     stopped_early: bool
     agent: StreamAgent
+    status: str = "finished"
+    """finished | stopped_early | interrupted (SIGINT/SIGTERM: checkpointed, resumable)"""
+    signal: int | None = None
 
 
 def resolve_config(algo: str, env: str | None = None, preset: str | Path | None = None,
@@ -96,6 +114,18 @@ class _PredictionRecord:
         self.rewards.append(reward)
         self.ends.append(episode_end)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"predictions": torch.tensor(self.predictions, dtype=torch.float64),
+                "td_errors": torch.tensor(self.td_errors, dtype=torch.float64),
+                "rewards": torch.tensor(self.rewards, dtype=torch.float64),
+                "ends": torch.tensor(self.ends, dtype=torch.int8)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.predictions = array("d", state["predictions"].tolist())
+        self.td_errors = array("d", state["td_errors"].tolist())
+        self.rewards = array("d", state["rewards"].tolist())
+        self.ends = array("b", state["ends"].tolist())
+
     def report(self, gamma: float) -> dict[str, Any] | None:
         ends = np.frombuffer(self.ends, dtype=np.int8).astype(bool)
         if not ends.any():
@@ -139,99 +169,294 @@ class _IntervalStats:
         return out
 
 
-def _progress_bar(config: Config) -> Any:
+def _progress_bar(config: Config, initial: int = 0) -> Any:
     if not config.progress:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is a core dependency
         return None
-    return tqdm(total=config.total_steps, unit="step", dynamic_ncols=True, mininterval=1.0,
+    return tqdm(total=config.total_steps, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0,
                 desc=f"{config.algo} {config.env}")
+
+
+class _StopSignals:
+    """While active, SIGINT/SIGTERM only set a flag; the loop checkpoints and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResult:
     """Train one agent for ``config.total_steps`` steps and write its run directory."""
-    seed_everything(config.seed, config.threads)
-    env = make_env(config)
-    agent = AGENTS[config.algo](env.observation_space, env.action_space, config)
-    env.action_space.seed(config.seed)
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    resolved = config.replace(run_dir=str(run_dir))
-    stats = _IntervalStats(agent.extra_metrics)
-    writer = RunWriter(run_dir, resolved.to_dict(), extra_fields=stats.fields, tensorboard=config.tensorboard)
+    return _Training(config, on_episode).run()
 
-    returns: list[float] = []
-    lengths: list[int] = []
-    recent: deque[float] = deque(maxlen=20)
-    bar = _progress_bar(config)
-    stopped_early = False
-    status = "failed"
-    start = interval_start = time.perf_counter()
-    interval_steps = 0
-    step = 0
 
-    def log_metrics() -> None:
-        nonlocal interval_start, interval_steps
-        now = time.perf_counter()
-        sps = (step - interval_steps) / max(now - interval_start, 1e-9)
-        interval_start, interval_steps = now, step
-        recent_return = float(np.mean(recent)) if recent else float("nan")
-        writer.metric({"step": step, "episodes": len(returns), "recent_return": recent_return,
-                       "steps_per_second": sps, **stats.summarize()})
-        if bar is not None:
-            bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its newest valid checkpoint.
 
-    # A data stream such as the ETT series is learned in one pass: stop when it ends.
-    single_pass = bool(getattr(env.unwrapped, "single_pass", False))
-    record = _PredictionRecord() if config.algo == "stream_td" else None
+    Where the simulator state was saved (MuJoCo, classic control) the run continues
+    mid-episode and is indistinguishable from one that never stopped; otherwise it continues
+    at the episode boundary the checkpoint was taken at.
+    """
+    run_dir = Path(run_dir)
+    config = _load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
+    payload = latest_checkpoint(run_dir)
+    for key in ("algo", "env"):
+        if payload[key] != getattr(config, key):
+            raise CheckpointError(
+                f"the checkpoint in {run_dir} is for {key}={payload[key]!r} but config.json says "
+                f"{getattr(config, key)!r}; resume each run from its own directory"
+            )
+    return _Training(config, on_episode, payload).run()
+
+
+def _load_run_config(run_dir: Path) -> Config:
+    path = run_dir / "config.json"
     try:
-        obs, _ = env.reset(seed=config.seed)
-        for step in range(1, config.total_steps + 1):
-            action = agent.act(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            metrics = agent.update(obs, action, float(reward), next_obs, terminated, truncated)
-            stats.add(metrics)
-            if record is not None:
-                # the TD target's episode end: truncation counts only without bootstrapping
-                record.add(metrics, float(reward), terminated or (truncated and not config.bootstrap_on_truncation))
-            obs = next_obs
-            if "episode" in info:  # a whole episode (for Atari: a whole game, not one life) ended
-                episode_return = float(info["episode"]["r"])
-                episode_length = int(info["episode"]["l"])
-                returns.append(episode_return)
-                lengths.append(episode_length)
-                recent.append(episode_return)
-                writer.episode(step, episode_return, episode_length, time.perf_counter() - start)
-                if on_episode is not None and on_episode(step, episode_return, episode_length):
-                    stopped_early = True
-            if terminated or truncated:  # the learner's episode ended (Atari: possibly a life)
-                if single_pass:
-                    break
-                obs, _ = env.reset()
-            if stopped_early:
-                break
-            if step % config.log_interval == 0:
-                log_metrics()
-            if bar is not None and step % 1000 == 0:
-                bar.update(1000)
-        if len(stats):
-            log_metrics()  # the last, partial interval
-        if record is not None and (report := record.report(config.gamma)) is not None:
-            writer.prediction_report(report)
-        status = "stopped_early" if stopped_early else "finished"
-    finally:
-        elapsed = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        writer.summary({
+        values = json.loads(path.read_text())
+    except OSError:
+        raise ConfigError(f"{run_dir} is not a run directory (no readable config.json); "
+                          "pass the directory a `streamx train` run wrote") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run directory is damaged") from None
+    return Config.from_dict(values, source=str(path))
+
+
+def checkpoint_paths(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint files, oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("step_*.ckpt"))
+
+
+def latest_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The newest checkpoint of a run that loads and verifies (a damaged newest file falls
+    back to the one before it, with a warning)."""
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise CheckpointError(f"{run_dir} has no checkpoints to resume from; start a new run instead")
+    errors = []
+    for path in reversed(paths):
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+            continue
+        for message in errors:
+            warnings.warn(f"skipped a damaged checkpoint: {message}", stacklevel=2)
+        return payload
+    raise CheckpointError(f"no checkpoint in {run_dir} could be loaded: {errors[0]}")
+
+
+class _Training:
+    """The state of one training run: the loop, its bookkeeping and its checkpoints."""
+
+    def __init__(self, config: Config, on_episode: EpisodeCallback | None,
+                 resume_from: dict[str, Any] | None = None):
+        self.config = config
+        self.on_episode = on_episode
+        seed_everything(config.seed, config.threads)
+        self.env = make_env(config)
+        self.agent = AGENTS[config.algo](self.env.observation_space, self.env.action_space, config)
+        self.env.action_space.seed(config.seed)
+        self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+        self.stats = _IntervalStats(self.agent.extra_metrics)
+        # A data stream such as the ETT series is learned in one pass: stop when it ends.
+        self.single_pass = bool(getattr(self.env.unwrapped, "single_pass", False))
+        self.record = _PredictionRecord() if config.algo == "stream_td" else None
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.step = 0
+        self.interval_steps = 0
+        self.elapsed_before = 0.0  # wall time of earlier sessions of this run
+        self.resumes: list[dict[str, Any]] = []
+        self.checkpoint_pending = False
+        self.resume_from = resume_from
+        if resume_from is None:
+            resolved = config.replace(run_dir=str(self.run_dir))
+            self.writer = RunWriter(self.run_dir, resolved.to_dict(), extra_fields=self.stats.fields,
+                                    tensorboard=config.tensorboard)
+        else:
+            self.writer = RunWriter.reopen(self.run_dir, extra_fields=self.stats.fields,
+                                           episode_rows=resume_from["loop"]["episode_rows"],
+                                           metric_rows=resume_from["loop"]["metric_rows"],
+                                           tensorboard=config.tensorboard)
+        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+        self._check_disk_space()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _check_disk_space(self) -> None:
+        parameters = sum(p.numel() for net in self.agent.networks.values() for p in net.parameters())
+        needed = (4 * parameters * 4 + 1_000_000) * (self.config.keep_checkpoints + 1)
+        free = shutil.disk_usage(self.run_dir).free
+        if free < needed:
+            raise ConfigError(f"only {free / 1e6:.1f} MB free at {self.run_dir}; checkpoints need about "
+                              f"{needed / 1e6:.1f} MB: free space or choose another --run-dir")
+
+    def _payload(self, obs: Any, mid_episode: bool) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "streamx_version": __version__,
+            "algo": self.config.algo,
+            "env": self.config.env,
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "agent": self.agent.state_dict(),
+            "env_state": env_state(self.env),
+            "rng": global_rng_state(),
+            "loop": {
+                "step": self.step,
+                "mid_episode": mid_episode,
+                "obs": torch.from_numpy(np.array(obs, dtype=np.float32)),
+                "returns": torch.tensor(self.returns, dtype=torch.float64),
+                "lengths": torch.tensor(self.lengths, dtype=torch.int64),
+                "episode_rows": len(self.returns),
+                "metric_rows": self.writer.metric_rows,
+                "interval_steps": self.interval_steps,
+                "interval_values": {k: torch.tensor(v, dtype=torch.float64) for k, v in self.stats.values.items()},
+                "prediction_record": self.record.state_dict() if self.record is not None else None,
+                "elapsed": self.elapsed_before + (time.perf_counter() - self.start),
+                "resumes": self.resumes,
+            },
+        }
+
+    def save_checkpoint(self, obs: Any, mid_episode: bool) -> Path:
+        path = self.run_dir / "checkpoints" / f"step_{self.step:012d}.ckpt"
+        save_checkpoint(path, self._payload(obs, mid_episode))
+        for old in checkpoint_paths(self.run_dir)[:-self.config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        self.checkpoint_pending = False
+        return path
+
+    def _restore(self, payload: dict[str, Any]) -> Any:
+        """Load a checkpoint into the freshly built agent and env; return the observation to act on."""
+        loop = payload["loop"]
+        self.agent.load_state_dict(payload["agent"])
+        mid_episode = bool(loop["mid_episode"]) and bool(payload["env_state"]["exact"])
+        restore_env_state(self.env, payload["env_state"], mid_episode=mid_episode)
+        restore_global_rng_state(payload["rng"])
+        self.step = int(loop["step"])
+        self.returns = [float(x) for x in loop["returns"].tolist()]
+        self.lengths = [int(x) for x in loop["lengths"].tolist()]
+        self.interval_steps = int(loop["interval_steps"])
+        self.stats.values = {k: [float(x) for x in v.tolist()] for k, v in loop["interval_values"].items()}
+        if self.record is not None and loop["prediction_record"] is not None:
+            self.record.load_state_dict(loop["prediction_record"])
+        self.elapsed_before = float(loop["elapsed"])
+        self.resumes = [*loop["resumes"], {"step": self.step, "mid_episode": mid_episode}]
+        if mid_episode:
+            return loop["obs"].numpy()
+        obs, _ = self.env.reset()  # the simulator state could not be saved: continue at a new episode
+        return obs
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _log_metrics(self) -> None:
+        now = time.perf_counter()
+        sps = (self.step - self.interval_steps) / max(now - self.interval_start, 1e-9)
+        self.interval_start, self.interval_steps = now, self.step
+        recent = self.returns[-20:]
+        recent_return = float(np.mean(recent)) if recent else float("nan")
+        self.writer.metric({"step": self.step, "episodes": len(self.returns), "recent_return": recent_return,
+                            "steps_per_second": sps, **self.stats.summarize()})
+        if self.bar is not None:
+            self.bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+
+    def run(self) -> RunResult:
+        config, env, agent = self.config, self.env, self.agent
+        self.start = self.interval_start = time.perf_counter()
+        exact = env_state(env)["exact"] if config.checkpoint_interval else True
+        status, stopped_early, fault = "failed", False, None
+        obs: Any = None
+        with _StopSignals() as signals:
+            try:
+                if self.resume_from is not None:
+                    obs = self._restore(self.resume_from)
+                else:
+                    obs, _ = env.reset(seed=config.seed)
+                self.bar = _progress_bar(config, initial=self.step)
+                while self.step < config.total_steps:
+                    self.step += 1
+                    step = self.step
+                    action = agent.act(obs)
+                    next_obs, reward, terminated, truncated, info = env.step(action)
+                    metrics = agent.update(obs, action, float(reward), next_obs, terminated, truncated)
+                    self.stats.add(metrics)
+                    if self.record is not None:
+                        # the TD target's episode end: truncation counts only without bootstrapping
+                        self.record.add(metrics, float(reward),
+                                        terminated or (truncated and not config.bootstrap_on_truncation))
+                    obs = next_obs
+                    if "episode" in info:  # a whole episode (for Atari: a whole game, not one life) ended
+                        episode_return = float(info["episode"]["r"])
+                        episode_length = int(info["episode"]["l"])
+                        self.returns.append(episode_return)
+                        self.lengths.append(episode_length)
+                        self.writer.episode(step, episode_return, episode_length,
+                                            self.elapsed_before + time.perf_counter() - self.start)
+                        if self.on_episode is not None and self.on_episode(step, episode_return, episode_length):
+                            stopped_early = True
+                    if step % config.log_interval == 0:
+                        self._log_metrics()
+                    if config.checkpoint_interval and step % config.checkpoint_interval == 0:
+                        self.checkpoint_pending = True
+                    if terminated or truncated:  # the learner's episode ended (Atari: possibly a life)
+                        if self.single_pass or stopped_early:
+                            break
+                        if self.checkpoint_pending and not exact and "episode" in info:
+                            self.save_checkpoint(obs, mid_episode=False)  # at the game's end, before reset
+                        obs, _ = env.reset()
+                    if self.checkpoint_pending and exact:
+                        self.save_checkpoint(obs, mid_episode=True)
+                    if stopped_early:
+                        break
+                    if signals.received is not None:
+                        break
+                    if self.bar is not None and step % 1000 == 0:
+                        self.bar.update(1000)
+                if signals.received is not None:
+                    status = "interrupted"
+                else:
+                    if len(self.stats):
+                        self._log_metrics()  # the last, partial interval
+                    if self.record is not None and (report := self.record.report(config.gamma)) is not None:
+                        self.writer.prediction_report(report)
+                    status = "stopped_early" if stopped_early else "finished"
+                self.save_checkpoint(obs, mid_episode=True)
+            except (EnvironmentFault, NonFiniteError) as exc:
+                # The agent and the normalizers never saw the bad value: keep that state.
+                fault = exc
+                path = self.save_checkpoint(obs, mid_episode=True)
+                raise type(exc)(f"{exc} (step {self.step}; last good state saved to {path})") from None
+            finally:
+                self._finish(status, fault)
+        return RunResult(self.run_dir, self.step, self.returns, self.lengths, stopped_early, agent,
+                         status=status, signal=signals.received)
+
+    def _finish(self, status: str, fault: Exception | None) -> None:
+        elapsed = self.elapsed_before + time.perf_counter() - self.start
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
+        self.writer.summary({
             "status": status,
-            "steps": step,
-            "episodes": len(returns),
+            "steps": self.step,
+            "episodes": len(self.returns),
             "wall_time": round(elapsed, 3),
-            "steps_per_second": step / max(elapsed, 1e-9),
-            "final_mean_return_last_10": float(np.mean(returns[-10:])) if returns else None,
+            "steps_per_second": self.step / max(elapsed, 1e-9),
+            "final_mean_return_last_10": float(np.mean(self.returns[-10:])) if self.returns else None,
+            "resumes": self.resumes,
+            "error": None if fault is None else str(fault),
         })
-        writer.close()
-        env.close()
-    return RunResult(run_dir, step, returns, lengths, stopped_early, agent)
+        self.writer.close()
+        self.env.close()

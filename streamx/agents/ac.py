@@ -126,6 +126,7 @@ class StreamAC(StreamAgent):
         log_prob, entropy = self.actor.log_prob_and_entropy(self._as_batch(obs), action_tensor)
         actor_objective = log_prob + self.config.entropy_coef * torch.sign(td_error) * entropy
 
+        self._check_finite(td_error)
         # Critic and actor have disjoint parameters: one backward fills both gradients.
         self.critic.zero_grad(set_to_none=True)
         self.actor.zero_grad(set_to_none=True)

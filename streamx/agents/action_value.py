@@ -74,6 +74,7 @@ class ActionValueAgent(StreamAgent):
         td_error = float(reward) + self.config.gamma * bootstrap * target_value - q_sa.detach()
         reset = episode_end or self._cut_traces(action, q_both[0].detach())
 
+        self._check_finite(td_error)
         self.q_network.zero_grad(set_to_none=True)
         q_sa.backward()
         self.optimizer.step(td_error, reset=reset)

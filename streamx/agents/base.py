@@ -13,6 +13,7 @@ An agent sees one transition at a time::
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from streamx.checkpoint import rng_from_plain, rng_to_plain
 from streamx.config import Config
-from streamx.errors import ConfigError
+from streamx.errors import ConfigError, NonFiniteError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 
@@ -113,6 +115,14 @@ class StreamAgent(ABC):
             )
         return int(action_space.n)
 
+    def _check_finite(self, td_error: Tensor) -> None:
+        """Refuse an update whose TD error is NaN/inf, before it reaches the weights."""
+        if not math.isfinite(float(td_error)):
+            raise NonFiniteError(
+                f"{self.algo}: non-finite TD error ({float(td_error)}) at update {self.num_updates + 1}; "
+                "the weights were left as they were — lower lr or check the environment's rewards"
+            )
+
     @staticmethod
     def _step_metrics(td_error: Tensor, optimizer: torch.optim.Optimizer, prefix: str = "") -> dict[str, float]:
         """The TD error and the optimizer's effective step size and trace norm, as floats."""
@@ -153,7 +163,7 @@ class StreamAgent(ABC):
             "networks": {name: net.state_dict() for name, net in self._networks.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
             "torch_generator": self.torch_generator.get_state(),
-            "np_random": _np_rng_state(self.np_random),
+            "np_random": rng_to_plain(self.np_random),
             "extra": self._extra_state(),
         }
 
@@ -170,7 +180,7 @@ class StreamAgent(ABC):
             opt.load_state_dict(copy.deepcopy(state["optimizers"][name]))
         self.num_updates = int(state["num_updates"])
         self.torch_generator.set_state(state["torch_generator"])
-        self.np_random.bit_generator.state = _np_rng_from_state(state["np_random"])
+        rng_from_plain(self.np_random, state["np_random"])
         self._load_extra_state(state.get("extra", {}))
 
     def _extra_state(self) -> dict[str, Any]:
@@ -178,24 +188,3 @@ class StreamAgent(ABC):
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         pass
-
-
-def _np_rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    state = rng.bit_generator.state
-    # PCG64 state holds Python ints too large for tensors; keep them as decimal strings.
-    return {
-        "bit_generator": state["bit_generator"],
-        "state": str(state["state"]["state"]),
-        "inc": str(state["state"]["inc"]),
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": int(state["uinteger"]),
-    }
-
-
-def _np_rng_from_state(saved: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "bit_generator": saved["bit_generator"],
-        "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
-        "has_uint32": int(saved["has_uint32"]),
-        "uinteger": int(saved["uinteger"]),
-    }

@@ -43,6 +43,7 @@ class StreamTD(StreamAgent):
         values = self.value_network(self._as_batch(obs, next_obs))[:, 0]
         bootstrap = td_target_mask(terminated, truncated, self.config)
         td_error = float(reward) + self.config.gamma * bootstrap * values[1].detach() - values[0].detach()
+        self._check_finite(td_error)
         self.value_network.zero_grad(set_to_none=True)
         values[0].backward()
         self.optimizer.step(td_error, reset=bool(terminated or truncated))

@@ -1,0 +1,288 @@
+"""Checkpoints: a safe, checksummed file format and the capture/restore of environment state.
+
+File format (version 1)::
+
+    STREAMX-CHECKPOINT <format version> <sha256 of payload> <payload length>\\n
+    <payload: torch.save of plain tensors, numbers, strings, lists and dicts>
+
+Loading verifies the header, the length and the checksum, then reads the payload with
+``torch.load(weights_only=True)``: a checkpoint can hold data only, never code. NumPy arrays
+become tensors and NumPy RNG states become strings on the way in (:func:`to_plain`).
+
+Environment state: wrapper statistics (every wrapper with ``state_dict``), the time-limit
+counter, the episode-statistics accumulators, the environment's and the action space's RNGs,
+and the simulator state where it can be read and written exactly — MuJoCo (the full
+integration state: time, qpos, qvel, activations, warm start, controls) and classic control
+(the ``state`` vector and bookkeeping attributes). Other simulators (ALE, DM Control) are
+restored at an episode boundary instead; :func:`env_state` reports which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from streamx.errors import CheckpointError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "env_state",
+    "global_rng_state",
+    "load_checkpoint",
+    "restore_env_state",
+    "restore_global_rng_state",
+    "rng_from_plain",
+    "rng_to_plain",
+    "save_checkpoint",
+    "to_plain",
+]
+
+FORMAT_VERSION = 1
+MAGIC = "STREAMX-CHECKPOINT"
+
+
+# --- file format ----------------------------------------------------------------------------
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(to_plain(payload), buffer)
+    data = buffer.getvalue()
+    header = f"{MAGIC} {FORMAT_VERSION} {hashlib.sha256(data).hexdigest()} {len(data)}\n".encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(header)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and verify a checkpoint; any problem is one CheckpointError naming it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    newline = raw.find(b"\n", 0, 256)
+    fields = raw[:newline].decode("ascii", errors="replace").split(" ") if newline > 0 else []
+    if len(fields) != 4 or fields[0] != MAGIC:
+        raise CheckpointError(f"{path} is not a streamx checkpoint (bad header); "
+                              "pass a file from <run-dir>/checkpoints")
+    if fields[1] != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} has checkpoint format version {fields[1]}, this streamx reads version {FORMAT_VERSION}; "
+            "resume it with the streamx version that wrote it"
+        )
+    data = raw[newline + 1:]
+    if not fields[3].isdigit() or len(data) != int(fields[3]):
+        raise CheckpointError(f"{path} is truncated ({len(data)} of {fields[3]} payload bytes); "
+                              "use an earlier checkpoint of the run")
+    if hashlib.sha256(data).hexdigest() != fields[2]:
+        raise CheckpointError(f"{path} is corrupted (checksum mismatch); use an earlier checkpoint of the run")
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} holds data that is not plain tensors and containers ({first_line[:200]}); "
+                              "refusing to load it") from None
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} does not hold a streamx checkpoint payload; "
+                              "use a file from <run-dir>/checkpoints")
+    return payload
+
+
+def to_plain(obj: Any) -> Any:
+    """Convert NumPy arrays/scalars to tensors/Python numbers, recursively, so that the result
+    loads with ``torch.load(weights_only=True)``."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj, copy=True))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {key: to_plain(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(value) for value in obj)
+    return obj
+
+
+def _to_numpy(value: Any) -> Any:
+    return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+# --- RNG states -----------------------------------------------------------------------------
+
+def rng_to_plain(generator: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's state with its big integers as strings (tensors cannot hold them)."""
+    state = generator.bit_generator.state
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"int": str(value)}
+        return value
+
+    return encode(state)
+
+
+def rng_from_plain(generator: np.random.Generator, plain: dict[str, Any]) -> None:
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"int"}:
+                return int(value["int"])
+            return {k: decode(v) for k, v in value.items()}
+        return _to_numpy(value)
+
+    generator.bit_generator.state = decode(plain)
+
+
+def global_rng_state() -> dict[str, Any]:
+    version, mt_state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def restore_global_rng_state(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached"]))
+    torch.set_rng_state(state["torch"])
+
+
+# --- environment state ----------------------------------------------------------------------
+
+def _wrapper_chain(env: gym.Env) -> list[Any]:
+    chain = []
+    current: Any = env
+    while isinstance(current, gym.Wrapper):
+        chain.append(current)
+        current = current.env
+    return chain
+
+
+def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
+    if hasattr(unwrapped, "model") and hasattr(unwrapped, "data") and type(unwrapped).__module__.startswith(
+            "gymnasium.envs.mujoco"):
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(unwrapped.model, spec), dtype=np.float64)
+        mujoco.mj_getState(unwrapped.model, unwrapped.data, state, spec)
+        return {"kind": "mujoco", "state": state}
+    if type(unwrapped).__module__.startswith("gymnasium.envs.classic_control"):
+        attributes = {key: value for key, value in vars(unwrapped).items()
+                      if not key.startswith("_") and key not in ("screen", "clock", "render_mode")
+                      and (value is None or isinstance(value, (np.ndarray, int, float, bool, tuple)))}
+        return {"kind": "classic", "attributes": attributes,
+                "tuple_keys": [k for k, v in attributes.items() if isinstance(v, tuple)],
+                "none_keys": [k for k, v in attributes.items() if v is None]}
+    return None
+
+
+def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
+    if saved["kind"] == "mujoco":
+        import mujoco
+
+        state = np.ascontiguousarray(_to_numpy(saved["state"]), dtype=np.float64)
+        mujoco.mj_setState(unwrapped.model, unwrapped.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(unwrapped.model, unwrapped.data)
+    else:
+        for key, value in saved["attributes"].items():
+            value = _to_numpy(value)
+            if key in saved["tuple_keys"]:
+                value = tuple(value)
+            setattr(unwrapped, key, None if key in saved["none_keys"] else value)
+
+
+def env_state(env: gym.Env) -> dict[str, Any]:
+    """Everything needed to continue ``env`` exactly, or at an episode boundary.
+
+    ``exact`` is True when the simulator state itself was captured (MuJoCo, classic control).
+    """
+    wrappers: dict[str, Any] = {}
+    for index, wrapper in enumerate(_wrapper_chain(env)):
+        key = f"{index}:{type(wrapper).__name__}"
+        if hasattr(wrapper, "state_dict"):
+            wrappers[key] = wrapper.state_dict()
+        elif isinstance(wrapper, gym.wrappers.TimeLimit):
+            wrappers[key] = {"elapsed_steps": wrapper._elapsed_steps}
+        elif isinstance(wrapper, gym.wrappers.RecordEpisodeStatistics):
+            wrappers[key] = {"episode_returns": float(wrapper.episode_returns),
+                             "episode_lengths": int(wrapper.episode_lengths),
+                             "episode_count": int(wrapper.episode_count)}
+    unwrapped = env.unwrapped
+    simulator = _simulator_state(unwrapped)
+    return {
+        "wrappers": wrappers,
+        "np_random": rng_to_plain(unwrapped.np_random),
+        "action_space_rng": rng_to_plain(env.action_space.np_random),
+        "simulator": simulator,
+        "exact": simulator is not None,
+    }
+
+
+def restore_env_state(env: gym.Env, state: dict[str, Any], mid_episode: bool = True) -> None:
+    """Restore what :func:`env_state` captured into a freshly built ``env`` of the same kind.
+
+    With ``mid_episode`` the simulator state is written back too (the caller continues from
+    the saved observation); otherwise only statistics and RNGs are restored and the caller
+    starts a new episode.
+    """
+    chain = _wrapper_chain(env)
+    for index, wrapper in enumerate(chain):
+        saved = state["wrappers"].get(f"{index}:{type(wrapper).__name__}")
+        if isinstance(wrapper, gym.wrappers.common.OrderEnforcing):
+            wrapper._has_reset = True  # the restored episode is under way: step() is allowed
+        if isinstance(wrapper, gym.wrappers.common.PassiveEnvChecker):
+            # its one-time checks ran in the original session; they compare with a reset we skip
+            wrapper.checked_reset = wrapper.checked_step = wrapper.checked_data_reuse = True
+        if saved is None:
+            continue
+        if hasattr(wrapper, "load_state_dict"):
+            wrapper.load_state_dict(_numpy_tree(saved))
+        elif isinstance(wrapper, gym.wrappers.TimeLimit):
+            wrapper._elapsed_steps = saved["elapsed_steps"] if mid_episode else 0
+        elif isinstance(wrapper, gym.wrappers.RecordEpisodeStatistics):
+            wrapper.episode_returns = saved["episode_returns"] if mid_episode else 0.0
+            wrapper.episode_lengths = saved["episode_lengths"] if mid_episode else 0
+            wrapper.episode_count = saved["episode_count"]
+    unwrapped = env.unwrapped
+    rng_from_plain(unwrapped.np_random, state["np_random"])
+    rng_from_plain(env.action_space.np_random, state["action_space_rng"])
+    if mid_episode and state["simulator"] is not None:
+        _restore_simulator(unwrapped, state["simulator"])
+
+
+def _numpy_tree(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {key: _numpy_tree(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_numpy_tree(value) for value in obj]
+    return obj
