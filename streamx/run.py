@@ -379,6 +379,7 @@ class _Training:
         exact = env_state(env)["exact"] if config.checkpoint_interval else True
         status, stopped_early, fault = "failed", False, None
         obs: Any = None
+        episode_over = False  # the loop stopped right after an episode end, before the reset
         with _StopSignals() as signals:
             try:
                 if self.resume_from is not None:
@@ -413,6 +414,7 @@ class _Training:
                         self.checkpoint_pending = True
                     if terminated or truncated:  # the learner's episode ended (Atari: possibly a life)
                         if self.single_pass or stopped_early:
+                            episode_over = True
                             break
                         if self.checkpoint_pending and not exact and "episode" in info:
                             self.save_checkpoint(obs, mid_episode=False)  # at the game's end, before reset
@@ -433,7 +435,7 @@ class _Training:
                     if self.record is not None and (report := self.record.report(config.gamma)) is not None:
                         self.writer.prediction_report(report)
                     status = "stopped_early" if stopped_early else "finished"
-                self.save_checkpoint(obs, mid_episode=True)
+                self.save_checkpoint(obs, mid_episode=not episode_over)
             except (EnvironmentFault, NonFiniteError) as exc:
                 # The agent and the normalizers never saw the bad value: keep that state.
                 fault = exc

@@ -1,0 +1,255 @@
+"""Checkpoint/resume: exactness after kill -9, SIGTERM, faults, corrupted and unsafe files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamx.checkpoint import MAGIC, load_checkpoint, save_checkpoint
+from streamx.errors import CheckpointError, ConfigError, EnvironmentFault
+from streamx.run import checkpoint_paths, resolve_config, resume, train
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "streamx.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "disable"}, **kwargs)
+
+
+def _episodes(run_dir: Path) -> list[dict]:
+    with open(run_dir / "episodes.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(handle)]
+
+
+def _final_weights(run_dir: Path) -> dict:
+    return load_checkpoint(checkpoint_paths(run_dir)[-1])["agent"]["networks"]
+
+
+@pytest.mark.parametrize("algo, env, steps, interval", [
+    ("stream_q", "CartPole-v1", 6000, 1000),
+    pytest.param("stream_ac", "Hopper-v5", 3000, 500, marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("mujoco") is None, reason="extra 'mujoco' not installed")),
+])
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, algo, env, steps, interval):
+    common = [algo, "--env", env, "--steps", str(steps), "--seed", "7", "progress=false", "log_interval=500",
+              f"checkpoint_interval={interval}"]
+    reference = _cli("train", *common, "--run-dir", str(tmp_path / "ref"))
+    killed_dir = tmp_path / "killed"
+    victim = _cli("train", *common, "--run-dir", str(killed_dir))
+    deadline = time.time() + 120
+    while len(checkpoint_paths(killed_dir)) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.0, 0.5))  # somewhere between two checkpoints
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    summary = killed_dir / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["steps"] < steps  # it really died early
+    resumed = _cli("train", "--resume", str(killed_dir))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert _episodes(killed_dir) == _episodes(tmp_path / "ref")
+    reference_weights, resumed_weights = _final_weights(tmp_path / "ref"), _final_weights(killed_dir)
+    for net in reference_weights:
+        for key, value in reference_weights[net].items():
+            assert torch.equal(value, resumed_weights[net][key]), (net, key)
+    assert json.loads(summary.read_text())["resumes"][0]["mid_episode"] is True
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_0_within_a_second(tmp_path):
+    run_dir = tmp_path / "run"
+    process = _cli("train", "stream_q", "--env", "CartPole-v1", "--steps", "500000", "--run-dir", str(run_dir),
+                   "progress=false", "checkpoint_interval=2000")
+    deadline = time.time() + 120
+    while len(checkpoint_paths(run_dir)) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    before = checkpoint_paths(run_dir)
+    sent = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert time.perf_counter() - sent < 1.0
+    assert "--resume" in process.stderr.read()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    last = checkpoint_paths(run_dir)[-1]
+    assert last not in before and load_checkpoint(last)["loop"]["step"] == summary["steps"]
+
+
+def test_resume_after_interrupt_in_python(tmp_path):
+    config = resolve_config("stream_q", "CartPole-v1", overrides={
+        "total_steps": 3000, "run_dir": str(tmp_path / "r"), "progress": False, "checkpoint_interval": 1000})
+    stopped = train(config, on_episode=lambda step, ret, length: step > 1500)
+    assert stopped.stopped_early
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config)
+    config_full = config.replace(run_dir=str(tmp_path / "full"))
+    full = train(config_full)
+    result = resume(tmp_path / "r")
+    assert result.steps == 3000 and result.episode_returns == full.episode_returns[:len(result.episode_returns)]
+
+
+class NaNAfter(gym.Wrapper):
+    def __init__(self, env, at_step):
+        super().__init__(env)
+        self.count, self.at_step = 0, at_step
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += 1
+        if self.count >= self.at_step:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def test_nan_observation_stops_with_last_good_state_and_keeps_results(tmp_path, monkeypatch):
+    from streamx import envs
+
+    original = envs._make_raw
+    monkeypatch.setattr(envs, "_make_raw", lambda config, **kw: NaNAfter(original(config, **kw), 700))
+    config = resolve_config("stream_q", "CartPole-v1", overrides={
+        "total_steps": 5000, "run_dir": str(tmp_path / "r"), "progress": False, "log_interval": 200})
+    with pytest.raises(EnvironmentFault, match=r"non-finite observation.*step 700; last good state saved to"):
+        train(config)
+    run_dir = tmp_path / "r"
+    payload = load_checkpoint(checkpoint_paths(run_dir)[-1])
+    assert payload["loop"]["step"] == 700
+    for net in payload["agent"]["networks"].values():
+        assert all(torch.isfinite(t).all() for t in net.values())
+    assert len(_episodes(run_dir)) > 5
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "non-finite observation" in summary["error"]
+
+
+def test_unwritable_run_directory_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = resolve_config("stream_q", "CartPole-v1", overrides={"run_dir": str(blocker / "run"), "progress": False})
+    with pytest.raises(ConfigError, match="not writable"):
+        train(config)
+
+
+def _small_checkpoint(tmp_path) -> Path:
+    config = resolve_config("stream_q", "CartPole-v1", overrides={
+        "total_steps": 300, "run_dir": str(tmp_path / "small"), "progress": False})
+    train(config)
+    return checkpoint_paths(tmp_path / "small")[-1]
+
+
+def test_checkpoint_round_trip_and_wrong_run(tmp_path):
+    path = _small_checkpoint(tmp_path)
+    payload = load_checkpoint(path)
+    assert payload["algo"] == "stream_q" and payload["loop"]["step"] == 300
+    other = tmp_path / "other"
+    train(resolve_config("stream_sarsa", "CartPole-v1", overrides={
+        "total_steps": 200, "run_dir": str(other), "progress": False}))
+    (other / "checkpoints" / "step_000000000999.ckpt").write_bytes(path.read_bytes())
+    with pytest.raises(CheckpointError, match="is for algo='stream_q'.*resume each run from its own directory"):
+        resume(other)
+
+
+def test_a_crafted_pickle_cannot_execute_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import hashlib
+
+    data = pickle.dumps({"format_version": 1, "payload": Exploit()})
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(f"{MAGIC} 1 {hashlib.sha256(data).hexdigest()} {len(data)}\n".encode() + data)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # the same through torch's own zip format
+    torch_path = tmp_path / "evil_zip.ckpt"
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format_version": 1, "x": Exploit()}, buffer)
+    data = buffer.getvalue()
+    torch_path.write_bytes(f"{MAGIC} 1 {hashlib.sha256(data).hexdigest()} {len(data)}\n".encode() + data)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(torch_path)
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory) -> bytes:
+    return _small_checkpoint(tmp_path_factory.mktemp("ckpt")).read_bytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_checkpoints_are_always_rejected(tmp_path, checkpoint_bytes, data):
+    raw = bytearray(checkpoint_bytes)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "insert", "header"]))
+    if kind == "flip":
+        index = data.draw(st.integers(0, len(raw) - 1))
+        raw[index] ^= data.draw(st.integers(1, 255))
+    elif kind == "truncate":
+        raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "insert":
+        index = data.draw(st.integers(0, len(raw)))
+        raw[index:index] = data.draw(st.binary(min_size=1, max_size=16))
+    else:
+        raw = bytearray(data.draw(st.binary(max_size=64))) + raw[raw.index(b"\n"):]
+    path = tmp_path / "c.ckpt"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_save_checkpoint_is_atomic_and_plain(tmp_path):
+    path = tmp_path / "x.ckpt"
+    save_checkpoint(path, {"format_version": 1, "a": np.arange(3), "b": np.float64(2.5)})
+    payload = load_checkpoint(path)
+    assert torch.equal(payload["a"], torch.arange(3)) and payload["b"] == 2.5
+    assert [p.name for p in tmp_path.iterdir()] == ["x.ckpt"]
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.lists(st.integers(-5, 300), max_size=4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["lr", "gamma", "lamda", "kappa_value", "hidden_sizes", "optimizer", "seed",
+                                        "layer_norm", "total_steps", "epsilon_end", "max_episode_steps", "lrr",
+                                        "env_kwargs", "sparsity", "threads"]), _values, max_size=5))
+def test_config_inputs_never_crash_and_never_pass_silently(values):
+    from streamx.config import Config
+
+    try:
+        config = Config.from_dict(values)
+    except ConfigError:
+        return
+    config.validate()
+    for key, value in values.items():
+        stored = getattr(config, key)
+        assert stored == value or (isinstance(value, int) and stored == float(value)), (key, value, stored)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s))
+def test_override_strings_never_crash(text):
+    from streamx.config import Config
+
+    for key in ("lr", "hidden_sizes", "layer_norm", "max_episode_steps", "optimizer", "env_kwargs"):
+        try:
+            Config.from_dict({key: text}, source="the overrides")
+        except ConfigError:
+            pass
