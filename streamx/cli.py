@@ -117,14 +117,46 @@ def _envs(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "envs": _envs}
+def _eval(argv: Sequence[str]) -> int:
+    from streamx.evaluate import evaluate
+
+    parser = _Parser(prog="streamx eval", description="Run the deterministic policy of a run's checkpoint "
+                     "with frozen normalizer statistics; writes eval.json into the run directory.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest)")
+    parser.add_argument("--video", action="store_true", help="record videos into <run-dir>/videos (needs moviepy)")
+    args = parser.parse_args(argv)
+    result = evaluate(args.run_dir, args.episodes, args.checkpoint, args.video)
+    print(f"{result['episodes']} episodes at step {result['checkpoint_step']}: mean return "
+          f"{result['mean_return']:.1f} ± {result['std_return']:.1f}; written to {args.run_dir}/eval.json")
+    return 0
+
+
+def _export(argv: Sequence[str]) -> int:
+    from streamx.evaluate import export_policy
+
+    parser = _Parser(prog="streamx export", description="Export a run's policy (weights and normalizer "
+                     "statistics) for use without the training machinery: streamx.evaluate.Policy.load(file).")
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", default=None, help="output file (default <run-dir>/policy.pt)")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest)")
+    args = parser.parse_args(argv)
+    print(f"policy written to {export_policy(args.run_dir, args.out, args.checkpoint)}")
+    return 0
+
+
+COMMANDS = {"train": _train, "envs": _envs, "eval": _eval, "export": _export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: streamx {train,envs} ...\n\n"
+        print("usage: streamx {train,eval,export,envs} ...\n\n"
               "  train   train a stream-x agent:  streamx train stream_ac --env Hopper-v5\n"
+              "          continue a stopped run:  streamx train --resume <run-dir>\n"
+              "  eval    evaluate a run's policy: streamx eval <run-dir> --episodes 10\n"
+              "  export  export a run's policy:   streamx export <run-dir> --out policy.pt\n"
               "  envs    list environment suites and example ids\n", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:

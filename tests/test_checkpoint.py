@@ -252,3 +252,32 @@ def test_override_strings_never_crash(text):
     for key in ("lr", "hidden_sizes", "layer_norm", "max_episode_steps", "optimizer", "env_kwargs"):
         with contextlib.suppress(ConfigError):  # anything else (a traceback) fails the test
             Config.from_dict({key: text}, source="the overrides")
+
+
+@pytest.mark.parametrize("algo, env", [("stream_q", "CartPole-v1"), ("stream_ac", "Pendulum-v1")])
+def test_eval_and_exported_policy(tmp_path, algo, env):
+    from streamx.agents import AGENTS
+    from streamx.config import Config
+    from streamx.evaluate import Policy, evaluate, export_policy
+
+    run_dir = tmp_path / "run"
+    train(resolve_config(algo, env, overrides={"total_steps": 1500, "run_dir": str(run_dir), "progress": False,
+                                               "max_episode_steps": 200}))
+    result = evaluate(run_dir, episodes=2)
+    assert len(result["returns"]) == 2 and json.loads((run_dir / "eval.json").read_text())["episodes"] == 2
+    policy = Policy.load(export_policy(run_dir))
+    payload = load_checkpoint(checkpoint_paths(run_dir)[-1])
+    config = Config.from_dict(json.loads(payload["config"]))
+    raw_env = gym.make(env)
+    agent = AGENTS[algo](gym.spaces.Box(-np.inf, np.inf, (raw_env.observation_space.shape[0] + 1,),
+                                                           np.float32), raw_env.action_space, config)
+    agent.load_state_dict(payload["agent"])
+    normalizer = next(v for k, v in payload["env_state"]["wrappers"].items() if k.endswith("NormalizeObservation"))
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        raw = raw_env.observation_space.sample() if algo == "stream_ac" else rng.normal(size=4)
+        mean, count = normalizer["stats"]["mean"].numpy(), normalizer["stats"]["count"]
+        var = normalizer["stats"]["sum_sq_dev"].numpy() / (count - 1)
+        expected = np.append((raw - mean) / np.sqrt(var + 1e-8), t / 200 - 0.5).astype(np.float32)
+        np.testing.assert_allclose(policy.preprocess(raw, t), expected, rtol=1e-6)
+        np.testing.assert_allclose(policy.act(raw, t), agent.act(expected, deterministic=True), rtol=1e-6)

@@ -1,0 +1,196 @@
+"""Evaluation of a trained run and export of its policy.
+
+``evaluate(run_dir)`` rebuilds the run's environment and agent from its newest (or a given)
+checkpoint, FREEZES the normalizer statistics (they are used but no longer updated), and runs
+the greedy / mean-action policy for whole episodes, writing ``eval.json``.
+
+``export_policy(run_dir, out)`` writes what acting needs — the acting network's weights, the
+observation normalizer's statistics and the time-feature horizon — as plain tensors and
+strings (``torch.load(weights_only=True)``). :class:`Policy` loads such a file and acts without
+any of the training machinery (no optimizer, no traces, no environment wrappers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from streamx.agents import AGENTS
+from streamx.agents.base import build_network
+from streamx.checkpoint import load_checkpoint, restore_env_state, to_plain
+from streamx.config import Config
+from streamx.envs import make_env
+from streamx.errors import CheckpointError, ConfigError
+from streamx.outputs import atomic_write_text
+from streamx.run import _load_run_config, latest_checkpoint, seed_everything
+from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, find_wrapper
+
+__all__ = ["POLICY_FORMAT", "Policy", "evaluate", "export_policy"]
+
+POLICY_FORMAT = "streamx-policy-v1"
+_ACTING_NETWORK = {"stream_q": "q_network", "stream_sarsa": "q_network", "stream_ac": "actor",
+                   "stream_td": "value_network"}
+
+
+def _load(run_dir: Path, checkpoint: str | Path | None) -> tuple[Config, dict[str, Any]]:
+    config = _load_run_config(run_dir)
+    payload = load_checkpoint(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
+    if payload["algo"] != config.algo or payload["env"] != config.env:
+        raise CheckpointError(f"the checkpoint is for {payload['algo']} on {payload['env']}, the run directory for "
+                              f"{config.algo} on {config.env}; pass a checkpoint of this run")
+    return config, payload
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | None = None,
+             video: bool = False, seed_offset: int = 1_000_003) -> dict[str, Any]:
+    """Run the deterministic policy of a checkpoint for ``episodes`` whole episodes."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes {episodes}: evaluate at least one episode")
+    run_dir = Path(run_dir)
+    config, payload = _load(run_dir, checkpoint)
+    if config.algo == "stream_td":
+        raise ConfigError("stream_td learns predictions, not a policy: there is nothing to evaluate; "
+                          "see prediction.json in its run directory")
+    seed_everything(config.seed + seed_offset, config.threads)
+    if video:
+        config = config.replace(env_kwargs={**config.env_kwargs, "render_mode": "rgb_array"})
+    env = make_env(config)
+    restore_env_state(env, payload["env_state"], mid_episode=False)
+    for wrapper_type in (NormalizeObservation, ScaleReward):
+        wrapper = find_wrapper(env, wrapper_type)
+        if wrapper is not None:
+            wrapper.frozen = True
+    if video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            raise ConfigError("--video needs moviepy: pip install moviepy") from None
+        env = gym.wrappers.RecordVideo(env, str(run_dir / "videos"), episode_trigger=lambda _: True,
+                                       disable_logger=True)
+    agent = AGENTS[config.algo](env.observation_space, env.action_space, config)
+    agent.load_state_dict(payload["agent"])
+    returns: list[float] = []
+    lengths: list[int] = []
+    obs, _ = env.reset(seed=config.seed + seed_offset)
+    while len(returns) < episodes:
+        obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+        if "episode" in info:
+            returns.append(float(info["episode"]["r"]))
+            lengths.append(int(info["episode"]["l"]))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    result = {
+        "checkpoint_step": int(payload["loop"]["step"]),
+        "episodes": episodes,
+        "returns": returns,
+        "lengths": lengths,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0,
+        "policy": "greedy" if config.algo in ("stream_q", "stream_sarsa") else "mean action / most likely action",
+    }
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
+    """Write the acting network and the normalizer statistics of a run to ``out``."""
+    run_dir = Path(run_dir)
+    config, payload = _load(run_dir, checkpoint)
+    env = make_env(config)
+    restore_env_state(env, payload["env_state"], mid_episode=False)
+    normalizer = find_wrapper(env, NormalizeObservation)
+    time_feature = find_wrapper(env, AddTimeFeature)
+    network = _ACTING_NETWORK[config.algo]
+    exported = {
+        "format": POLICY_FORMAT,
+        "algo": config.algo,
+        "env": config.env,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "checkpoint_step": int(payload["loop"]["step"]),
+        "network": payload["agent"]["networks"][network],
+        "obs_mean": None if normalizer is None else normalizer.stats.mean,
+        "obs_var": None if normalizer is None else normalizer.stats.var,
+        "time_limit": None if time_feature is None else time_feature.time_limit,
+        "observation_shape": list(env.unwrapped.observation_space.shape or ()),
+    }
+    env.close()
+    out = Path(out) if out is not None else run_dir / "policy.pt"
+    torch.save(to_plain(exported), out)
+    return out
+
+
+def _output_size(weights: dict[str, Any]) -> int:
+    """Rows of the last Linear layer of an nn.Sequential state dict."""
+    last = max((k for k in weights if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))
+    return int(weights[last].shape[0])
+
+
+class Policy:
+    """A trained policy, loaded from :func:`export_policy`'s file, acting on RAW observations
+    of a vector environment: it applies the frozen normalization and the time feature itself.
+
+        policy = Policy.load("runs/hopper/policy.pt")
+        action = policy.act(raw_obs, t=steps_since_reset)
+    """
+
+    def __init__(self, exported: dict[str, Any]):
+        if exported.get("format") != POLICY_FORMAT:
+            raise CheckpointError("not a streamx policy file; create one with `streamx export <run-dir>`")
+        self.algo: str = exported["algo"]
+        self.config = Config.from_dict(json.loads(exported["config"]))
+        self.obs_mean = None if exported["obs_mean"] is None else exported["obs_mean"].numpy()
+        self.obs_std = None if exported["obs_var"] is None else np.sqrt(exported["obs_var"].numpy() + 1e-8)
+        self.time_limit: int | None = exported["time_limit"]
+        self.network = self._build(exported["network"], tuple(exported["observation_shape"]))
+        self.network.load_state_dict(exported["network"])
+        self.network.eval()
+
+    def _build(self, weights: dict[str, Any], observation_shape: tuple[int, ...]) -> nn.Module:
+        if len(observation_shape) != 1:
+            raise ConfigError("Policy acts on raw vector observations; for image suites (Atari, MinAtar) use "
+                              "`streamx eval`, which rebuilds the whole preprocessing stack")
+        width = observation_shape[0] + (self.time_limit is not None)
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(width,), dtype=np.float32)
+        if self.algo != "stream_ac":
+            return build_network(space, _output_size(weights), self.config, initialize=False)
+        from streamx.agents.ac import CategoricalPolicy, GaussianPolicy
+
+        trunk = build_network(space, None, self.config, initialize=False)
+        features = self.config.hidden_sizes[-1]
+        if "mean_head.weight" in weights:
+            return GaussianPolicy(trunk, features, weights["mean_head.weight"].shape[0])
+        return CategoricalPolicy(trunk, features, weights["logits_head.weight"].shape[0])
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        try:
+            exported = torch.load(path, weights_only=True)
+        except Exception as exc:  # any failure to read is reported the same way
+            raise CheckpointError(f"cannot load policy file {path}: {str(exc).splitlines()[0][:200]}") from None
+        return cls(exported)
+
+    def preprocess(self, raw_obs: Any, t: int = 0) -> np.ndarray:
+        obs = np.asarray(raw_obs, dtype=np.float64).reshape(-1)
+        if self.obs_mean is not None:
+            obs = (obs - self.obs_mean.reshape(-1)) / self.obs_std.reshape(-1)
+        if self.time_limit is not None:
+            obs = np.append(obs, t / self.time_limit - 0.5)
+        return obs.astype(np.float32)
+
+    @torch.no_grad()
+    def act(self, raw_obs: Any, t: int = 0) -> Any:
+        """The deterministic action for a raw observation, ``t`` steps after the reset."""
+        x = torch.as_tensor(self.preprocess(raw_obs, t))[None]
+        if self.algo == "stream_ac":
+            out = self.network(x)
+            if isinstance(out, tuple):  # Gaussian: the mean action
+                return out[0][0].numpy()
+            return int(out[0].argmax())
+        return int(self.network(x)[0].argmax())
