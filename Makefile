@@ -26,4 +26,4 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow -n 2
 
 lint: setup
-	$(BIN)/ruff check streamx tests benchmarks experiments
+	$(BIN)/ruff check .
