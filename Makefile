@@ -20,6 +20,7 @@ train: setup
 # The default test suite (unit + short integration tests; no learning tests).
 test: setup
 	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -m timing
 
 # Learning tests (minutes): agents must learn CartPole-v1 within 100k steps.
 test-slow: setup

@@ -5,15 +5,17 @@ __version__ = "0.1.0"  # before the imports: streamx.run reads it
 from streamx.agents import StreamAC, StreamAgent, StreamQ, StreamSARSA, StreamTD, make_agent
 from streamx.config import Config
 from streamx.envs import make_env
-from streamx.errors import ConfigError, EnvironmentFault, StreamxError
+from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, NonFiniteError, StreamxError
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 from streamx.run import resolve_config, train
 
 __all__ = [
     "AdaptiveObGD",
+    "CheckpointError",
     "Config",
     "ConfigError",
     "EnvironmentFault",
+    "NonFiniteError",
     "ObGD",
     "StreamAC",
     "StreamAgent",

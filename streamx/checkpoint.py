@@ -49,6 +49,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAGIC = "STREAMX-CHECKPOINT"
+STATISTICS_WRAPPERS = ("NormalizeObservation", "ScaleReward", "RecordEpisodeStatistics")
+"""Wrappers whose state outlives an episode; the others are restored only mid-episode."""
 
 
 # --- file format ----------------------------------------------------------------------------
@@ -129,8 +131,12 @@ def _to_numpy(value: Any) -> Any:
 
 # --- RNG states -----------------------------------------------------------------------------
 
-def rng_to_plain(generator: np.random.Generator) -> dict[str, Any]:
-    """A numpy Generator's state with its big integers as strings (tensors cannot hold them)."""
+def rng_to_plain(generator: np.random.Generator | np.random.RandomState) -> dict[str, Any]:
+    """A numpy Generator's (or legacy RandomState's) state, with big integers as strings."""
+    if isinstance(generator, np.random.RandomState):  # e.g. DM Control through shimmy
+        name, keys, pos, has_gauss, cached = generator.get_state()
+        return {"legacy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached": float(cached)}}
     state = generator.bit_generator.state
 
     def encode(value: Any) -> Any:
@@ -143,7 +149,13 @@ def rng_to_plain(generator: np.random.Generator) -> dict[str, Any]:
     return encode(state)
 
 
-def rng_from_plain(generator: np.random.Generator, plain: dict[str, Any]) -> None:
+def rng_from_plain(generator: np.random.Generator | np.random.RandomState, plain: dict[str, Any]) -> None:
+    if "legacy" in plain:
+        legacy = plain["legacy"]
+        generator.set_state((legacy["name"], _to_numpy(legacy["keys"]).astype(np.uint32), legacy["pos"],
+                             legacy["has_gauss"], legacy["cached"]))
+        return
+
     def decode(value: Any) -> Any:
         if isinstance(value, dict):
             if set(value) == {"int"}:
@@ -186,6 +198,8 @@ def _wrapper_chain(env: gym.Env) -> list[Any]:
 
 
 def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
+    if hasattr(unwrapped, "simulator_state") and hasattr(unwrapped, "load_simulator_state"):
+        return {"kind": "protocol", "state": unwrapped.simulator_state()}  # e.g. the ETT stream
     if hasattr(unwrapped, "model") and hasattr(unwrapped, "data") and type(unwrapped).__module__.startswith(
             "gymnasium.envs.mujoco"):
         import mujoco
@@ -205,7 +219,9 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
 
 
 def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
-    if saved["kind"] == "mujoco":
+    if saved["kind"] == "protocol":
+        unwrapped.load_simulator_state(_numpy_tree(saved["state"]))
+    elif saved["kind"] == "mujoco":
         import mujoco
 
         state = np.ascontiguousarray(_to_numpy(saved["state"]), dtype=np.float64)
@@ -256,6 +272,8 @@ def restore_env_state(env: gym.Env, state: dict[str, Any], mid_episode: bool = T
     chain = _wrapper_chain(env)
     for index, wrapper in enumerate(chain):
         saved = state["wrappers"].get(f"{index}:{type(wrapper).__name__}")
+        if not mid_episode and type(wrapper).__name__ not in STATISTICS_WRAPPERS:
+            saved = None  # episode bookkeeping (lives, time, partial returns) starts afresh
         if isinstance(wrapper, gym.wrappers.common.OrderEnforcing):
             wrapper._has_reset = True  # the restored episode is under way: step() is allowed
         if isinstance(wrapper, gym.wrappers.common.PassiveEnvChecker):

@@ -7,6 +7,7 @@ underscores); ``streamx train --help`` lists every field with its meaning and de
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -93,8 +94,9 @@ def _train(argv: Sequence[str]) -> int:
         result = train(config)
     if result.status == "interrupted":
         print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
-              f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr)
-        return 0
+              f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)  # every file is written and closed; skip the slow interpreter teardown
     mean = sum(result.episode_returns[-10:]) / max(1, len(result.episode_returns[-10:]))
     print(f"finished {result.steps} steps, {len(result.episode_returns)} episodes; "
           f"mean return of the last 10 episodes: {mean:.1f}; results in {result.run_dir}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -193,10 +194,18 @@ def parse_value(text: str) -> Any:
         return [parse_value(part) for part in text.split(",") if part.strip()]
     if text.strip().lower() in ("none", "null"):
         return None
+    if not text.strip():
+        return text  # an empty value is not None: it fails the type check with a clear message
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 leaves 1e-3 as a string
+        except ValueError:
+            return value
+    return value
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -232,7 +241,8 @@ def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
             return value
         raise bad
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise bad
         return int(value)
     if annotation is float:

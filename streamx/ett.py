@@ -254,8 +254,12 @@ class ETTPrediction(gym.Env):
         terminated = self._row == self.num_transitions
         return self._observation(), cumulant, terminated, False, {"row": self._row}
 
+    # The position in the series is the whole simulator state: checkpoints resume mid-pass.
+    def simulator_state(self) -> dict[str, Any]:
+        return {"row": -1 if self._row is None else self._row}
 
-# --- evaluation -------------------------------------------------------------------------------
+    def load_simulator_state(self, state: dict[str, Any]) -> None:
+        self._row = None if int(state["row"]) < 0 else int(state["row"])
 
 # --- registration -----------------------------------------------------------------------------
 

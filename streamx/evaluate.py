@@ -12,6 +12,7 @@ any of the training machinery (no optimizer, no traces, no environment wrappers)
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,11 @@ from torch import nn
 
 from streamx.agents import AGENTS
 from streamx.agents.base import build_network
-from streamx.checkpoint import load_checkpoint, restore_env_state, to_plain
+from streamx.checkpoint import MAGIC, load_checkpoint, restore_env_state, to_plain
 from streamx.config import Config
 from streamx.envs import make_env
 from streamx.errors import CheckpointError, ConfigError
-from streamx.outputs import atomic_write_text
+from streamx.outputs import atomic_write_bytes, atomic_write_text
 from streamx.run import _load_run_config, latest_checkpoint, seed_everything
 from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, find_wrapper
 
@@ -103,6 +104,9 @@ def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint
     """Write the acting network and the normalizer statistics of a run to ``out``."""
     run_dir = Path(run_dir)
     config, payload = _load(run_dir, checkpoint)
+    if config.algo == "stream_td":
+        raise ConfigError("stream_td learns predictions, not a policy: nothing to export (its value network "
+                          "is in the run's checkpoints)")
     env = make_env(config)
     restore_env_state(env, payload["env_state"], mid_episode=False)
     normalizer = find_wrapper(env, NormalizeObservation)
@@ -121,8 +125,15 @@ def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint
         "observation_shape": list(env.unwrapped.observation_space.shape or ()),
     }
     env.close()
+    if len(exported["observation_shape"]) != 1:
+        raise ConfigError(f"{config.env} has image observations; an exported Policy acts on vector observations "
+                          "only — use `streamx eval`, which rebuilds the whole preprocessing stack")
     out = Path(out) if out is not None else run_dir / "policy.pt"
-    torch.save(to_plain(exported), out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: the folder {out.parent} does not exist")
+    buffer = io.BytesIO()
+    torch.save(to_plain(exported), buffer)
+    atomic_write_bytes(out, buffer.getvalue())
     return out
 
 
@@ -171,9 +182,17 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path) -> Policy:
         try:
+            with open(path, "rb") as handle:
+                if handle.read(len(MAGIC)) == MAGIC.encode():
+                    raise CheckpointError(f"{path} is a training checkpoint, not a policy file; "
+                                          "create one with `streamx export <run-dir>`")
             exported = torch.load(path, weights_only=True)
+        except CheckpointError:
+            raise
         except Exception as exc:  # any failure to read is reported the same way
             raise CheckpointError(f"cannot load policy file {path}: {str(exc).splitlines()[0][:200]}") from None
+        if not isinstance(exported, dict):
+            raise CheckpointError(f"{path} is not a streamx policy file; create one with `streamx export <run-dir>`")
         return cls(exported)
 
     def preprocess(self, raw_obs: Any, t: int = 0) -> np.ndarray:

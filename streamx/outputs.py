@@ -21,7 +21,7 @@ from typing import Any
 
 from streamx.errors import CheckpointError, ConfigError
 
-__all__ = ["EPISODE_FIELDS", "METRIC_FIELDS", "RunWriter", "atomic_write_text", "read_csv"]
+__all__ = ["EPISODE_FIELDS", "METRIC_FIELDS", "RunWriter", "atomic_write_bytes", "atomic_write_text", "read_csv"]
 
 EPISODE_FIELDS = ("step", "return", "length", "wall_time")
 METRIC_FIELDS = (
@@ -32,11 +32,16 @@ METRIC_FIELDS = (
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename: never a half-written file."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared

@@ -13,9 +13,9 @@ import json
 import random
 import shutil
 import signal
+import sys
 import threading
 import time
-import warnings
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -256,9 +256,10 @@ def latest_checkpoint(run_dir: str | Path) -> dict[str, Any]:
             errors.append(str(exc))
             continue
         for message in errors:
-            warnings.warn(f"skipped a damaged checkpoint: {message}", stacklevel=2)
+            print(f"streamx: warning: skipped a damaged checkpoint: {message}", file=sys.stderr)
         return payload
-    raise CheckpointError(f"no checkpoint in {run_dir} could be loaded: {errors[0]}")
+    raise CheckpointError(f"none of the {len(paths)} checkpoints in {run_dir} could be loaded "
+                          f"(newest: {errors[0]}); start a new run")
 
 
 class _Training:
@@ -285,6 +286,7 @@ class _Training:
         self.resumes: list[dict[str, Any]] = []
         self.checkpoint_pending = False
         self.resume_from = resume_from
+        self._check_disk_space()
         if resume_from is None:
             resolved = config.replace(run_dir=str(self.run_dir))
             self.writer = RunWriter(self.run_dir, resolved.to_dict(), extra_fields=self.stats.fields,
@@ -295,13 +297,13 @@ class _Training:
                                            metric_rows=resume_from["loop"]["metric_rows"],
                                            tensorboard=config.tensorboard)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-        self._check_disk_space()
 
     # -- checkpoints ------------------------------------------------------------------------
     def _check_disk_space(self) -> None:
         parameters = sum(p.numel() for net in self.agent.networks.values() for p in net.parameters())
         needed = (4 * parameters * 4 + 1_000_000) * (self.config.keep_checkpoints + 1)
-        free = shutil.disk_usage(self.run_dir).free
+        existing = next(p for p in (self.run_dir, *self.run_dir.resolve().parents) if p.exists())
+        free = shutil.disk_usage(existing).free
         if free < needed:
             raise ConfigError(f"only {free / 1e6:.1f} MB free at {self.run_dir}; checkpoints need about "
                               f"{needed / 1e6:.1f} MB: free space or choose another --run-dir")
@@ -358,7 +360,10 @@ class _Training:
         self.resumes = [*loop["resumes"], {"step": self.step, "mid_episode": mid_episode}]
         if mid_episode:
             return loop["obs"].numpy()
-        obs, _ = self.env.reset()  # the simulator state could not be saved: continue at a new episode
+        # The simulator state could not be saved (or was unusable): continue at a new episode,
+        # as after any episode end — traces and a pending SARSA action do not carry over.
+        self.agent.end_episode()
+        obs, _ = self.env.reset()
         return obs
 
     # -- the loop ---------------------------------------------------------------------------
@@ -437,10 +442,14 @@ class _Training:
                     status = "stopped_early" if stopped_early else "finished"
                 self.save_checkpoint(obs, mid_episode=not episode_over)
             except (EnvironmentFault, NonFiniteError) as exc:
-                # The agent and the normalizers never saw the bad value: keep that state.
-                fault = exc
-                path = self.save_checkpoint(obs, mid_episode=True)
-                raise type(exc)(f"{exc} (step {self.step}; last good state saved to {path})") from None
+                # The agent and the normalizers never learned from the bad value: keep them. The
+                # simulator may hold the bad state, so a resume starts a new episode.
+                path = self.save_checkpoint(obs, mid_episode=False)
+                fault = type(exc)(f"{exc} (step {self.step}; last good state saved to {path})")
+                raise fault from None
+            except BaseException as exc:
+                fault = exc  # recorded in summary.json; results written so far stay
+                raise
             finally:
                 self._finish(status, fault)
         return RunResult(self.run_dir, self.step, self.returns, self.lengths, stopped_early, agent,
@@ -458,7 +467,7 @@ class _Training:
             "steps_per_second": self.step / max(elapsed, 1e-9),
             "final_mean_return_last_10": float(np.mean(self.returns[-10:])) if self.returns else None,
             "resumes": self.resumes,
-            "error": None if fault is None else str(fault),
+            "error": None if fault is None else f"{type(fault).__name__}: {fault}",
         })
         self.writer.close()
         self.env.close()

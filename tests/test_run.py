@@ -107,7 +107,7 @@ def _cli(*args, cwd=None):
     (["train", "stream_ac", "--env", "CartPole-v1", "--lr", "-0.1"], "lr=-0.1 must be >= 0"),
     (["train", "stream_ac", "--env", "CartPole-v1", "lrr=0.1"], "unknown key"),
     (["train", "stream_ac", "--env", "CartPole-v1", "--config", "missing.yaml"], "cannot read config file"),
-    (["train", "stream_ac"], "the following arguments are required: --env"),
+    (["train", "stream_ac"], "no environment given: pass --env <id>"),
     (["train", "stream_ac", "--env", "CartPole-v1", "--ste", "5"], "unknown key 'ste' in the overrides"),
 ])
 def test_bad_input_gets_one_clear_line(tmp_path, args, message):

@@ -183,6 +183,12 @@ class StreamAgent(ABC):
         rng_from_plain(self.np_random, state["np_random"])
         self._load_extra_state(state.get("extra", {}))
 
+    def end_episode(self) -> None:
+        """Forget everything tied to the current episode (eligibility traces), as at an episode
+        end; used when an episode is abandoned, e.g. when a run resumes at a new episode."""
+        for optimizer in self._optimizers.values():
+            optimizer.reset_traces()  # type: ignore[attr-defined]
+
     def _extra_state(self) -> dict[str, Any]:
         return {}
 

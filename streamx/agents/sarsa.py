@@ -39,6 +39,10 @@ class StreamSARSA(ActionValueAgent):
     def _cut_traces(self, action: int, q_values: Tensor) -> bool:
         return False
 
+    def end_episode(self) -> None:
+        super().end_episode()
+        self._next_action = None
+
     def _extra_state(self) -> dict[str, Any]:
         return {"next_action": -1 if self._next_action is None else self._next_action}
 
