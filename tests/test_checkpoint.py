@@ -283,3 +283,26 @@ def test_eval_and_exported_policy(tmp_path, algo, env):
         expected = np.append((raw - mean) / np.sqrt(var + 1e-8), t / 200 - 0.5).astype(np.float32)
         np.testing.assert_allclose(policy.preprocess(raw, t), expected, rtol=1e-6)
         np.testing.assert_allclose(policy.act(raw, t), agent.act(expected, deterministic=True), rtol=1e-6)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ale_py") is None, reason="extra 'atari' not installed")
+def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
+    """ALE state is not saved: the periodic checkpoint waits for the end of a game, and the
+    resumed run starts the next game exactly as the uninterrupted one did."""
+    import shutil
+
+    config = resolve_config("stream_q", "Breakout", overrides={
+        "total_steps": 1500, "run_dir": str(tmp_path / "full"), "progress": False, "checkpoint_interval": 400,
+        "keep_checkpoints": 20})
+    train(config)
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    first, *later = checkpoint_paths(tmp_path / "resumed")
+    assert later and load_checkpoint(first)["loop"]["mid_episode"] is False  # taken at a game's end
+    for path in later:
+        path.unlink()
+    resume(tmp_path / "resumed")
+    assert _episodes(tmp_path / "resumed") == _episodes(tmp_path / "full")
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
+    assert all(torch.equal(full[n][k], resumed[n][k]) for n in full for k in full[n])
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["resumes"] == [{"step": load_checkpoint(first)["loop"]["step"], "mid_episode": False}]
