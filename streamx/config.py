@@ -81,6 +81,9 @@ class Config:
     run_dir: str | None = _f(None, "Run directory; default runs/<algo>__<env>__<seed>__<timestamp>.")
     log_interval: int = _f(10_000, "Steps between rows of metrics.csv.")
     threads: int = _f(1, "torch threads per run (batch-1 work is fastest with 1).")
+    fast_path: str = _f(
+        "auto", "Fused numba kernels for MLP agents: auto (used when supported and numba is installed) | "
+        "on (error when not supported) | off (generic autograd path). Same numbers either way.")
     progress: bool = _f(True, "Show a live progress bar with steps/s and recent return.")
     tensorboard: bool = _f(False, "Also write TensorBoard event files (needs the tensorboard extra).")
     checkpoint_interval: int = _f(
@@ -96,6 +99,8 @@ class Config:
             raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS))
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(_unknown("optimizer", self.optimizer, OPTIMIZERS))
+        if self.fast_path not in ("auto", "on", "off"):
+            raise ConfigError(_unknown("fast_path setting", self.fast_path, ("auto", "on", "off")))
         checks: list[tuple[bool, str]] = [
             (self.lr >= 0, f"lr={self.lr} must be >= 0 (the paper uses 1.0)"),
             (0 <= self.gamma <= 1, f"gamma={self.gamma} must lie in [0, 1] (the paper uses 0.99)"),

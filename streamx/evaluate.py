@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamx.agents import AGENTS
+from streamx.agents import build_agent
 from streamx.agents.base import build_network
 from streamx.checkpoint import MAGIC, load_checkpoint, restore_env_state, to_plain
 from streamx.config import Config
@@ -74,7 +74,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
             raise ConfigError("--video needs moviepy: pip install moviepy") from None
         env = gym.wrappers.RecordVideo(env, str(run_dir / "videos"), episode_trigger=lambda _: True,
                                        disable_logger=True)
-    agent = AGENTS[config.algo](env.observation_space, env.action_space, config)
+    agent = build_agent(config, env.observation_space, env.action_space)
     agent.load_state_dict(payload["agent"])
     returns: list[float] = []
     lengths: list[int] = []

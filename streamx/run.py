@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from streamx import __version__
-from streamx.agents import AGENTS, StreamAgent
+from streamx.agents import StreamAgent, build_agent
 from streamx.checkpoint import (
     FORMAT_VERSION,
     env_state,
@@ -271,7 +271,7 @@ class _Training:
         self.on_episode = on_episode
         seed_everything(config.seed, config.threads)
         self.env = make_env(config)
-        self.agent = AGENTS[config.algo](self.env.observation_space, self.env.action_space, config)
+        self.agent = build_agent(config, self.env.observation_space, self.env.action_space)
         self.env.action_space.seed(config.seed)
         self.run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
         self.stats = _IntervalStats(self.agent.extra_metrics)

@@ -12,8 +12,9 @@ from streamx.agents.q import StreamQ
 from streamx.agents.sarsa import StreamSARSA
 from streamx.agents.td import StreamTD
 from streamx.config import Config
+from streamx.errors import ConfigError
 
-__all__ = ["AGENTS", "StreamAC", "StreamAgent", "StreamQ", "StreamSARSA", "StreamTD", "make_agent"]
+__all__ = ["AGENTS", "StreamAC", "StreamAgent", "StreamQ", "StreamSARSA", "StreamTD", "build_agent", "make_agent"]
 
 AGENTS: dict[str, type[StreamAgent]] = {
     "stream_td": StreamTD,
@@ -31,5 +32,19 @@ def make_agent(algo: str, observation_space: gym.spaces.Space, action_space: gym
     The network's initial weights are drawn from the global torch RNG (seed it first).
     """
     base = config.to_dict() if config is not None else {}
-    config = Config.from_dict({**base, **overrides, "algo": algo})
+    return build_agent(Config.from_dict({**base, **overrides, "algo": algo}), observation_space, action_space)
+
+
+def build_agent(config: Config, observation_space: gym.spaces.Space,
+                action_space: gym.spaces.Space | None) -> StreamAgent:
+    """The agent for ``config``: the fused fast path (``streamx.fast``) when ``config.fast_path``
+    allows it and it supports the configuration, else the generic autograd agent."""
+    if config.fast_path != "off":
+        from streamx.fast import fast_path_supported, make_fast_agent
+
+        supported, reason = fast_path_supported(config, observation_space, action_space)
+        if supported:
+            return make_fast_agent(config.algo, observation_space, action_space, config)
+        if config.fast_path == "on":
+            raise ConfigError(f"fast_path=on, but {reason}; use fast_path=auto or fast_path=off")
     return AGENTS[config.algo](observation_space, action_space, config)

@@ -1,0 +1,416 @@
+"""Fast stream-x agents: the autograd agents of ``streamx.agents`` with act/update run by the
+fused numba kernels of :mod:`streamx.fast.kernels`.
+
+Each ``Fast*`` class subclasses its autograd agent, so construction (sparse-initialized
+networks drawn from the global torch RNG, the agent's RNGs, the ε schedule, Watkins' rule,
+SARSA's next action, metric keys) is the same code, and so is the per-step randomness: ε-greedy
+draws from ``np_random``, Gaussian noise from ``torch.randn(…, generator=torch_generator)`` and
+categorical samples from ``torch.multinomial(…, generator=torch_generator)``, in the same order.
+The same seed therefore gives the same episodes as the autograd agent, up to float32 rounding.
+
+Weights and optimizer state live in flat float32 arrays that the torch objects SHARE: every
+parameter's ``.data`` and every optimizer state tensor (``eligibility_trace``, AdaptiveObGD's
+``second_moment`` and ``update_count``) is a view of them. So ``agent.q_network``,
+``agent.optimizer.state``, ``state_dict()`` and checkpoints always show the current values, in
+exactly the autograd agents' format, at no copying cost, and a checkpoint loads into either kind
+of agent. (Editing the modules in place is seen by the kernels too; rebinding ``p.data`` to a
+new tensor, or replacing optimizer state tensors, is not: call :meth:`sync_from_torch` after.)
+Optimizer hyperparameters are read from the torch optimizer's parameter group at construction
+and at every ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from streamx.agents.ac import StreamAC
+from streamx.agents.action_value import ActionValueAgent
+from streamx.agents.base import StreamAgent, td_target_mask
+from streamx.agents.q import StreamQ
+from streamx.agents.sarsa import StreamSARSA
+from streamx.agents.td import StreamTD
+from streamx.config import Config
+from streamx.errors import ConfigError
+from streamx.fast import kernels
+from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
+
+__all__ = ["FAST_AGENTS", "FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork"]
+
+
+def _as_input(obs: Any) -> np.ndarray:
+    """A C-contiguous 1-D float32 view (or copy) of an observation, rounded as torch rounds it."""
+    return np.ascontiguousarray(obs, dtype=np.float32).reshape(-1)
+
+
+def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
+    if isinstance(optimizer, AdaptiveObGD):
+        return kernels.ADAPTIVE_OBGD
+    if isinstance(optimizer, ObGD):
+        return kernels.OBGD
+    if isinstance(optimizer, TracedSGD):
+        return kernels.TRACED_SGD
+    raise ConfigError(f"the fast path has no kernel for optimizer {type(optimizer).__name__}; use fast_path=off")
+
+
+class FlatNetwork:
+    """One MLP's weights and optimizer state as flat float32 arrays laid out for the kernels,
+    shared with the torch module and optimizer.
+
+    ``hidden`` are the trunk's Linear layers in order (each followed by the parameter-free
+    LayerNorm when ``layer_norm`` and LeakyReLU, PAPER §1.4); ``heads`` the output Linear
+    layers, all reading the last hidden activation. Every parameter of ``module`` must belong
+    to one of these layers.
+    """
+
+    def __init__(self, module: nn.Module, hidden: list[nn.Linear], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer):
+        if not hidden:
+            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
+        if len(optimizer.param_groups) != 1:
+            raise ConfigError("the fast path supports one parameter group per optimizer; use fast_path=off")
+        self.module = module
+        self.optimizer = optimizer
+        self.parameters = list(module.parameters())
+        self.num_hidden = len(hidden)
+        self.layer_norm = bool(layer_norm)
+        self.rule = _optimizer_rule(optimizer)
+
+        offsets: dict[int, int] = {}
+        total = 0
+        for p in self.parameters:
+            offsets[id(p)] = total
+            total += p.numel()
+        layers = hidden + heads
+        if sum(layer.weight.numel() + layer.bias.numel() for layer in layers) != total:
+            raise ConfigError("the fast path supports plain MLPs only (Linear layers with biases); use fast_path=off")
+
+        table = np.zeros((len(layers), kernels.LAYER_COLUMNS), dtype=np.int64)
+        cursor = hidden[0].in_features  # the input sits at offset 0 of each workspace row
+        previous_at = 0
+        for row, layer in enumerate(layers):
+            table[row, kernels.W_AT] = offsets[id(layer.weight)]
+            table[row, kernels.B_AT] = offsets[id(layer.bias)]
+            table[row, kernels.N_IN] = layer.in_features
+            table[row, kernels.N_OUT] = layer.out_features
+            table[row, kernels.IN_AT] = previous_at
+            table[row, kernels.PRE_AT] = cursor
+            cursor += layer.out_features
+            if row < self.num_hidden:
+                table[row, kernels.ACT_AT] = cursor
+                previous_at = cursor
+                cursor += layer.out_features
+        self.layers = table
+        self.num_outputs = sum(head.out_features for head in heads)
+        self.workspace = np.zeros((3, cursor), dtype=np.float32)
+        self.state = np.zeros((kernels.STATE_ROWS, total), dtype=np.float32)
+        self.settings = np.zeros(kernels.NUM_SETTINGS, dtype=np.float32)
+        # 0-d arrays shared with the optimizer as its update count and its logged step size / norm
+        self.update_count = np.zeros((), dtype=np.float32)  # AdaptiveObGD's t, float32 as in torch
+        self.last_effective_step_size = np.zeros((), dtype=np.float32)
+        self.last_trace_norm = np.zeros((), dtype=np.float32)
+        self._make_views()
+        self.load_from_torch()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # copy.deepcopy and pickle copy tensors and arrays separately: share them again
+        self.__dict__.update(state)
+        self._make_views()
+        self.load_from_torch()
+
+    def _make_views(self) -> None:
+        """Named numpy views of ``state`` and ``workspace`` (rebuilt after a copy)."""
+        self.weights = self.state[kernels.WEIGHTS]
+        self.eligibility_trace = self.state[kernels.TRACE]
+        self.second_moment = self.state[kernels.SECOND_MOMENT]
+        output_at = int(self.layers[self.num_hidden, kernels.PRE_AT])
+        self.outputs = self.workspace[0, output_at:output_at + self.num_outputs]  # heads at s (row 0)
+        self.next_outputs = self.workspace[1, output_at:output_at + self.num_outputs]  # heads at s' (row 1)
+
+    def _tensor_views(self, row: int) -> list[torch.Tensor]:
+        """Per parameter, a torch view of its slice of ``state[row]``, shaped like it."""
+        views, start = [], 0
+        for p in self.parameters:
+            views.append(torch.from_numpy(self.state[row, start:start + p.numel()]).view(p.shape))
+            start += p.numel()
+        return views
+
+    # -- per step --------------------------------------------------------------------------
+    def next_bias_correction(self) -> np.float32:
+        """AdaptiveObGD's ``1 − β₂ᵗ`` for the coming update t, in float32 as torch computes it
+        (``1.0 − torch.pow(torch.tensor(β₂), t)``); 1 for the other rules."""
+        if self.rule != kernels.ADAPTIVE_OBGD:
+            return kernels.ONE
+        return np.float32(kernels.ONE - self.settings[kernels.BETA2] ** self._next_update_count())
+
+    def record_step(self, effective_step_size: float, trace_norm: float) -> None:
+        """Book an update that went through (torch creates the optimizer state at the first)."""
+        if self.rule == kernels.ADAPTIVE_OBGD:
+            self.update_count[()] = self._next_update_count()
+        self.last_effective_step_size[()] = effective_step_size
+        self.last_trace_norm[()] = trace_norm
+        if not self.has_optimizer_state:
+            self._share_optimizer_state()
+
+    def _next_update_count(self) -> np.float32:
+        return np.float32(self.update_count + kernels.ONE)
+
+    # -- sharing with the torch module and optimizer ---------------------------------------
+    @torch.no_grad()
+    def load_from_torch(self) -> None:
+        """Take weights, optimizer state and hyperparameters from the torch objects, then make
+        the torch objects views of the flat arrays again."""
+        group = self.optimizer.param_groups[0]
+        lr, kappa, gamma, lamda = group["lr"], group["kappa"], group["gamma"], group["lamda"]
+        beta2, eps = group.get("beta2", 0.0), group.get("eps", 1.0)
+        # Each setting is the Python-double expression the torch optimizer uses, rounded to
+        # float32 as torch rounds a Python scalar in a float32 tensor operation.
+        self.settings[kernels.LR] = lr
+        self.settings[kernels.KAPPA] = kappa
+        self.settings[kernels.LR_TIMES_KAPPA] = lr * kappa
+        self.settings[kernels.TRACE_DECAY] = gamma * lamda
+        self.settings[kernels.BETA2] = beta2
+        self.settings[kernels.ONE_MINUS_BETA2] = 1.0 - beta2
+        self.settings[kernels.EPS] = eps
+
+        state = self.optimizer.state
+        self.has_optimizer_state = any("eligibility_trace" in state[p] for p in self.parameters if p in state)
+        first = state.get(self.parameters[0], {})
+        self.update_count[()] = first["update_count"].item() if "update_count" in first else 0.0
+        rows = ((kernels.TRACE, "eligibility_trace"), (kernels.SECOND_MOMENT, "second_moment"))
+        for p, weights in zip(self.parameters, self._tensor_views(kernels.WEIGHTS)):
+            if p.data.data_ptr() != weights.data_ptr():
+                weights.copy_(p.detach())
+                p.data = weights
+        for row, key in rows:
+            for p, view in zip(self.parameters, self._tensor_views(row)):
+                saved = state.get(p, {})
+                if key not in saved:
+                    view.zero_()
+                elif saved[key].data_ptr() != view.data_ptr():
+                    view.copy_(saved[key])
+        if self.has_optimizer_state:
+            self._share_optimizer_state()
+        self.optimizer._last_effective_step_size = torch.from_numpy(self.last_effective_step_size)  # type: ignore[attr-defined]
+        self.optimizer._last_trace_norm = torch.from_numpy(self.last_trace_norm)  # type: ignore[attr-defined]
+
+    def _share_optimizer_state(self) -> None:
+        """Point the optimizer's state entries at the flat arrays (creating them, as torch's
+        first step does)."""
+        state = self.optimizer.state
+        keys = [(kernels.TRACE, "eligibility_trace")]
+        if self.rule == kernels.ADAPTIVE_OBGD:
+            keys.append((kernels.SECOND_MOMENT, "second_moment"))
+        for row, key in keys:
+            for p, view in zip(self.parameters, self._tensor_views(row)):
+                state[p][key] = view
+        if self.rule == kernels.ADAPTIVE_OBGD:
+            state[self.parameters[0]]["update_count"] = torch.from_numpy(self.update_count)
+        self.has_optimizer_state = True
+
+
+def _linear_layers(module: nn.Module) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+class _FastAgent(StreamAgent):
+    """Flat-buffer bookkeeping shared by the fast agents (listed after the algorithm's class in
+    each ``Fast*`` class, so the algorithm's own hooks run around the fast core)."""
+
+    _flat: dict[str, FlatNetwork]
+
+    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Linear], list[nn.Linear]]]) -> None:
+        self._flat = {
+            name: FlatNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name])
+            for name, (hidden, heads) in layouts.items()
+        }
+
+    def sync_from_torch(self) -> None:
+        """Re-share the flat arrays with the torch objects after parameters were rebound or
+        optimizer state tensors replaced (``load_state_dict`` does this itself)."""
+        for flat in self._flat.values():
+            flat.load_from_torch()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.sync_from_torch()
+
+
+# ==============================================================================================
+# Stream TD(λ)
+# ==============================================================================================
+
+class FastStreamTD(StreamTD, _FastAgent):
+    """:class:`~streamx.agents.td.StreamTD` with a fused update (PAPER §2)."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+        super().__init__(observation_space, action_space, config)
+        layers = _linear_layers(self.value_network)
+        self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
+        self._value = self._flat["value_network"]
+
+    def predict(self, obs: Any) -> float:
+        net = self._value
+        kernels.forward(net.weights, net.layers, net.num_hidden, net.layer_norm, _as_input(obs), net.workspace[0])
+        return float(net.outputs[0])
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        net = self._value
+        discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
+        td_error, step_size, trace_norm, value = kernels.value_update(
+            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs),
+            _as_input(next_obs), np.float32(reward), discount, net.rule, net.settings,
+            net.next_bias_correction(), bool(terminated or truncated))
+        self._check_finite(td_error)  # type: ignore[arg-type]
+        net.record_step(step_size, trace_norm)
+        self.num_updates += 1
+        return {"td_error": td_error, "effective_step_size": step_size, "trace_norm": trace_norm,
+                "prediction": value}
+
+
+# ==============================================================================================
+# Stream Q(λ) and Stream SARSA(λ)
+# ==============================================================================================
+
+class _FastActionValue(ActionValueAgent, _FastAgent):
+    """The fast core of the action-value agents: Q-values and the update through the kernels;
+    the bootstrap value and the trace cut stay the algorithm's own hooks."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+        super().__init__(observation_space, action_space, config)
+        layers = _linear_layers(self.q_network)
+        self._build_flat_networks({"q_network": (layers[:-1], layers[-1:])})
+        self._q = self._flat["q_network"]
+
+    def _q_values_array(self, obs: Any) -> np.ndarray:
+        """``Q(obs, ·)`` as a float32 view into the workspace (valid until the next forward)."""
+        net = self._q
+        kernels.forward(net.weights, net.layers, net.num_hidden, net.layer_norm, _as_input(obs), net.workspace[0])
+        return net.outputs
+
+    def q_values(self, obs: Any) -> torch.Tensor:
+        return torch.from_numpy(self._q_values_array(obs).copy())
+
+    def act(self, obs: Any, deterministic: bool = False) -> int:
+        q_values = self._q_values_array(obs)
+        if deterministic:
+            return int(q_values.argmax())
+        return self._epsilon_greedy(q_values)  # type: ignore[arg-type]  # works on any array with argmax
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        net = self._q
+        action = int(action)
+        episode_end = bool(terminated or truncated)
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
+                             _as_input(obs), _as_input(next_obs))
+        q_values, next_q_values = net.outputs, net.next_outputs
+        bootstrap = td_target_mask(terminated, truncated, self.config)
+        # The same float32 expression as ActionValueAgent.update; the hooks may draw a' (SARSA).
+        target_value = (np.float32(self._bootstrap_value(next_q_values, not episode_end))  # type: ignore[arg-type]
+                        if bootstrap else kernels.ZERO)
+        td_error = ((np.float32(reward) + np.float32(self.config.gamma * bootstrap) * target_value)
+                    - q_values[action])
+        reset = episode_end or self._cut_traces(action, q_values)  # type: ignore[arg-type]
+        self._check_finite(td_error)  # type: ignore[arg-type]
+        step_size, trace_norm = kernels.learn_output(
+            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, action, net.rule, net.settings,
+            td_error, net.next_bias_correction(), reset)
+        net.record_step(step_size, trace_norm)
+        self.num_updates += 1
+        return {"td_error": float(td_error), "effective_step_size": step_size, "trace_norm": trace_norm,
+                "epsilon": self.epsilon}
+
+
+class FastStreamQ(StreamQ, _FastActionValue):
+    """:class:`~streamx.agents.q.StreamQ` (Watkins-style Q(λ)) with fused kernels (PAPER §2)."""
+
+
+class FastStreamSARSA(StreamSARSA, _FastActionValue):
+    """:class:`~streamx.agents.sarsa.StreamSARSA` with fused kernels (PAPER §2); its ``act``
+    still hands out the pending next action first."""
+
+
+# ==============================================================================================
+# Stream AC(λ)
+# ==============================================================================================
+
+class FastStreamAC(StreamAC, _FastAgent):
+    """:class:`~streamx.agents.ac.StreamAC` with one fused kernel per update (PAPER §2).
+
+    ``act(s)`` leaves the actor's forward pass of ``s`` in the workspace; ``update`` reuses it
+    when the weights have not changed since and the observation is the same."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+        super().__init__(observation_space, action_space, config)
+        critic_layers = _linear_layers(self.critic)
+        trunk = _linear_layers(self.actor.trunk)
+        heads = [self.actor.mean_head, self.actor.std_head] if self.continuous else [self.actor.logits_head]
+        self._build_flat_networks({"critic": (critic_layers[:-1], critic_layers[-1:]), "actor": (trunk, heads)})
+        self._critic, self._actor = self._flat["critic"], self._flat["actor"]
+        self._num_outputs = heads[0].out_features  # action dimension or number of actions
+        size = 2 * self._num_outputs if self.continuous else self._num_outputs
+        self._distribution = np.zeros(size, dtype=np.float32)  # [mean, std] or probabilities
+        self._scratch = np.zeros(self._num_outputs, dtype=np.float64)  # log-probabilities
+        self._no_action_vector = np.zeros(self._num_outputs, dtype=np.float32)
+        self._actor_forward_current = False  # workspace row 0 holds a pass with the current weights
+        self._entropy_coef = np.float32(config.entropy_coef)
+
+    def sync_from_torch(self) -> None:
+        super().sync_from_torch()
+        self._actor_forward_current = False
+
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        net = self._actor
+        kernels.policy_distribution(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
+                                    _as_input(obs), self.continuous, self._actor_forward_current, self._distribution)
+        self._actor_forward_current = True
+        n = self._num_outputs
+        if self.continuous:
+            mean, std = self._distribution[:n], self._distribution[n:]
+            if deterministic:
+                return mean.copy()
+            noise = torch.randn((1, n), generator=self.torch_generator).numpy()[0]
+            return mean + std * noise  # float32, in the order of GaussianPolicy.sample
+        if deterministic:
+            return int(net.outputs.argmax())
+        return int(torch.multinomial(torch.from_numpy(self._distribution), 1, generator=self.torch_generator)[0])
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        critic, actor = self._critic, self._actor
+        if self.continuous:
+            action_vector, action_index = np.ascontiguousarray(action, dtype=np.float32).reshape(-1), 0
+        else:
+            action_vector, action_index = self._no_action_vector, int(action)
+        discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
+        td_error, critic_step, critic_norm, actor_step, actor_norm, entropy = kernels.actor_critic_update(
+            critic.state, critic.layers, critic.workspace, actor.state, actor.layers, actor.workspace,
+            critic.num_hidden, critic.layer_norm, _as_input(obs), _as_input(next_obs), self.continuous,
+            action_vector, action_index, np.float32(reward), discount, self._entropy_coef,
+            self._actor_forward_current, critic.rule, critic.settings, actor.settings,
+            critic.next_bias_correction(), actor.next_bias_correction(), bool(terminated or truncated),
+            self._scratch)
+        self._actor_forward_current = False
+        self._check_finite(td_error)  # type: ignore[arg-type]
+        critic.record_step(critic_step, critic_norm)
+        actor.record_step(actor_step, actor_norm)
+        self.num_updates += 1
+        return {"td_error": td_error, "effective_step_size": critic_step, "trace_norm": critic_norm,
+                "policy_effective_step_size": actor_step, "policy_trace_norm": actor_norm, "entropy": entropy}
+
+
+FAST_AGENTS: dict[str, type[StreamAgent]] = {
+    "stream_td": FastStreamTD,
+    "stream_q": FastStreamQ,
+    "stream_sarsa": FastStreamSARSA,
+    "stream_ac": FastStreamAC,
+}

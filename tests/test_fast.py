@@ -1,0 +1,428 @@
+"""The numba fast path (streamx.fast) against the autograd agents it replaces.
+
+How "the same learning" is checked. The stream-x update is chaotic in float32: an autograd
+agent whose weights are perturbed by 1e-7 (relative) drifts from an unperturbed copy to O(1)
+differences within about 1,000 updates on CartPole. No implementation that is not
+bit-identical to torch (whose GEMM/LayerNorm summation order is internal to MKL and ATen) can
+follow a free-running autograd agent to 1e-5 over 1,000 updates. So:
+
+* lockstep: before EVERY transition of a recorded 1,000-step stream, the fast agent and a
+  float64 twin of the autograd agent load the autograd agent's state; after the update the
+  three are compared. The fast agent must match the autograd agent to 1e-5 relative, or — for
+  quantities that cancellation makes ill-conditioned in float32 (e.g. the policy gradient of a
+  nearly deterministic policy) — be no further from it than a few times the autograd agent's
+  own float32 rounding error, measured against the float64 twin;
+* free running for 50 updates (before the chaos grows; at 100–300 updates the two drift apart
+  by 1e-5 to 1e-3, as two autograd agents 1e-7 apart do): 1e-5 relative;
+* whole training runs on CartPole with the same seed: identical episodes for the first steps,
+  until the chaos makes rounding differences visible (here after ~600–2,000 steps).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba", reason="the fast path needs numba (pip install numba)")
+
+import streamx.run
+from streamx import Config, ConfigError, NonFiniteError, make_agent, resolve_config
+from streamx.envs import make_env
+from streamx.fast import fast_path_supported, make_fast_agent
+from streamx.fast.agents import FAST_AGENTS
+
+RTOL = 1e-5
+REFERENCE_ERROR_FACTOR = 4.0  # allowed multiple of the autograd agent's own float32 error
+FLOAT32_RESOLUTION = 1e-7  # relative floor of a float32 quantity's rounding error
+HIDDEN = [32, 32]
+
+Transition = tuple[np.ndarray, Any, float, np.ndarray, bool, bool]
+
+
+# -- recorded streams -----------------------------------------------------------------------
+
+def _record_env_stream(env_id: str, steps: int, seed: int = 0) -> tuple[gym.Env, list[Transition]]:
+    """Random-action transitions through the paper's wrappers, episodes cut at 200 steps."""
+    env = make_env(Config(env=env_id, max_episode_steps=200, seed=seed))
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    stream = []
+    for _ in range(steps):
+        action = env.action_space.sample()
+        if isinstance(action, np.ndarray):
+            action = action.astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        stream.append((obs, action, float(reward), next_obs, bool(terminated), bool(truncated)))
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return env, stream
+
+
+def _synthetic_continuous_stream(steps: int, obs_dim: int = 18, action_dim: int = 6,
+                                 seed: int = 0) -> tuple[gym.spaces.Box, gym.spaces.Box, list[Transition]]:
+    """A HalfCheetah-shaped stream (18-d observations, 6-d actions) from a smooth random walk."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=obs_dim).astype(np.float32)
+    stream = []
+    for t in range(steps):
+        next_obs = (0.9 * obs + 0.3 * rng.normal(size=obs_dim)).astype(np.float32)
+        action = rng.normal(size=action_dim).astype(np.float32)
+        truncated = (t + 1) % 150 == 0
+        stream.append((obs, action, float(rng.normal()), next_obs, False, truncated))
+        obs = rng.normal(size=obs_dim).astype(np.float32) if truncated else next_obs
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    return obs_space, gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32), stream
+
+
+_STREAMS: dict[str, Any] = {}
+
+
+def _cartpole_stream() -> tuple[gym.Env, list[Transition]]:
+    if "cartpole" not in _STREAMS:
+        _STREAMS["cartpole"] = _record_env_stream("CartPole-v1", 1000)
+    return _STREAMS["cartpole"]
+
+
+# -- comparison helpers ---------------------------------------------------------------------
+
+def _float64_twin(agent: Any) -> Any:
+    """The autograd agent computing in float64: the yardstick of float32 rounding error."""
+    twin = copy.deepcopy(agent)
+    for network in twin._networks.values():
+        network.double()
+    twin._as_batch = lambda *obs: torch.as_tensor(np.stack(obs), dtype=torch.float64)
+    return twin
+
+
+def _learning_state(agent: Any) -> dict[str, torch.Tensor]:
+    """Weights and optimizer state tensors (traces, second moments, counts) by name."""
+    state = agent.state_dict()
+    out = {}
+    for name, weights in state["networks"].items():
+        for key, value in weights.items():
+            out[f"{name}/weights/{key}"] = value.double()
+    for name, optimizer in state["optimizers"].items():
+        for index, entries in optimizer["state"].items():
+            for key, value in entries.items():
+                out[f"{name}/{key}/{index}"] = value.double()
+    return out
+
+
+def _group(key: str) -> str:
+    """network/kind: the scale of a quantity is that of its whole network's tensors of a kind."""
+    network, kind, _ = key.split("/", 2)
+    return f"{network}/{kind}"
+
+
+def _assert_close_to_reference(reference: dict[str, torch.Tensor], fast: dict[str, torch.Tensor],
+                               float64: dict[str, torch.Tensor], where: str) -> None:
+    assert reference.keys() == fast.keys(), f"{where}: state keys differ: {reference.keys() ^ fast.keys()}"
+    groups: dict[str, list[float]] = {}
+    for key in reference:
+        assert reference[key].shape == fast[key].shape, f"{where}: {key} has another shape"
+        error = (fast[key] - reference[key]).abs().max().item()
+        reference_error = (float64[key] - reference[key]).abs().max().item()
+        scale = reference[key].abs().max().item()
+        group = groups.setdefault(_group(key), [0.0, 0.0, 0.0])
+        group[0], group[1], group[2] = max(group[0], error), max(group[1], reference_error), max(group[2], scale)
+    for group, (error, reference_error, scale) in groups.items():
+        allowed = max(RTOL * scale, REFERENCE_ERROR_FACTOR * (reference_error + FLOAT32_RESOLUTION * scale))
+        assert error <= allowed, (f"{where}: {group} differs by {error:.3g} (scale {scale:.3g}; the autograd "
+                                  f"agent's own float32 error is {reference_error:.3g})")
+
+
+def _assert_metric_close(name: str, reference: float, fast: float, float64: float, scale: float, where: str) -> None:
+    allowed = max(RTOL * max(abs(reference), scale),
+                  REFERENCE_ERROR_FACTOR * (abs(float64 - reference) + FLOAT32_RESOLUTION * abs(reference)))
+    assert abs(fast - reference) <= allowed, f"{where}: {name} {fast!r} vs autograd {reference!r}"
+
+
+_VALUE_NETWORK = {"stream_td": "value_network", "stream_q": "q_network", "stream_sarsa": "q_network",
+                  "stream_ac": "critic"}
+
+
+def _value_scale(agent: Any, obs: np.ndarray, next_obs: np.ndarray) -> float:
+    """The size of the values whose difference the TD error is (it sets δ's float32 resolution)."""
+    network = getattr(agent, _VALUE_NETWORK[agent.algo])
+    with torch.no_grad():
+        return max(1.0, float(network(agent._as_batch(obs, next_obs)).abs().max()))
+
+
+def _lockstep(algo: str, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+              stream: list[Transition], **overrides: Any) -> dict[str, int]:
+    """Compare one update at a time from a shared state; returns counts of notable events."""
+    torch.manual_seed(0)
+    reference = make_agent(algo, observation_space, action_space, hidden_sizes=HIDDEN, fast_path="off", **overrides)
+    torch.manual_seed(0)
+    fast = make_fast_agent(algo, observation_space, action_space, hidden_sizes=HIDDEN, **overrides)
+    for a, b in zip(_learning_state(reference).values(), _learning_state(fast).values()):
+        assert torch.equal(a, b), "fast and autograd agents must start from the same weights"
+    twin = _float64_twin(reference)
+    events = {"episode_ends": 0, "trace_cuts": 0}
+    for step, (obs, action, reward, next_obs, terminated, truncated) in enumerate(stream):
+        shared = reference.state_dict()
+        fast.load_state_dict(shared)
+        twin.load_state_dict(shared)
+        if algo == "stream_q":
+            greedy = int(reference.q_values(obs).argmax())
+            events["trace_cuts"] += int(action != greedy and not (terminated or truncated))
+        events["episode_ends"] += int(terminated or truncated)
+        scale = _value_scale(reference, obs, next_obs)
+        expected = reference.update(obs, action, reward, next_obs, terminated, truncated)
+        got = fast.update(obs, action, reward, next_obs, terminated, truncated)
+        exact = twin.update(obs, action, reward, next_obs, terminated, truncated)
+        where = f"{algo} transition {step}"
+        assert got.keys() == expected.keys()
+        for key in expected:
+            _assert_metric_close(key, expected[key], got[key], exact[key], scale if key == "td_error" else 0.0,
+                                 where)
+        _assert_close_to_reference(_learning_state(reference), _learning_state(fast), _learning_state(twin), where)
+    return events
+
+
+# -- equivalence ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
+def test_lockstep_matches_autograd_on_a_recorded_cartpole_stream(algo):
+    env, stream = _cartpole_stream()
+    action_space = None if algo == "stream_td" else env.action_space
+    events = _lockstep(algo, env.observation_space, action_space, stream)
+    assert events["episode_ends"] >= 20
+    if algo == "stream_q":
+        assert events["trace_cuts"] >= 100  # Watkins' rule was exercised
+
+
+def test_lockstep_matches_autograd_for_a_gaussian_policy():
+    observation_space, action_space, stream = _synthetic_continuous_stream(1000)
+    _lockstep("stream_ac", observation_space, action_space, stream)
+
+
+@pytest.mark.parametrize(("algo", "overrides"), [
+    ("stream_q", {"optimizer": "adaptive_obgd"}),
+    ("stream_ac", {"optimizer": "adaptive_obgd"}),
+    ("stream_sarsa", {"optimizer": "sgd", "lr": 0.01}),
+    ("stream_ac", {"optimizer": "obgd", "layer_norm": False, "bootstrap_on_truncation": True}),
+])
+def test_lockstep_matches_autograd_for_other_optimizers_and_switches(algo, overrides):
+    env, stream = _cartpole_stream()
+    _lockstep(algo, env.observation_space, env.action_space, stream[:300], **overrides)
+
+
+@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
+def test_free_running_agents_agree_before_the_chaos_grows(algo):
+    env, stream = _cartpole_stream()
+    action_space = None if algo == "stream_td" else env.action_space
+    torch.manual_seed(0)
+    reference = make_agent(algo, env.observation_space, action_space, hidden_sizes=HIDDEN, fast_path="off")
+    torch.manual_seed(0)
+    fast = make_fast_agent(algo, env.observation_space, action_space, hidden_sizes=HIDDEN)
+    for obs, action, reward, next_obs, terminated, truncated in stream[:50]:
+        reference.act(obs)
+        fast.act(obs)  # the actor's forward pass is cached here and reused by update
+        reference.update(obs, action, reward, next_obs, terminated, truncated)
+        fast.update(obs, action, reward, next_obs, terminated, truncated)
+    expected, got = _learning_state(reference), _learning_state(fast)
+    scales: dict[str, float] = {}
+    for key, value in expected.items():
+        scales[_group(key)] = max(scales.get(_group(key), 0.0), value.abs().max().item())
+    for key in expected:
+        error = (got[key] - expected[key]).abs().max().item()
+        assert error <= RTOL * scales[_group(key)], f"{key} differs by {error:.3g}"
+
+
+def _run_until(algo: str, steps: int, fast: bool, tmp_path: Any, monkeypatch: Any) -> Any:
+    overrides: dict[str, Any] = {"seed": 0, "progress": False, "checkpoint_interval": 0,
+                                 "run_dir": str(tmp_path / ("fast" if fast else "autograd"))}
+    if "fast_path" in Config.__dataclass_fields__:  # streamx.run picks the agent by config
+        overrides["fast_path"] = "on" if fast else "off"
+    elif fast:  # an older streamx.run that builds AGENTS[algo] directly
+        monkeypatch.setitem(streamx.run.AGENTS, algo, FAST_AGENTS[algo])
+    config = resolve_config(algo, "CartPole-v1", overrides=overrides)
+    # total_steps keeps the paper's 500k (and so its ε schedule); the callback stops early
+    result = streamx.run.train(config, on_episode=lambda step, _return, _length: step >= steps)
+    monkeypatch.undo()
+    return result
+
+
+@pytest.mark.parametrize(("algo", "steps"), [("stream_q", 1000), ("stream_sarsa", 2000), ("stream_ac", 600)])
+def test_train_on_cartpole_gives_the_same_episodes(algo, steps, tmp_path, monkeypatch):
+    autograd = _run_until(algo, steps, False, tmp_path, monkeypatch)
+    fast = _run_until(algo, steps, True, tmp_path, monkeypatch)
+    assert isinstance(fast.agent, FAST_AGENTS[algo]) and not isinstance(autograd.agent, FAST_AGENTS[algo])
+    assert len(autograd.episode_returns) >= 10
+    assert fast.episode_returns == autograd.episode_returns
+    assert fast.episode_lengths == autograd.episode_lengths
+
+
+# -- actions and randomness -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("algo", "space"), [
+    ("stream_q", gym.spaces.Discrete(3)),
+    ("stream_sarsa", gym.spaces.Discrete(3)),
+    ("stream_ac", gym.spaces.Discrete(3)),
+    ("stream_ac", gym.spaces.Box(-1.0, 1.0, (2,), np.float32)),
+])
+def test_actions_draw_from_the_agent_rngs_as_autograd_does(algo, space):
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (6,), np.float32)
+    torch.manual_seed(1)
+    reference = make_agent(algo, observation_space, space, hidden_sizes=[16, 16], fast_path="off")
+    torch.manual_seed(1)
+    fast = make_fast_agent(algo, observation_space, space, hidden_sizes=[16, 16])
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=6).astype(np.float32)
+    for step in range(200):
+        fast.load_state_dict(reference.state_dict())  # same weights and RNG states
+        expected, got = reference.act(obs), fast.act(obs)
+        if isinstance(space, gym.spaces.Box):
+            assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == (2,)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(fast.act(obs, deterministic=True), reference.act(obs, deterministic=True),
+                                       rtol=1e-5, atol=1e-6)
+        else:
+            assert got == expected and isinstance(got, int), f"step {step}"
+            assert fast.act(obs, deterministic=True) == reference.act(obs, deterministic=True)
+        assert torch.equal(fast.torch_generator.get_state(), reference.torch_generator.get_state())
+        assert fast.np_random.bit_generator.state == reference.np_random.bit_generator.state
+        next_obs = rng.normal(size=6).astype(np.float32)
+        reward, end = float(rng.normal()), step % 17 == 16
+        reference.update(obs, expected, reward, next_obs, end, False)
+        obs = rng.normal(size=6).astype(np.float32) if end else next_obs
+
+
+# -- state dicts and bookkeeping ---------------------------------------------------------------
+
+def _structure(state: Any) -> Any:
+    if isinstance(state, dict):
+        return {key: _structure(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_structure(value) for value in state]
+    if isinstance(state, torch.Tensor):
+        return ("tensor", tuple(state.shape), state.dtype)
+    return type(state).__name__
+
+
+@pytest.mark.parametrize("optimizer", ["obgd", "adaptive_obgd"])
+def test_state_dict_has_the_autograd_format_and_round_trips(optimizer, tmp_path):
+    env, stream = _cartpole_stream()
+    torch.manual_seed(0)
+    reference = make_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN, fast_path="off",
+                           optimizer=optimizer)
+    torch.manual_seed(0)
+    fast = make_fast_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                           optimizer=optimizer)
+    assert _structure(fast.state_dict()) == _structure(reference.state_dict())  # before any update
+    for obs, action, reward, next_obs, terminated, truncated in stream[:50]:
+        reference.update(obs, action, reward, next_obs, terminated, truncated)
+        fast.update(obs, action, reward, next_obs, terminated, truncated)
+    assert _structure(fast.state_dict()) == _structure(reference.state_dict())
+
+    # a fast checkpoint loads into an autograd agent and back, through torch.save/torch.load
+    path = tmp_path / "agent.pt"
+    torch.save(fast.state_dict(), path)
+    saved = torch.load(path, weights_only=True)
+    torch.manual_seed(5)
+    autograd_copy = make_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                               fast_path="off", optimizer=optimizer)
+    autograd_copy.load_state_dict(saved)
+    torch.manual_seed(6)
+    fast_copy = make_fast_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                                optimizer=optimizer)
+    fast_copy.load_state_dict(autograd_copy.state_dict())
+    for a, b in zip(_learning_state(fast).values(), _learning_state(fast_copy).values()):
+        assert torch.equal(a, b)
+    obs, action, reward, next_obs, terminated, truncated = stream[50]
+    assert fast.update(obs, action, reward, next_obs, terminated, truncated) == \
+        fast_copy.update(obs, action, reward, next_obs, terminated, truncated)
+    assert fast.act(obs) == fast_copy.act(obs)
+
+
+def test_torch_modules_and_optimizer_state_share_the_flat_buffers():
+    env, stream = _cartpole_stream()
+    torch.manual_seed(0)
+    fast = make_fast_agent("stream_q", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                           optimizer="adaptive_obgd")
+    assert not fast.optimizer.state  # as torch: no optimizer state before the first step
+    for transition in stream[:20]:
+        metrics = fast.update(*transition)
+    flat = fast._flat["q_network"]
+    parameters = torch.cat([p.detach().reshape(-1) for p in fast.q_network.parameters()])
+    assert torch.equal(parameters, torch.from_numpy(flat.weights))
+    traces = torch.cat([fast.optimizer.state[p]["eligibility_trace"].reshape(-1) for p in fast.q_network.parameters()])
+    assert torch.equal(traces, torch.from_numpy(flat.eligibility_trace))
+    assert float(fast.optimizer.state[next(fast.q_network.parameters())]["update_count"]) == 20.0
+    assert float(fast.optimizer.effective_step_size) == metrics["effective_step_size"]
+    assert float(fast.optimizer.trace_norm) == metrics["trace_norm"]
+    obs = stream[20][0]
+    np.testing.assert_allclose(fast.q_values(obs).numpy(),
+                               fast.q_network(torch.as_tensor(obs)[None])[0].detach().numpy(), rtol=1e-5)
+    with torch.no_grad():  # an in-place edit of the module is what the kernels use
+        fast.q_network[-1].bias.add_(1.0)
+    np.testing.assert_allclose(fast.q_values(obs).numpy(),
+                               fast.q_network(torch.as_tensor(obs)[None])[0].detach().numpy(), rtol=1e-5)
+    twin = copy.deepcopy(fast)  # copies share their own buffers again
+    assert twin.update(*stream[20]) == fast.update(*stream[20])
+    assert next(twin.q_network.parameters()).data_ptr() == twin._flat["q_network"].weights.ctypes.data
+    assert next(twin.q_network.parameters()).data_ptr() != next(fast.q_network.parameters()).data_ptr()
+
+
+def test_end_episode_clears_the_fast_traces():
+    env, stream = _cartpole_stream()
+    torch.manual_seed(0)
+    fast = make_fast_agent("stream_sarsa", env.observation_space, env.action_space, hidden_sizes=HIDDEN)
+    for obs, action, reward, next_obs, _terminated, _truncated in stream[:5]:
+        fast.update(obs, action, reward, next_obs, False, False)
+    assert fast._flat["q_network"].eligibility_trace.any() and fast._next_action is not None
+    fast.end_episode()
+    assert not fast._flat["q_network"].eligibility_trace.any() and fast._next_action is None
+    state = fast.state_dict()["optimizers"]["q_network"]["state"]
+    assert all(not entry["eligibility_trace"].any() for entry in state.values())
+
+
+@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_ac"])
+def test_non_finite_td_error_is_refused_before_learning(algo):
+    env, stream = _cartpole_stream()
+    torch.manual_seed(0)
+    fast = make_fast_agent(algo, env.observation_space, env.action_space, hidden_sizes=HIDDEN)
+    obs, action, _reward, next_obs, _terminated, _truncated = stream[0]
+    fast.update(obs, action, 1.0, next_obs, False, False)
+    before = _learning_state(fast)
+    with pytest.raises(NonFiniteError, match="non-finite TD error"):
+        fast.update(obs, action, math.nan, next_obs, False, False)
+    assert fast.num_updates == 1
+    after = _learning_state(fast)
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+# -- support and construction ---------------------------------------------------------------------
+
+def test_fast_path_supported_says_why_not():
+    vector = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    image = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)
+    ok, _ = fast_path_supported(Config(algo="stream_q"), vector, gym.spaces.Discrete(2))
+    assert ok
+    ok, reason = fast_path_supported(Config(algo="stream_q"), image, gym.spaces.Discrete(2))
+    assert not ok and "conv" in reason
+    ok, reason = fast_path_supported(Config(algo="stream_q"), vector, gym.spaces.Box(-1.0, 1.0, (2,)))
+    assert not ok and "Discrete" in reason
+    for optimizer in ("obgd", "adaptive_obgd", "sgd"):
+        assert fast_path_supported(Config(algo="stream_ac", optimizer=optimizer), vector,
+                                   gym.spaces.Box(-1.0, 1.0, (2,)))[0]
+    with pytest.raises(ConfigError, match="conv"):
+        make_fast_agent("stream_q", image, gym.spaces.Discrete(2))
+
+
+@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
+def test_fast_agents_are_the_autograd_agents_subclasses(algo):
+    from streamx.agents import AGENTS
+
+    assert issubclass(FAST_AGENTS[algo], AGENTS[algo])
+    space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    built = make_fast_agent(algo, space, None if algo == "stream_td" else gym.spaces.Discrete(2), hidden_sizes=[8])
+    assert built.extra_metrics == AGENTS[algo].extra_metrics
