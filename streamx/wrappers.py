@@ -24,7 +24,6 @@ __all__ = [
     "RunningMeanStd",
     "ScaleReward",
     "find_wrapper",
-    "stateful_wrappers",
 ]
 
 
@@ -212,17 +211,6 @@ class CheckFinite(gym.Wrapper):
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._check(observation, float(reward))
         return observation, reward, terminated, truncated, info
-
-
-def stateful_wrappers(env: gym.Env) -> dict[str, Any]:
-    """The wrappers in ``env``'s stack that carry state (name → wrapper), outermost first."""
-    found: dict[str, Any] = {}
-    current: Any = env
-    while isinstance(current, gym.Wrapper):
-        if hasattr(current, "state_dict") and type(current).__name__ not in found:
-            found[type(current).__name__] = current
-        current = current.env
-    return found
 
 
 def find_wrapper(env: gym.Env, wrapper_type: type) -> Any | None:
