@@ -1,6 +1,5 @@
-"""Fused numba kernels for the stream-x agents with MLPs and the MinAtar conv net: forward,
-backward into the eligibility trace, and the ObGD / AdaptiveObGD / traced-SGD step, all on
-flat float32 buffers.
+"""Fused numba kernels for the stream-x MLP agents: forward, backward into the eligibility
+trace, and the ObGD / AdaptiveObGD / traced-SGD step, all on flat float32 buffers.
 
 Streaming RL does one batch-1 update per environment step, so the cost of an update is the
 overhead of launching many tiny tensor operations, not arithmetic. Here one compiled call does
@@ -17,12 +16,9 @@ A network is described by:
     ``SECOND_MOMENT`` (AdaptiveObGD's ``v``) and ``DIRECTION`` (scratch for AdaptiveObGD's
     normalized trace). The parameters are flattened in ``module.parameters()`` order, each
     tensor row-major, so a Linear weight is ``[out, in]`` as in torch.
-``layers`` int64 ``[num_layers, LAYER_COLUMNS]``; one row per Linear or Conv2d layer: first
-    the hidden layers (layer → LayerNorm over all its features → LeakyReLU, PAPER §1.4), then
-    the output heads, which all read the last hidden activation. Columns are named by the
-    ``W_AT … W_OUT`` constants. A Conv2d (valid padding, square kernel, PAPER §3's MinAtar
-    net) may only be the first layer: its output (C, H, W) is laid out as torch's Flatten
-    reads it, and no gradient is propagated to the observation.
+``layers`` int64 ``[num_layers, 7]``; one row per Linear layer: first the hidden layers
+    (Linear → LayerNorm → LeakyReLU, PAPER §1.4), then the output heads, which all read the
+    last hidden activation. Columns are named by the ``W_AT … ACT_AT`` constants.
 ``workspace`` float32 ``[3, width]``: row 0 holds sample 0's activations (s), row 1 sample 1's
     (s'), row 2 the gradient of the learned scalar with respect to each slot of row 0.
 
@@ -52,12 +48,7 @@ N_OUT = 3  # out_features
 IN_AT = 4  # workspace offset of the layer's input
 PRE_AT = 5  # workspace offset of its Linear output (pre-activation; for a head: the output)
 ACT_AT = 6  # workspace offset of the hidden activation LeakyReLU(LayerNorm(pre)) (hidden only)
-KIND = 7  # LINEAR or CONV
-C_IN, H_IN, W_IN = 8, 9, 10  # conv input shape (N_IN = C_IN·H_IN·W_IN)
-KERNEL, STRIDE = 11, 12  # conv kernel size and stride
-H_OUT, W_OUT = 13, 14  # conv output height and width (N_OUT = out_channels·H_OUT·W_OUT)
-LAYER_COLUMNS = 15
-LINEAR, CONV = 0, 1
+LAYER_COLUMNS = 7
 
 WEIGHTS, TRACE, SECOND_MOMENT, DIRECTION = 0, 1, 2, 3
 STATE_ROWS = 4
@@ -186,54 +177,6 @@ def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np
     _matrix_vector(_matrix(weights, layers, layer), inputs, _bias(weights, layers, layer), outputs)
 
 
-@_reduction
-def _convolve(weight: np.ndarray, bias: np.ndarray, inputs: np.ndarray, stride: int, out: np.ndarray) -> None:
-    """out[o, y, x] = b[o] + Σ_{c,i,j} W[o, c, i, j]·in[c, y·stride + i, x·stride + j] (valid
-    padding), accumulated in float64 and rounded once to float32."""
-    kernel = weight.shape[2]
-    for o in range(out.shape[0]):
-        for y in range(out.shape[1]):
-            for x in range(out.shape[2]):
-                total = 0.0
-                for c in range(weight.shape[1]):
-                    for i in range(kernel):
-                        for j in range(kernel):
-                            total += np.float64(weight[o, c, i, j]) * np.float64(inputs[c, y * stride + i,
-                                                                                         x * stride + j])
-                out[o, y, x] = np.float32(total + np.float64(bias[o]))
-
-
-@_kernel
-def _conv_shapes(layers: np.ndarray, layer: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int],
-                                                             tuple[int, int, int]]:
-    """(weight, input, output) shapes of a conv layer."""
-    channels_out = layers[layer, N_OUT] // (layers[layer, H_OUT] * layers[layer, W_OUT])
-    kernel = layers[layer, KERNEL]
-    return ((channels_out, layers[layer, C_IN], kernel, kernel),
-            (layers[layer, C_IN], layers[layer, H_IN], layers[layer, W_IN]),
-            (channels_out, layers[layer, H_OUT], layers[layer, W_OUT]))
-
-
-@_kernel
-def _conv(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
-    """activations[pre] = Conv2d(activations[in])."""
-    weight_shape, input_shape, output_shape = _conv_shapes(layers, layer)
-    inputs, outputs = _views(layers, layer, activations)
-    w_at = layers[layer, W_AT]
-    size = weight_shape[0] * weight_shape[1] * weight_shape[2] * weight_shape[3]
-    weight = weights[w_at:w_at + size].reshape(weight_shape)
-    _convolve(weight, _bias(weights, layers, layer), inputs.reshape(input_shape), layers[layer, STRIDE],
-              outputs.reshape(output_shape))
-
-
-@_kernel
-def _layer(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
-    if layers[layer, KIND] == CONV:
-        _conv(weights, layers, layer, activations)
-    else:
-        _linear(weights, layers, layer, activations)
-
-
 @_kernel
 def _normalize_and_activate(layers: np.ndarray, layer: int, layer_norm: bool, activations: np.ndarray) -> None:
     """activations[act] = LeakyReLU(LayerNorm(activations[pre])) (PAPER §1.4)."""
@@ -252,7 +195,7 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
     """Run the network on one input ``x``; every intermediate lands in ``activations``."""
     _views(layers, 0, activations)[0][:] = x
     for layer in range(num_hidden):
-        _layer(weights, layers, layer, activations)
+        _linear(weights, layers, layer, activations)
         _normalize_and_activate(layers, layer, layer_norm, activations)
     for head in range(num_hidden, layers.shape[0]):
         _linear(weights, layers, head, activations)
@@ -300,50 +243,6 @@ def _linear_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
         input_gradient[j] += np.float32(accumulated[j])
 
 
-@_reduction
-def _convolution_gradient(output_gradient: np.ndarray, inputs: np.ndarray, stride: int, weight_gradient: np.ndarray,
-                          bias_gradient: np.ndarray) -> None:
-    """∂/∂W[o, c, i, j] = Σ_{y,x} g[o, y, x]·in[c, y·stride + i, x·stride + j] and
-    ∂/∂b[o] = Σ_{y,x} g[o, y, x], accumulated in float64, rounded once to float32."""
-    kernel = weight_gradient.shape[2]
-    for o in range(weight_gradient.shape[0]):
-        bias_total = 0.0
-        for y in range(output_gradient.shape[1]):
-            for x in range(output_gradient.shape[2]):
-                bias_total += np.float64(output_gradient[o, y, x])
-        bias_gradient[o] = np.float32(bias_total)
-        for c in range(weight_gradient.shape[1]):
-            for i in range(kernel):
-                for j in range(kernel):
-                    total = 0.0
-                    for y in range(output_gradient.shape[1]):
-                        for x in range(output_gradient.shape[2]):
-                            total += np.float64(output_gradient[o, y, x]) * np.float64(
-                                inputs[c, y * stride + i, x * stride + j])
-                    weight_gradient[o, c, i, j] = np.float32(total)
-
-
-@_kernel
-def _conv_backward(trace: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray,
-                   gradients: np.ndarray, trace_decay: np.float32) -> None:
-    """The fused trace update of a conv layer, ``z ← decay·z + g`` (g rounded to float32 first,
-    as torch's conv backward gives it). No gradient reaches the observation."""
-    weight_shape, input_shape, output_shape = _conv_shapes(layers, layer)
-    inputs = _views(layers, layer, activations)[0].reshape(input_shape)
-    output_gradient = _views(layers, layer, gradients)[1].reshape(output_shape)
-    weight_gradient = np.empty(weight_shape, dtype=np.float32)
-    bias_gradient = np.empty(weight_shape[0], dtype=np.float32)
-    _convolution_gradient(output_gradient, inputs, layers[layer, STRIDE], weight_gradient, bias_gradient)
-    w_at = layers[layer, W_AT]
-    weight_trace = trace[w_at:w_at + weight_gradient.size]
-    flat_gradient = weight_gradient.reshape(weight_gradient.size)
-    for k in range(weight_trace.shape[0]):
-        weight_trace[k] = weight_trace[k] * trace_decay + flat_gradient[k]
-    bias_trace = _bias(trace, layers, layer)
-    for o in range(bias_trace.shape[0]):
-        bias_trace[o] = bias_trace[o] * trace_decay + bias_gradient[o]
-
-
 @_kernel
 def _activation_backward(layers: np.ndarray, layer: int, layer_norm: bool, activations: np.ndarray,
                          gradients: np.ndarray) -> None:
@@ -381,9 +280,6 @@ def accumulate_trace(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
     for layer in range(last, -1, -1):
         _activation_backward(layers, layer, layer_norm, activations, gradients)
         propagate = layer > 0  # the input of the first layer is the observation: no gradient
-        if layers[layer, KIND] == CONV:
-            _conv_backward(trace, layers, layer, activations, gradients, trace_decay)
-            continue
         if propagate:
             _views(layers, layer, gradients)[0][:] = ZERO
         _linear_backward(weights, trace, layers, layer, activations, gradients, trace_decay, propagate)
@@ -463,14 +359,10 @@ def forward_pair(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     _views(layers, 0, activations)[0][:] = x
     _views(layers, 0, next_activations)[0][:] = next_x
     for layer in range(layers.shape[0]):
-        if layers[layer, KIND] == CONV:
-            _conv(weights, layers, layer, activations)
-            _conv(weights, layers, layer, next_activations)
-        else:
-            inputs, outputs = _views(layers, layer, activations)
-            next_inputs, next_outputs = _views(layers, layer, next_activations)
-            _matrix_vector_pair(_matrix(weights, layers, layer), inputs, next_inputs,
-                                _bias(weights, layers, layer), outputs, next_outputs)
+        inputs, outputs = _views(layers, layer, activations)
+        next_inputs, next_outputs = _views(layers, layer, next_activations)
+        _matrix_vector_pair(_matrix(weights, layers, layer), inputs, next_inputs, _bias(weights, layers, layer),
+                            outputs, next_outputs)
         if layer < num_hidden:
             _normalize_and_activate(layers, layer, layer_norm, activations)
             _normalize_and_activate(layers, layer, layer_norm, next_activations)
