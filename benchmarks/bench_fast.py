@@ -5,11 +5,13 @@ Measures, with one torch thread:
 * start-up: the first act+update of fresh fast agents in a new process, with an empty numba
   cache (cold: compiles the kernels) and again with that cache filled (warm);
 * update-only: microseconds per ``act`` and per ``update`` on a pre-generated stream
-  (no environment), at the paper's sizes: CartPole Stream Q (MLP 32-32) and HalfCheetah
-  Stream AC (MLP 128-128, 18-d observations with the time feature, 6-d actions);
+  (no environment), at the paper's sizes: CartPole Stream Q (MLP 32-32), HalfCheetah
+  Stream AC (MLP 128-128, 18-d observations with the time feature, 6-d actions) and MinAtar
+  Breakout Stream Q (Conv 16 3×3 → FC 128 on 4×10×10 frames);
 * whole loop: agent steps per second of the training loop (act → env.step → update, with the
-  paper's wrappers) on CartPole-v1 (Stream Q) and HalfCheetah-v5 (Stream AC), and the rate of
-  the environment alone (random actions), for fast and autograd agents.
+  paper's wrappers) on CartPole-v1 (Stream Q), HalfCheetah-v5 (Stream AC) and
+  MinAtar/Breakout-v1 (Stream Q) where installed, and the rate of the environment alone
+  (random actions), for fast and autograd agents.
 
 Each rate is the median of ``--repeats`` interleaved measurements (fast, autograd, fast, …)
 so that a busy machine slows both alike; the load average is recorded next to the numbers.
@@ -46,10 +48,13 @@ from streamx.run import seed_everything
 ORIGINAL_AC_HALFCHEETAH_STEPS_PER_SECOND = 600.0  # PAPER §8, the authors' code on a 2-core machine
 
 CASES = {
-    "cartpole_q": {"algo": "stream_q", "env": "CartPole-v1", "obs_dim": 5, "hidden": [32, 32],
+    "cartpole_q": {"algo": "stream_q", "env": "CartPole-v1", "obs_shape": (5,), "hidden": [32, 32],
                    "action_space": gym.spaces.Discrete(2)},
-    "halfcheetah_ac": {"algo": "stream_ac", "env": "HalfCheetah-v5", "obs_dim": 18, "hidden": [128, 128],
+    "halfcheetah_ac": {"algo": "stream_ac", "env": "HalfCheetah-v5", "obs_shape": (18,), "hidden": [128, 128],
                        "action_space": gym.spaces.Box(-1.0, 1.0, (6,), np.float32)},
+    # the MinAtar conv net (Conv 16 3x3 → FC 128); hidden sizes do not apply
+    "minatar_breakout_q": {"algo": "stream_q", "env": "MinAtar/Breakout-v1", "obs_shape": (4, 10, 10),
+                           "hidden": [128], "action_space": gym.spaces.Discrete(3)},
 }
 
 _STARTUP_SCRIPT = """
@@ -58,20 +63,22 @@ start = time.perf_counter()
 import gymnasium as gym, numpy as np, torch
 from streamx.fast import make_fast_agent
 imported = time.perf_counter()
-spaces = [("stream_q", 5, gym.spaces.Discrete(2), [32, 32]),
-          ("stream_ac", 18, gym.spaces.Box(-1.0, 1.0, (6,), np.float32), [128, 128])]
-for algo, dim, action_space, hidden in spaces:
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+spaces = [("stream_q", (5,), gym.spaces.Discrete(2), [32, 32]),
+          ("stream_ac", (18,), gym.spaces.Box(-1.0, 1.0, (6,), np.float32), [128, 128]),
+          ("stream_q", (4, 10, 10), gym.spaces.Discrete(3), [128])]
+for algo, shape, action_space, hidden in spaces:
+    obs_space = gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
     agent = make_fast_agent(algo, obs_space, action_space, hidden_sizes=hidden)
-    obs = np.zeros(dim, np.float32)
+    obs = np.zeros(shape, np.float32)
     agent.update(obs, agent.act(obs), 1.0, obs, False, False)
 print(imported - start, time.perf_counter() - imported)
 """
 
 
 def measure_startup() -> dict[str, float]:
-    """Seconds to import streamx.fast, and to build + first act/update of a Q and an AC agent
-    (which compiles or loads every kernel they use), with a cold and then a warm numba cache."""
+    """Seconds to import streamx.fast, and to build + first act/update of an MLP Q, an MLP AC
+    and a MinAtar Q agent (which compiles or loads every kernel they use), with a cold and
+    then a warm numba cache."""
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
@@ -84,19 +91,22 @@ def measure_startup() -> dict[str, float]:
     return out
 
 
-def _transitions(obs_dim: int, action_space: gym.spaces.Space, steps: int) -> list[tuple[Any, ...]]:
+def _transitions(obs_shape: tuple[int, ...], steps: int) -> list[tuple[Any, ...]]:
     rng = np.random.default_rng(0)
-    observations = rng.normal(size=(steps + 1, obs_dim)).astype(np.float32)
+    if len(obs_shape) == 3:  # sparse binary frames, as MinAtar's
+        observations = (rng.random((steps + 1, *obs_shape)) < 0.1).astype(np.float32)
+    else:
+        observations = rng.normal(size=(steps + 1, *obs_shape)).astype(np.float32)
     return [(observations[i], float(rng.normal()), observations[i + 1], (i + 1) % 1000 == 0) for i in range(steps)]
 
 
 def measure_update_only(case: dict[str, Any], fast: bool, steps: int) -> dict[str, float]:
     """Microseconds per act and per update on a stream of random transitions, after warm-up."""
     maker: Callable[..., Any] = make_fast_agent if fast else _make_autograd_agent
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (case["obs_dim"],), np.float32)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, case["obs_shape"], np.float32)
     torch.manual_seed(0)
     agent = maker(case["algo"], obs_space, case["action_space"], hidden_sizes=case["hidden"])
-    stream = _transitions(case["obs_dim"], case["action_space"], steps + 200)
+    stream = _transitions(case["obs_shape"], steps + 200)
     act_seconds = update_seconds = 0.0
     for i, (obs, reward, next_obs, done) in enumerate(stream):
         if i == 200:  # warm-up: kernels loaded, caches filled
@@ -148,9 +158,9 @@ def measure_loop(case: dict[str, Any], kind: str, steps: int) -> float:
     return steps / elapsed
 
 
-def _env_available(env_id: str) -> bool:
+def _env_available(env_id: str, algo: str) -> bool:
     try:
-        make_env(resolve_config("stream_ac", env_id, overrides={"progress": False})).close()
+        make_env(resolve_config(algo, env_id, overrides={"progress": False})).close()
     except Exception:
         return False
     return True
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row[f"update_only_{kind}"] = {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
         row["update_only_speedup"] = round(row["update_only_autograd"]["act_update_us"]
                                            / row["update_only_fast"]["act_update_us"], 2)
-        if _env_available(case["env"]):
+        if _env_available(case["env"], case["algo"]):
             rates: dict[str, list[float]] = {"fast": [], "autograd": [], "env": []}
             for _ in range(args.repeats):
                 for kind, steps in (("fast", args.fast_steps), ("autograd", args.autograd_steps),

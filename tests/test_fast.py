@@ -14,8 +14,9 @@ follow a free-running autograd agent to 1e-5 over 1,000 updates. So:
   own float32 rounding error, measured against the float64 twin;
 * free running for 50 updates (before the chaos grows; at 100–300 updates the two drift apart
   by 1e-5 to 1e-3, as two autograd agents 1e-7 apart do): 1e-5 relative;
-* whole training runs on CartPole with the same seed: identical episodes for the first steps,
-  until the chaos makes rounding differences visible (here after ~600–2,000 steps).
+* whole training runs on CartPole (and MinAtar Breakout) with the same seed: identical
+  episodes for the first steps, until the chaos makes rounding differences visible (here
+  after ~600–2,400 steps).
 """
 
 from __future__ import annotations
@@ -204,6 +205,48 @@ def test_lockstep_matches_autograd_for_a_gaussian_policy():
     _lockstep("stream_ac", observation_space, action_space, stream)
 
 
+def _synthetic_minatar_stream(steps: int, channels: int = 4, num_actions: int = 3,
+                              seed: int = 0) -> tuple[gym.spaces.Box, gym.spaces.Discrete, list[Transition]]:
+    """MinAtar-shaped transitions: sparse binary (C, 10, 10) frames, rare rewards, episodes of 60."""
+    rng = np.random.default_rng(seed)
+
+    def frame() -> np.ndarray:
+        return (rng.random((channels, 10, 10)) < 0.1).astype(np.float32)
+
+    obs, stream = frame(), []
+    for t in range(steps):
+        next_obs, end = frame(), (t + 1) % 60 == 0
+        stream.append((obs, int(rng.integers(num_actions)), float(rng.random() < 0.1), next_obs, end, False))
+        obs = frame() if end else next_obs
+    return (gym.spaces.Box(0.0, 1.0, (channels, 10, 10), np.float32), gym.spaces.Discrete(num_actions), stream)
+
+
+@pytest.mark.parametrize(("algo", "overrides"), [
+    ("stream_td", {}), ("stream_q", {}), ("stream_sarsa", {}), ("stream_ac", {}),
+    ("stream_q", {"optimizer": "adaptive_obgd"}), ("stream_ac", {"layer_norm": False}),
+])
+def test_lockstep_matches_autograd_with_the_minatar_conv_net(algo, overrides):
+    observation_space, action_space, stream = _synthetic_minatar_stream(150, channels=7)
+    events = _lockstep(algo, observation_space, None if algo == "stream_td" else action_space, stream,
+                       **overrides)
+    assert events["episode_ends"] == 2
+
+
+def test_lockstep_matches_autograd_on_a_recorded_minatar_stream():
+    pytest.importorskip("minatar", reason="the MinAtar extra is not installed")
+    config = resolve_config("stream_q", "MinAtar/Breakout-v1")
+    env = make_env(config)
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=0)
+    stream = []
+    for _ in range(200):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        stream.append((obs, action, float(reward), next_obs, bool(terminated), bool(truncated)))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    _lockstep("stream_q", env.observation_space, env.action_space, stream)
+
+
 @pytest.mark.parametrize(("algo", "overrides"), [
     ("stream_q", {"optimizer": "adaptive_obgd"}),
     ("stream_ac", {"optimizer": "adaptive_obgd"}),
@@ -237,14 +280,14 @@ def test_free_running_agents_agree_before_the_chaos_grows(algo):
         assert error <= RTOL * scales[_group(key)], f"{key} differs by {error:.3g}"
 
 
-def _run_until(algo: str, steps: int, fast: bool, tmp_path: Any, monkeypatch: Any) -> Any:
+def _run_until(algo: str, steps: int, fast: bool, tmp_path: Any, monkeypatch: Any, env: str = "CartPole-v1") -> Any:
     overrides: dict[str, Any] = {"seed": 0, "progress": False, "checkpoint_interval": 0,
                                  "run_dir": str(tmp_path / ("fast" if fast else "autograd"))}
     if "fast_path" in Config.__dataclass_fields__:  # streamx.run picks the agent by config
         overrides["fast_path"] = "on" if fast else "off"
     elif fast:  # an older streamx.run that builds AGENTS[algo] directly
         monkeypatch.setitem(streamx.run.AGENTS, algo, FAST_AGENTS[algo])
-    config = resolve_config(algo, "CartPole-v1", overrides=overrides)
+    config = resolve_config(algo, env, overrides=overrides)
     # total_steps keeps the paper's 500k (and so its ε schedule); the callback stops early
     result = streamx.run.train(config, on_episode=lambda step, _return, _length: step >= steps)
     monkeypatch.undo()
@@ -256,6 +299,16 @@ def test_train_on_cartpole_gives_the_same_episodes(algo, steps, tmp_path, monkey
     autograd = _run_until(algo, steps, False, tmp_path, monkeypatch)
     fast = _run_until(algo, steps, True, tmp_path, monkeypatch)
     assert isinstance(fast.agent, FAST_AGENTS[algo]) and not isinstance(autograd.agent, FAST_AGENTS[algo])
+    assert len(autograd.episode_returns) >= 10
+    assert fast.episode_returns == autograd.episode_returns
+    assert fast.episode_lengths == autograd.episode_lengths
+
+
+def test_train_on_minatar_gives_the_same_episodes(tmp_path, monkeypatch):
+    pytest.importorskip("minatar", reason="the MinAtar extra is not installed")
+    autograd = _run_until("stream_q", 800, False, tmp_path, monkeypatch, env="MinAtar/Breakout-v1")
+    fast = _run_until("stream_q", 800, True, tmp_path, monkeypatch, env="MinAtar/Breakout-v1")
+    assert isinstance(fast.agent, FAST_AGENTS["stream_q"])
     assert len(autograd.episode_returns) >= 10
     assert fast.episode_returns == autograd.episode_returns
     assert fast.episode_lengths == autograd.episode_lengths
@@ -404,17 +457,20 @@ def test_non_finite_td_error_is_refused_before_learning(algo):
 
 def test_fast_path_supported_says_why_not():
     vector = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    image = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)
+    minatar = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)
+    image = gym.spaces.Box(0.0, 1.0, (4, 84, 84), np.float32)
     ok, _ = fast_path_supported(Config(algo="stream_q"), vector, gym.spaces.Discrete(2))
     assert ok
+    ok, _ = fast_path_supported(Config(algo="stream_q"), minatar, gym.spaces.Discrete(2))
+    assert ok
     ok, reason = fast_path_supported(Config(algo="stream_q"), image, gym.spaces.Discrete(2))
-    assert not ok and "conv" in reason
+    assert not ok and "Atari" in reason
     ok, reason = fast_path_supported(Config(algo="stream_q"), vector, gym.spaces.Box(-1.0, 1.0, (2,)))
     assert not ok and "Discrete" in reason
     for optimizer in ("obgd", "adaptive_obgd", "sgd"):
         assert fast_path_supported(Config(algo="stream_ac", optimizer=optimizer), vector,
                                    gym.spaces.Box(-1.0, 1.0, (2,)))[0]
-    with pytest.raises(ConfigError, match="conv"):
+    with pytest.raises(ConfigError, match="Atari"):
         make_fast_agent("stream_q", image, gym.spaces.Discrete(2))
 
 

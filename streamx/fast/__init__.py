@@ -1,4 +1,5 @@
-"""The fast path: the stream-x MLP agents with each act/update fused into one numba kernel.
+"""The fast path: the stream-x agents (MLPs and the MinAtar conv net) with each act/update
+fused into one numba kernel.
 
 Per-step overhead dominates streaming RL (one batch-1 update per environment step), so the
 fast agents run the same arithmetic as the autograd agents of ``streamx.agents`` in compiled
@@ -42,8 +43,9 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
     """Whether the fast agents can run this configuration, and if not, why not.
 
     Supported: every algorithm and optimizer (obgd, adaptive_obgd, sgd) with the standard MLP
-    (1-D observations, any hidden sizes, with or without LayerNorm) and float32 weights.
-    Not supported: image observations (conv nets) and non-float32 torch default dtypes.
+    (1-D observations, any hidden sizes, with or without LayerNorm) or the MinAtar conv net
+    (channels-first images other than 84×84), with float32 weights.
+    Not supported: the Atari conv net (84×84 images) and non-float32 torch default dtypes.
     """
     if not numba_available():
         return False, "numba is not installed (pip install numba)"
@@ -52,16 +54,19 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
     if torch.get_default_dtype() != torch.float32:
         return False, f"the fast kernels are float32, but torch's default dtype is {torch.get_default_dtype()}"
     shape = getattr(observation_space, "shape", None)
-    if shape is None or len(shape) != 1:
-        return False, (f"observations of shape {shape} use a conv net; the fast path covers MLPs "
-                       "(1-D observations) only")
+    if shape is None or len(shape) not in (1, 3):
+        return False, f"observations of shape {shape} have no standard network"
+    if len(shape) == 3 and tuple(shape[1:]) == (84, 84):
+        return False, ("Atari observations use the Atari conv net; the fast path covers MLPs (1-D "
+                       "observations) and the MinAtar conv net only")
     if config.algo in ("stream_q", "stream_sarsa") and not isinstance(action_space, gym.spaces.Discrete):
         return False, f"{config.algo} needs a Discrete action space, got {action_space}"
     if config.algo == "stream_ac" and not (
             isinstance(action_space, gym.spaces.Discrete)
             or (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)):
         return False, f"stream_ac needs a Discrete or 1-D Box action space, got {action_space}"
-    return True, "MLP agent with a supported optimizer: fused numba kernels apply"
+    network = "MLP" if len(shape) == 1 else "MinAtar conv net"
+    return True, f"{network} with a supported optimizer: fused numba kernels apply"
 
 
 def make_fast_agent(algo: str, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,

@@ -21,6 +21,7 @@ and at every ``load_state_dict``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -58,21 +59,25 @@ def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
 
 
 class FlatNetwork:
-    """One MLP's weights and optimizer state as flat float32 arrays laid out for the kernels,
-    shared with the torch module and optimizer.
+    """One network's weights and optimizer state as flat float32 arrays laid out for the
+    kernels, shared with the torch module and optimizer.
 
-    ``hidden`` are the trunk's Linear layers in order (each followed by the parameter-free
-    LayerNorm when ``layer_norm`` and LeakyReLU, PAPER §1.4); ``heads`` the output Linear
-    layers, all reading the last hidden activation. Every parameter of ``module`` must belong
-    to one of these layers.
+    ``hidden`` are the trunk's layers in order: Linear layers, optionally after one leading
+    Conv2d (the MinAtar net, PAPER §3), each followed by the parameter-free LayerNorm over all
+    its features when ``layer_norm`` and LeakyReLU (PAPER §1.4); ``heads`` the output Linear
+    layers, all reading the last hidden activation. ``input_shape`` is the observation's
+    shape. Every parameter of ``module`` must belong to one of these layers.
     """
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Linear], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer):
+    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
         if not hidden:
             raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
         if len(optimizer.param_groups) != 1:
             raise ConfigError("the fast path supports one parameter group per optimizer; use fast_path=off")
+        if any(isinstance(layer, nn.Conv2d) for layer in hidden[1:] + heads):
+            raise ConfigError("the fast path supports a conv layer only as the first layer (the MinAtar net); "
+                              "use fast_path=off")
         self.module = module
         self.optimizer = optimizer
         self.parameters = list(module.parameters())
@@ -87,23 +92,33 @@ class FlatNetwork:
             total += p.numel()
         layers = hidden + heads
         if sum(layer.weight.numel() + layer.bias.numel() for layer in layers) != total:
-            raise ConfigError("the fast path supports plain MLPs only (Linear layers with biases); use fast_path=off")
+            raise ConfigError("the fast path supports plain MLPs and the MinAtar net (layers with biases); "
+                              "use fast_path=off")
 
         table = np.zeros((len(layers), kernels.LAYER_COLUMNS), dtype=np.int64)
-        cursor = hidden[0].in_features  # the input sits at offset 0 of each workspace row
+        shape = tuple(int(n) for n in input_shape)
+        cursor = math.prod(shape)  # the input sits at offset 0 of each workspace row
         previous_at = 0
         for row, layer in enumerate(layers):
             table[row, kernels.W_AT] = offsets[id(layer.weight)]
             table[row, kernels.B_AT] = offsets[id(layer.bias)]
-            table[row, kernels.N_IN] = layer.in_features
-            table[row, kernels.N_OUT] = layer.out_features
+            table[row, kernels.N_IN] = math.prod(shape)
+            if isinstance(layer, nn.Conv2d):
+                out_shape: tuple[int, ...] = _conv_geometry(layer, shape, table[row])
+            elif isinstance(layer, nn.Linear) and math.prod(shape) == layer.in_features:
+                out_shape = (layer.out_features,)
+            else:
+                raise ConfigError(f"the fast path cannot run layer {layer} on inputs of shape {shape}; "
+                                  "use fast_path=off")
+            table[row, kernels.N_OUT] = math.prod(out_shape)
             table[row, kernels.IN_AT] = previous_at
             table[row, kernels.PRE_AT] = cursor
-            cursor += layer.out_features
-            if row < self.num_hidden:
+            cursor += math.prod(out_shape)
+            if row < self.num_hidden:  # the next layer (for the last: every head) reads its activation
                 table[row, kernels.ACT_AT] = cursor
                 previous_at = cursor
-                cursor += layer.out_features
+                cursor += math.prod(out_shape)
+                shape = out_shape
         self.layers = table
         self.num_outputs = sum(head.out_features for head in heads)
         self.workspace = np.zeros((3, cursor), dtype=np.float32)
@@ -216,8 +231,25 @@ class FlatNetwork:
         self.has_optimizer_state = True
 
 
-def _linear_layers(module: nn.Module) -> list[nn.Linear]:
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+def _conv_geometry(conv: nn.Conv2d, shape: tuple[int, ...], row: np.ndarray) -> tuple[int, int, int]:
+    """Fill a layer-table row with a Conv2d's geometry; return its output shape (C, H, W)."""
+    kernel, stride = conv.kernel_size, conv.stride
+    if (len(shape) != 3 or kernel[0] != kernel[1] or stride[0] != stride[1] or conv.padding not in (0, (0, 0))
+            or conv.dilation != (1, 1) or conv.groups != 1 or shape[0] != conv.in_channels):
+        raise ConfigError(f"the fast path supports square, unpadded, ungrouped convolutions only, not {conv}; "
+                          "use fast_path=off")
+    height = (shape[1] - kernel[0]) // stride[0] + 1
+    width = (shape[2] - kernel[0]) // stride[0] + 1
+    row[kernels.KIND] = kernels.CONV
+    row[kernels.C_IN], row[kernels.H_IN], row[kernels.W_IN] = shape
+    row[kernels.KERNEL], row[kernels.STRIDE] = kernel[0], stride[0]
+    row[kernels.H_OUT], row[kernels.W_OUT] = height, width
+    return conv.out_channels, height, width
+
+
+def _weight_layers(module: nn.Module) -> list[nn.Module]:
+    """The Linear and Conv2d layers of a network, in order."""
+    return [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 class _FastAgent(StreamAgent):
@@ -226,9 +258,11 @@ class _FastAgent(StreamAgent):
 
     _flat: dict[str, FlatNetwork]
 
-    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Linear], list[nn.Linear]]]) -> None:
+    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Module], list[Any]]]) -> None:
+        shape = tuple(self.observation_space.shape or ())
         self._flat = {
-            name: FlatNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name])
+            name: FlatNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
+                              shape)
             for name, (hidden, heads) in layouts.items()
         }
 
@@ -252,7 +286,7 @@ class FastStreamTD(StreamTD, _FastAgent):
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
-        layers = _linear_layers(self.value_network)
+        layers = _weight_layers(self.value_network)
         self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
         self._value = self._flat["value_network"]
 
@@ -286,7 +320,7 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
-        layers = _linear_layers(self.q_network)
+        layers = _weight_layers(self.q_network)
         self._build_flat_networks({"q_network": (layers[:-1], layers[-1:])})
         self._q = self._flat["q_network"]
 
@@ -351,8 +385,8 @@ class FastStreamAC(StreamAC, _FastAgent):
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
-        critic_layers = _linear_layers(self.critic)
-        trunk = _linear_layers(self.actor.trunk)
+        critic_layers = _weight_layers(self.critic)
+        trunk = _weight_layers(self.actor.trunk)
         heads = [self.actor.mean_head, self.actor.std_head] if self.continuous else [self.actor.logits_head]
         self._build_flat_networks({"critic": (critic_layers[:-1], critic_layers[-1:]), "actor": (trunk, heads)})
         self._critic, self._actor = self._flat["critic"], self._flat["actor"]

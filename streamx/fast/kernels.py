@@ -1,5 +1,6 @@
-"""Fused numba kernels for the stream-x MLP agents: forward, backward into the eligibility
-trace, and the ObGD / AdaptiveObGD / traced-SGD step, all on flat float32 buffers.
+"""Fused numba kernels for the stream-x agents with MLPs and the MinAtar conv net: forward,
+backward into the eligibility trace, and the ObGD / AdaptiveObGD / traced-SGD step, all on
+flat float32 buffers.
 
 Streaming RL does one batch-1 update per environment step, so the cost of an update is the
 overhead of launching many tiny tensor operations, not arithmetic. Here one compiled call does
@@ -16,9 +17,12 @@ A network is described by:
     ``SECOND_MOMENT`` (AdaptiveObGD's ``v``) and ``DIRECTION`` (scratch for AdaptiveObGD's
     normalized trace). The parameters are flattened in ``module.parameters()`` order, each
     tensor row-major, so a Linear weight is ``[out, in]`` as in torch.
-``layers`` int64 ``[num_layers, 7]``; one row per Linear layer: first the hidden layers
-    (Linear → LayerNorm → LeakyReLU, PAPER §1.4), then the output heads, which all read the
-    last hidden activation. Columns are named by the ``W_AT … ACT_AT`` constants.
+``layers`` int64 ``[num_layers, LAYER_COLUMNS]``; one row per Linear or Conv2d layer: first
+    the hidden layers (layer → LayerNorm over all its features → LeakyReLU, PAPER §1.4), then
+    the output heads, which all read the last hidden activation. Columns are named by the
+    ``W_AT … W_OUT`` constants. A Conv2d (valid padding, square kernel: PAPER §3's MinAtar
+    net) may only be the first layer: its output (C, H, W) is laid out as torch's Flatten
+    reads it, and no gradient is propagated to the observation.
 ``workspace`` float32 ``[3, width]``: row 0 holds sample 0's activations (s), row 1 sample 1's
     (s'), row 2 the gradient of the learned scalar with respect to each slot of row 0.
 
@@ -48,7 +52,12 @@ N_OUT = 3  # out_features
 IN_AT = 4  # workspace offset of the layer's input
 PRE_AT = 5  # workspace offset of its Linear output (pre-activation; for a head: the output)
 ACT_AT = 6  # workspace offset of the hidden activation LeakyReLU(LayerNorm(pre)) (hidden only)
-LAYER_COLUMNS = 7
+KIND = 7  # LINEAR or CONV
+C_IN, H_IN, W_IN = 8, 9, 10  # conv input shape (N_IN = C_IN·H_IN·W_IN)
+KERNEL, STRIDE = 11, 12  # conv kernel size and stride
+H_OUT, W_OUT = 13, 14  # conv output height and width (N_OUT = out_channels·H_OUT·W_OUT)
+LAYER_COLUMNS = 15
+LINEAR, CONV = 0, 1
 
 WEIGHTS, TRACE, SECOND_MOMENT, DIRECTION = 0, 1, 2, 3
 STATE_ROWS = 4
@@ -166,8 +175,12 @@ def _matrix(flat: np.ndarray, layers: np.ndarray, layer: int) -> np.ndarray:
 
 @_kernel
 def _bias(flat: np.ndarray, layers: np.ndarray, layer: int) -> np.ndarray:
+    """The layer's bias (or its trace): one entry per output feature, or per channel of a conv."""
     b_at = layers[layer, B_AT]
-    return flat[b_at:b_at + layers[layer, N_OUT]]
+    size = layers[layer, N_OUT]
+    if layers[layer, KIND] == CONV:
+        size //= layers[layer, H_OUT] * layers[layer, W_OUT]
+    return flat[b_at:b_at + size]
 
 
 @_kernel
@@ -175,6 +188,73 @@ def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np
     """activations[pre] = W · activations[in] + b."""
     inputs, outputs = _views(layers, layer, activations)
     _matrix_vector(_matrix(weights, layers, layer), inputs, _bias(weights, layers, layer), outputs)
+
+
+@_kernel
+def _patches(inputs: np.ndarray, kernel: int, stride: int, height: int, width: int) -> np.ndarray:
+    """im2col: float64 [C·k·k, H_out·W_out]; row (c, i, j) holds in[c, y·stride + i, x·stride + j]
+    for every output position (y, x), in the order of a conv weight's flattened [C, k, k]."""
+    patches = np.empty((inputs.shape[0] * kernel * kernel, height * width))
+    for c in range(inputs.shape[0]):
+        for i in range(kernel):
+            for j in range(kernel):
+                row = patches[(c * kernel + i) * kernel + j]
+                for y in range(height):
+                    for x in range(width):
+                        row[y * width + x] = np.float64(inputs[c, y * stride + i, x * stride + j])
+    return patches
+
+
+@_kernel
+def _convolve(weight: np.ndarray, bias: np.ndarray, patches: np.ndarray, out: np.ndarray) -> None:
+    """out[o, p] = b[o] + Σ_r W[o, r]·patches[r, p] (a conv as a product with the im2col
+    patches), accumulated in float64 and rounded once to float32; the loop over positions p is
+    innermost, so it vectorizes without reassociation."""
+    total = np.empty(patches.shape[1])
+    for o in range(out.shape[0]):
+        total[:] = np.float64(bias[o])
+        for r in range(patches.shape[0]):
+            w = np.float64(weight[o, r])
+            for p in range(patches.shape[1]):
+                total[p] += w * patches[r, p]
+        for p in range(patches.shape[1]):
+            out[o, p] = np.float32(total[p])
+
+
+@_kernel
+def _conv_parts(flat: np.ndarray, layers: np.ndarray, layer: int, buffer: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A conv layer's weight (or its trace) as [C_out, C_in·k·k], its input in a workspace row
+    as [C_in, H, W] and its output slot there as [C_out, H_out·W_out]."""
+    channels_in, kernel = layers[layer, C_IN], layers[layer, KERNEL]
+    positions = layers[layer, H_OUT] * layers[layer, W_OUT]
+    channels_out, fan_in = layers[layer, N_OUT] // positions, channels_in * kernel * kernel
+    w_at = layers[layer, W_AT]
+    inputs, outputs = _views(layers, layer, buffer)
+    return (flat[w_at:w_at + channels_out * fan_in].reshape((channels_out, fan_in)),
+            inputs.reshape((channels_in, layers[layer, H_IN], layers[layer, W_IN])),
+            outputs.reshape((channels_out, positions)))
+
+
+@_kernel
+def _conv_patches(layers: np.ndarray, layer: int, inputs: np.ndarray) -> np.ndarray:
+    return _patches(inputs, layers[layer, KERNEL], layers[layer, STRIDE], layers[layer, H_OUT], layers[layer, W_OUT])
+
+
+@_kernel
+def _conv(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
+    """activations[pre] = Conv2d(activations[in]) (valid padding)."""
+    weight, inputs, outputs = _conv_parts(weights, layers, layer, activations)
+    _convolve(weight, _bias(weights, layers, layer), _conv_patches(layers, layer, inputs), outputs)
+
+
+@_kernel
+def _layer(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
+    """One Linear or Conv2d layer's output from its input, in a workspace row."""
+    if layers[layer, KIND] == CONV:
+        _conv(weights, layers, layer, activations)
+    else:
+        _linear(weights, layers, layer, activations)
 
 
 @_kernel
@@ -195,7 +275,7 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
     """Run the network on one input ``x``; every intermediate lands in ``activations``."""
     _views(layers, 0, activations)[0][:] = x
     for layer in range(num_hidden):
-        _linear(weights, layers, layer, activations)
+        _layer(weights, layers, layer, activations)
         _normalize_and_activate(layers, layer, layer_norm, activations)
     for head in range(num_hidden, layers.shape[0]):
         _linear(weights, layers, head, activations)
@@ -243,6 +323,41 @@ def _linear_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
         input_gradient[j] += np.float32(accumulated[j])
 
 
+@_reduction
+def _convolution_gradient(output_gradient: np.ndarray, patches: np.ndarray, weight_gradient: np.ndarray,
+                          bias_gradient: np.ndarray) -> None:
+    """∂/∂W[o, r] = Σ_p g[o, p]·patches[r, p] and ∂/∂b[o] = Σ_p g[o, p], accumulated in float64,
+    each rounded once to float32."""
+    for o in range(weight_gradient.shape[0]):
+        bias_total = 0.0
+        for p in range(output_gradient.shape[1]):
+            bias_total += np.float64(output_gradient[o, p])
+        bias_gradient[o] = np.float32(bias_total)
+        for r in range(weight_gradient.shape[1]):
+            total = 0.0
+            for p in range(output_gradient.shape[1]):
+                total += np.float64(output_gradient[o, p]) * patches[r, p]
+            weight_gradient[o, r] = np.float32(total)
+
+
+@_kernel
+def _conv_backward(trace: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray,
+                   gradients: np.ndarray, trace_decay: np.float32) -> None:
+    """The fused trace update of a conv layer, ``z ← decay·z + g`` (g rounded to float32 first,
+    as torch's conv backward gives it). No gradient reaches the observation."""
+    weight_trace, inputs, _ = _conv_parts(trace, layers, layer, activations)
+    output_gradient = _conv_parts(trace, layers, layer, gradients)[2]
+    weight_gradient = np.empty(weight_trace.shape, dtype=np.float32)
+    bias_gradient = np.empty(weight_trace.shape[0], dtype=np.float32)
+    _convolution_gradient(output_gradient, _conv_patches(layers, layer, inputs), weight_gradient, bias_gradient)
+    for o in range(weight_trace.shape[0]):
+        for r in range(weight_trace.shape[1]):
+            weight_trace[o, r] = weight_trace[o, r] * trace_decay + weight_gradient[o, r]
+    bias_trace = _bias(trace, layers, layer)
+    for o in range(bias_trace.shape[0]):
+        bias_trace[o] = bias_trace[o] * trace_decay + bias_gradient[o]
+
+
 @_kernel
 def _activation_backward(layers: np.ndarray, layer: int, layer_norm: bool, activations: np.ndarray,
                          gradients: np.ndarray) -> None:
@@ -279,6 +394,9 @@ def accumulate_trace(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
         _linear_backward(weights, trace, layers, head, activations, gradients, trace_decay, True)
     for layer in range(last, -1, -1):
         _activation_backward(layers, layer, layer_norm, activations, gradients)
+        if layers[layer, KIND] == CONV:  # only ever the first layer
+            _conv_backward(trace, layers, layer, activations, gradients, trace_decay)
+            continue
         propagate = layer > 0  # the input of the first layer is the observation: no gradient
         if propagate:
             _views(layers, layer, gradients)[0][:] = ZERO
@@ -359,10 +477,14 @@ def forward_pair(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     _views(layers, 0, activations)[0][:] = x
     _views(layers, 0, next_activations)[0][:] = next_x
     for layer in range(layers.shape[0]):
-        inputs, outputs = _views(layers, layer, activations)
-        next_inputs, next_outputs = _views(layers, layer, next_activations)
-        _matrix_vector_pair(_matrix(weights, layers, layer), inputs, next_inputs, _bias(weights, layers, layer),
-                            outputs, next_outputs)
+        if layers[layer, KIND] == CONV:
+            _conv(weights, layers, layer, activations)
+            _conv(weights, layers, layer, next_activations)
+        else:
+            inputs, outputs = _views(layers, layer, activations)
+            next_inputs, next_outputs = _views(layers, layer, next_activations)
+            _matrix_vector_pair(_matrix(weights, layers, layer), inputs, next_inputs,
+                                _bias(weights, layers, layer), outputs, next_outputs)
         if layer < num_hidden:
             _normalize_and_activate(layers, layer, layer_norm, activations)
             _normalize_and_activate(layers, layer, layer_norm, next_activations)
