@@ -148,18 +148,33 @@ def _export(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "envs": _envs, "eval": _eval, "export": _export}
+def _delegate(module: str):
+    """A command whose parser lives in its own module (``streamx.<module>.main(argv)``)."""
+
+    def command(argv: Sequence[str]) -> int:
+        import importlib
+
+        return importlib.import_module(f"streamx.{module}").main(list(argv))
+
+    return command
+
+
+COMMANDS = {"train": _train, "envs": _envs, "eval": _eval, "export": _export,
+            "bench": _delegate("bench"), "sweep": _delegate("sweep"), "plot": _delegate("plot")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: streamx {train,eval,export,envs} ...\n\n"
+        print("usage: streamx {train,eval,export,envs,bench,sweep,plot} ...\n\n"
               "  train   train a stream-x agent:  streamx train stream_ac --env Hopper-v5\n"
               "          continue a stopped run:  streamx train --resume <run-dir>\n"
               "  eval    evaluate a run's policy: streamx eval <run-dir> --episodes 10\n"
               "  export  export a run's policy:   streamx export <run-dir> --out policy.pt\n"
-              "  envs    list environment suites and example ids\n", file=sys.stderr)
+              "  envs    list environment suites and example ids\n"
+              "  bench   measure agent steps/s: fast path, autograd, naive baseline, env alone\n"
+              "  sweep   run an experiment's grid of runs:  streamx sweep experiments/ablations --budget smoke\n"
+              "  plot    learning curves and the stream-barrier figure of finished runs\n", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

@@ -43,6 +43,8 @@ class Config:
     env: str = _f("CartPole-v1", "gymnasium environment id, e.g. CartPole-v1 or Hopper-v5.")
     seed: int = _f(0, "Seed of every random number generator (python, numpy, torch, env).")
     total_steps: int = _f(500_000, "Agent steps to train for; also the horizon of the ε schedule.")
+    label: str | None = _f(
+        None, "Name of this run's method in sweeps and plots, e.g. classic_ac; None = the algorithm name.")
 
     # --- the stream-x hyperparameters (PAPER §5: one set for everything) -------------------
     lr: float = _f(1.0, "Step size α of the optimizer (ObGD bounds the effective step below it).")

@@ -88,7 +88,7 @@ def resolve_config(algo: str, env: str | None = None, preset: str | Path | None 
 def default_run_dir(config: Config) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     env_name = config.env.replace("/", "-")
-    return Path("runs") / f"{config.algo}__{env_name}__{config.seed}__{stamp}"
+    return Path("runs") / f"{config.label or config.algo}__{env_name}__{config.seed}__{stamp}"
 
 
 def seed_everything(seed: int, threads: int = 1) -> None:
