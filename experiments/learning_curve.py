@@ -6,40 +6,33 @@ the paper's aggregation: the mean return of the episodes ending in each window (
     python experiments/learning_curve.py stream_q MinAtar/Breakout-v1 --steps 1000000 --seeds 0 --out runs/minatar
     python experiments/learning_curve.py --summarize runs/hopper/seed0 runs/hopper/seed1   # existing runs only
 
-Runs are ordinary streamx run directories (``<out>/seed<N>``); the table is Markdown.
+Runs are ordinary streamx run directories (``<out>/seed<N>``); the table is Markdown. The aggregation
+is ``streamx.analysis`` (the same as ``streamx plot``, which also draws it).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 
+from streamx.analysis import mean_stderr, window_ends, window_means
 from streamx.outputs import read_csv
 
 
-def window_means(run_dir: Path, window: int, total: int) -> list[float]:
+def run_window_means(run_dir: Path, window: int, total: int) -> np.ndarray:
     rows = read_csv(run_dir / "episodes.csv")
-    steps = np.array([int(r["step"]) for r in rows])
-    returns = np.array([float(r["return"]) for r in rows])
-    means = []
-    for end in range(window, total + 1, window):
-        mask = (steps > end - window) & (steps <= end)
-        means.append(float(returns[mask].mean()) if mask.any() else math.nan)
-    return means
+    return window_means([int(r["step"]) for r in rows], [float(r["return"]) for r in rows], window, total)
 
 
 def curve_table(run_dirs: list[Path], window: int) -> str:
     total = max(int(read_csv(d / "metrics.csv")[-1]["step"]) for d in run_dirs)
-    per_run = np.array([window_means(d, window, total) for d in run_dirs])
+    per_run = np.array([run_window_means(d, window, total) for d in run_dirs])
     lines = ["| steps | mean return | ± s.e. | per seed |", "|---:|---:|---:|---|"]
-    for i, end in enumerate(range(window, total + 1, window)):
+    for i, end in enumerate(window_ends(total, window)):
         column = per_run[:, i]
-        valid = column[~np.isnan(column)]
-        mean = valid.mean() if len(valid) else math.nan
-        stderr = valid.std(ddof=1) / math.sqrt(len(valid)) if len(valid) > 1 else math.nan
+        mean, stderr = mean_stderr(column)
         seeds = " / ".join(f"{v:.0f}" for v in column)
         lines.append(f"| {end:,} | {mean:.1f} | {stderr:.1f} | {seeds} |")
     return "\n".join(lines)

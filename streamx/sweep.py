@@ -1,0 +1,456 @@
+"""``streamx sweep``: expand an experiment file into runs and execute them, resumably.
+
+An experiment file (``experiments/<name>.yaml``) declares methods × environments × seeds and
+named budgets::
+
+    name: stream_barrier_mujoco
+    envs: [Hopper-v5, Walker2d-v5]
+    methods:
+      stream_ac:  {algo: stream_ac, config: configs/mujoco.yaml}
+      classic_ac: {algo: stream_ac, config: configs/classic/classic_ac.yaml}
+      sac1:       {algo: sac1}
+    budgets:
+      smoke:  {total_steps: 2000, seeds: 2, window: 500, envs: [Hopper-v5]}
+      laptop: {total_steps: 300000, seeds: 3}
+      full:   {total_steps: 2000000, seeds: 10}
+
+Each run's config is resolved exactly as ``streamx train`` would (suite defaults → the method's
+preset → experiment, method and budget overrides → seed, steps and ``label`` = the method name)
+and runs in ``<out>/<hash>``, where the hash is taken over that resolved config. A run whose
+``summary.json`` says it finished is skipped, an interrupted stream-x run continues from its newest
+checkpoint, and anything else starts afresh — so a killed sweep resumes where it stopped when
+run again. ``<out>/sweep.json`` lists every run with its method, env and seed for ``streamx plot``.
+
+Backends: ``local`` (a process pool, one torch thread per run; needs nothing), ``slurm``
+(job arrays through submitit, several runs packed per array task) and ``ray`` (tasks on a Ray
+cluster). All three call the same :func:`execute_run` on each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamx.errors import ConfigError, StreamxError
+from streamx.outputs import atomic_write_text
+
+__all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
+
+BACKENDS = ("local", "slurm", "ray")
+_EXPERIMENT_KEYS = {"name", "description", "envs", "methods", "budgets", "overrides", "window"}
+_METHOD_KEYS = {"algo", "config", "overrides", "envs"}
+_BUDGET_KEYS = {"total_steps", "seeds", "window", "envs", "methods", "overrides", "method_overrides"}
+# fields that do not change what a run computes: left out of the hash, so toggling them
+# never turns a finished run into a new one
+_UNHASHED = ("run_dir", "progress", "tensorboard", "checkpoint_interval", "keep_checkpoints", "log_interval")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def budgets(self) -> list[str]:
+        return list(self.data["budgets"])
+
+    def default_out(self, budget: str) -> Path:
+        return Path("runs") / "sweeps" / self.name / budget
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its resolved config (a plain dict) and its directory."""
+
+    method: str
+    env: str
+    seed: int
+    config: dict[str, Any]
+    run_dir: str
+
+    @property
+    def key(self) -> str:
+        return Path(self.run_dir).name
+
+
+def _find_experiment(ref: str | Path) -> Path:
+    path = Path(ref)
+    candidates = [path, path.with_suffix(".yaml"), Path("experiments") / path.with_suffix(".yaml").name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"experiment '{ref}' not found (tried {', '.join(map(str, candidates))}); "
+                      "pass a file like experiments/stream_barrier_mujoco.yaml")
+
+
+def load_experiment(ref: str | Path) -> Experiment:
+    """Read and check an experiment file (a path, with or without .yaml, or a name in ./experiments)."""
+    path = _find_experiment(ref)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiment file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiment file {path} must be a mapping with envs, methods and budgets")
+    _check_keys(data, _EXPERIMENT_KEYS, f"experiment file {path}")
+    for required in ("envs", "methods", "budgets"):
+        if not data.get(required):
+            raise ConfigError(f"experiment file {path} needs a non-empty '{required}'")
+    if not isinstance(data["methods"], dict) or not isinstance(data["budgets"], dict):
+        raise ConfigError(f"experiment file {path}: 'methods' and 'budgets' must be mappings of name → settings")
+    for name, method in data["methods"].items():
+        if not isinstance(method, dict) or "algo" not in method:
+            raise ConfigError(f"experiment file {path}: method '{name}' needs an 'algo', e.g. {{algo: stream_ac}}")
+        _check_keys(method, _METHOD_KEYS, f"experiment file {path}, method '{name}'")
+    for name, budget in data["budgets"].items():
+        if not isinstance(budget, dict):
+            raise ConfigError(f"experiment file {path}: budget '{name}' must be a mapping, e.g. {{total_steps: 1000}}")
+        _check_keys(budget, _BUDGET_KEYS, f"experiment file {path}, budget '{name}'")
+        for key in ("envs", "methods"):
+            unknown = set(budget.get(key) or ()) - set(data[key])
+            if unknown:
+                raise ConfigError(f"experiment file {path}: budget '{name}' lists {key} {sorted(unknown)} "
+                                  f"that the experiment does not define")
+    return Experiment(str(data.get("name") or path.stem), path, data)
+
+
+def _check_keys(mapping: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(mapping) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, int):
+        return list(range(value))
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return value
+    raise ConfigError(f"seeds={value!r} must be a count (3 → seeds 0, 1, 2) or a list of ints")
+
+
+def _preset_path(experiment: Experiment, preset: str) -> Path:
+    """Presets are relative to the experiment file's folder or its parent (the repository root)."""
+    path = Path(preset)
+    if path.is_absolute():
+        return path
+    for base in (experiment.path.parent, experiment.path.parent.parent, Path.cwd()):
+        if (base / path).is_file():
+            return base / path
+    raise ConfigError(f"experiment {experiment.path}: preset '{preset}' not found next to the experiment "
+                      "file or in the repository root")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A short, stable hash of a resolved config (fields that cannot change the results excluded)."""
+    kept = {k: v for k, v in config.items() if k not in _UNHASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def expand(experiment: Experiment, budget: str, out: str | Path | None = None) -> list[RunSpec]:
+    """Every run of ``experiment`` at ``budget``, each with its resolved config and directory."""
+    from streamx.run import resolve_config
+
+    if budget not in experiment.data["budgets"]:
+        raise ConfigError(f"experiment {experiment.name} has no budget '{budget}'; "
+                          f"choose one of: {', '.join(experiment.budgets)}")
+    spec = experiment.data["budgets"][budget]
+    out = Path(out) if out is not None else experiment.default_out(budget)
+    envs = spec.get("envs") or experiment.data["envs"]
+    methods = spec.get("methods") or list(experiment.data["methods"])
+    seeds = _seeds(spec.get("seeds", 1))
+    runs = []
+    for method_name in methods:
+        method = experiment.data["methods"][method_name]
+        preset = _preset_path(experiment, method["config"]) if method.get("config") else None
+        for env in envs:
+            if method.get("envs") and env not in method["envs"]:
+                continue
+            for seed in seeds:
+                overrides = {
+                    **(experiment.data.get("overrides") or {}),
+                    **(method.get("overrides") or {}),
+                    **(spec.get("overrides") or {}),
+                    **((spec.get("method_overrides") or {}).get(method_name) or {}),
+                    "seed": seed, "label": method_name, "progress": False,
+                }
+                if "total_steps" in spec:
+                    overrides["total_steps"] = spec["total_steps"]
+                try:
+                    config = resolve_config(method["algo"], env, preset, overrides).to_dict()
+                except StreamxError as exc:
+                    raise ConfigError(f"experiment {experiment.name}, method {method_name}, env {env}: {exc}") from None
+                run_dir = out / config_hash(config)
+                config["run_dir"] = str(run_dir)
+                runs.append(RunSpec(method_name, env, seed, config, str(run_dir)))
+    return runs
+
+
+def _window(experiment: Experiment, budget: str, runs: Sequence[RunSpec]) -> int:
+    spec = experiment.data["budgets"][budget]
+    if "window" in spec:
+        return int(spec["window"])
+    if "window" in experiment.data:
+        return int(experiment.data["window"])
+    steps = max((r.config["total_steps"] for r in runs), default=0)
+    return min(50_000, max(1, steps // 10))
+
+
+def run_status(run_dir: str | Path) -> str:
+    """finished | diverged | interrupted | incomplete | new, read from the run directory."""
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            status = json.loads(summary.read_text()).get("status")
+        except (OSError, json.JSONDecodeError):
+            status = None
+        if status in ("finished", "stopped_early"):
+            return "finished"
+        if status == "diverged":  # a deterministic outcome (the learner's weights blew up): final
+            return "diverged"
+        if status == "interrupted":
+            return "interrupted"
+    return "incomplete" if run_dir.exists() else "new"
+
+
+def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """Run (or continue, or skip) one run; return {"run_dir", "status", "error"}.
+
+    Executed by every backend in the worker process. Never raises for a failed run: the error
+    is returned (and is in the run's summary.json), so one bad run does not stop the sweep.
+    """
+    from streamx.config import ALGORITHMS, Config
+    from streamx.run import checkpoint_paths, resume, train
+
+    if isinstance(spec, Mapping):
+        spec = RunSpec(**spec)
+    run_dir = Path(spec.run_dir)
+    state = run_status(run_dir)
+    if state in ("finished", "diverged"):
+        return {"run_dir": str(run_dir), "status": "skipped", "error": None}
+    try:
+        if (state in ("interrupted", "incomplete") and spec.config["algo"] in ALGORITHMS
+                and checkpoint_paths(run_dir)):
+            result = resume(run_dir)
+        else:
+            if run_dir.exists():  # a run killed before its first checkpoint: start it again
+                shutil.rmtree(run_dir)
+            result = train(Config.from_dict(spec.config))
+        status = getattr(result, "status", "finished")
+        error = None
+        if status in ("failed", "diverged"):
+            summary = json.loads((run_dir / "summary.json").read_text())
+            error = summary.get("error")
+        return {"run_dir": str(run_dir), "status": status, "error": error}
+    except Exception as exc:  # recorded per run (and in its summary.json); the sweep goes on
+        status = run_status(run_dir)
+        return {"run_dir": str(run_dir), "status": status if status == "diverged" else "failed",
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _execute_chunk(specs: list[dict[str, Any]], workers: int = 1) -> list[dict[str, Any]]:
+    """One slurm array task: its runs one after another (or in a local pool of ``workers``)."""
+    if workers <= 1 or len(specs) <= 1:
+        return [execute_run(spec) for spec in specs]
+    return list(_local_pool(specs, workers, lambda result: None))
+
+
+def _local_pool(specs: Sequence[Mapping[str, Any]], jobs: int,
+                on_result: Callable[[dict[str, Any]], None]) -> Iterable[dict[str, Any]]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(execute_run, dict(spec)) for spec in specs]
+        for future in as_completed(futures):
+            result = future.result()
+            on_result(result)
+            yield result
+
+
+def _spec_dict(spec: RunSpec) -> dict[str, Any]:
+    return {"method": spec.method, "env": spec.env, "seed": spec.seed, "config": spec.config, "run_dir": spec.run_dir}
+
+
+def _run_local(specs: Sequence[RunSpec], jobs: int, report: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    if jobs <= 1:
+        results = []
+        for spec in specs:
+            results.append(execute_run(spec))
+            report(results[-1])
+        return results
+    return list(_local_pool([_spec_dict(s) for s in specs], jobs, report))
+
+
+def _run_slurm(specs: Sequence[RunSpec], out: Path, options: argparse.Namespace,
+               report: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("the slurm backend needs submitit: pip install 'streamx[slurm]'") from None
+    per_task = max(1, options.runs_per_task)
+    chunks = [[_spec_dict(s) for s in specs[i:i + per_task]] for i in range(0, len(specs), per_task)]
+    executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=options.submitit_cluster)
+    parameters: dict[str, Any] = {"timeout_min": options.time_min, "cpus_per_task": per_task,
+                                  "slurm_array_parallelism": options.array_parallelism}
+    if options.partition:
+        parameters["slurm_partition"] = options.partition  # slurm_* settings are ignored off slurm
+    executor.update_parameters(name=f"streamx-sweep-{out.name}", **parameters)
+    jobs = executor.map_array(_execute_chunk, chunks, [per_task] * len(chunks))
+    print(f"submitted {len(chunks)} array tasks ({per_task} runs each) — job {jobs[0].job_id.split('_')[0]}; "
+          f"logs in {out / 'submitit'}", file=sys.stderr, flush=True)
+    if not options.wait:
+        return []
+    results = []
+    for job in jobs:
+        for result in job.result():
+            report(result)
+            results.append(result)
+    return results
+
+
+def _run_ray(specs: Sequence[RunSpec], options: argparse.Namespace,
+             report: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs ray: pip install 'streamx[ray]'") from None
+    address = None if options.ray_address == "local" else options.ray_address
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        pending = [remote.remote(_spec_dict(s)) for s in specs]
+        results = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            result = ray.get(done[0])
+            report(result)
+            results.append(result)
+        return results
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def write_manifest(experiment: Experiment, budget: str, out: Path, runs: Sequence[RunSpec]) -> Path:
+    manifest = {
+        "experiment": experiment.name,
+        "experiment_file": str(experiment.path),
+        "budget": budget,
+        "window": _window(experiment, budget, runs),
+        "runs": [{"dir": r.key, "method": r.method, "env": r.env, "seed": r.seed,
+                  "total_steps": r.config["total_steps"], "status": run_status(r.run_dir)} for r in runs],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.json", json.dumps(manifest, indent=2) + "\n")
+    return out / "sweep.json"
+
+
+def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: str | Path | None = None,
+              backend: str = "local", jobs: int | None = None, options: argparse.Namespace | None = None,
+              quiet: bool = False) -> list[dict[str, Any]]:
+    """Expand and execute a sweep; return one result dict per run that was not skipped."""
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+    out = Path(out) if out is not None else experiment.default_out(budget)
+    runs = expand(experiment, budget, out)
+    write_manifest(experiment, budget, out, runs)
+    todo = [r for r in runs if run_status(r.run_dir) not in ("finished", "diverged")]
+    say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say(f"{experiment.name} [{budget}]: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+        f"{len(todo)} to run with the {backend} backend → {out}")
+    done = [0]
+    started = time.perf_counter()
+
+    def report(result: dict[str, Any]) -> None:
+        done[0] += 1
+        note = f" ({result['error']})" if result.get("error") else ""
+        say(f"  [{done[0]}/{len(todo)}] {Path(result['run_dir']).name}: {result['status']}{note} "
+            f"after {time.perf_counter() - started:.0f} s")
+
+    options = options or _parser().parse_args([])
+    if backend == "local":
+        jobs = jobs or max(1, min(len(todo), os.cpu_count() or 1))
+        results = _run_local(todo, jobs, report) if todo else []
+    elif backend == "slurm":
+        results = _run_slurm(todo, out, options, report) if todo else []
+    else:
+        results = _run_ray(todo, options, report) if todo else []
+    write_manifest(experiment, budget, out, runs)
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    from streamx.cli import _Parser
+
+    parser = _Parser(prog="streamx sweep", description=__doc__.split("\n\n")[0],
+                     epilog="Run it again to resume: finished runs are skipped, interrupted ones continue.")
+    parser.add_argument("experiment", nargs="?", help="experiment file, e.g. experiments/stream_barrier_mujoco")
+    parser.add_argument("--budget", default="smoke", help="a budget of the experiment file (default smoke)")
+    parser.add_argument("--backend", default="local", choices=BACKENDS)
+    parser.add_argument("--out", default=None, help="sweep directory (default runs/sweeps/<experiment>/<budget>)")
+    parser.add_argument("--jobs", type=int, default=None, help="local: parallel runs (default: one per core)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    slurm = parser.add_argument_group("slurm backend (submitit)")
+    slurm.add_argument("--runs-per-task", type=int, default=4, help="runs packed into one array task (its CPUs)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--time-min", type=int, default=24 * 60, help="time limit of one array task, minutes")
+    slurm.add_argument("--array-parallelism", type=int, default=256)
+    slurm.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
+    slurm.add_argument("--submitit-cluster", default="slurm", choices=("slurm", "local", "debug"),
+                       help="'local' runs the same array packing on this machine (for testing)")
+    ray_group = parser.add_argument_group("ray backend")
+    ray_group.add_argument("--ray-address", default="auto",
+                           help="address of a running Ray cluster (default auto); 'local' starts one here")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    if args.experiment is None:
+        raise ConfigError("name an experiment file, e.g. "
+                          "streamx sweep experiments/stream_barrier_mujoco --budget smoke")
+    experiment = load_experiment(args.experiment)
+    if args.dry_run:
+        out = Path(args.out) if args.out else experiment.default_out(args.budget)
+        runs = expand(experiment, args.budget, out)
+        for r in runs:
+            print(f"{r.key}  {run_status(r.run_dir):<11} {r.method:<16} {r.env:<28} seed {r.seed}  "
+                  f"{r.config['total_steps']:,} steps")
+        print(f"{len(runs)} runs in {out}")
+        return 0
+    results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args)
+    failed = [r for r in results if r["status"] == "failed"]
+    interrupted = [r for r in results if r["status"] == "interrupted"]
+    diverged = [r for r in results if r["status"] == "diverged"]
+    if diverged:
+        print(f"{len(diverged)} run(s) diverged (an outcome, kept and not rerun): "
+              f"{', '.join(Path(r['run_dir']).name for r in diverged)}", file=sys.stderr)
+    out = Path(args.out) if args.out else experiment.default_out(args.budget)
+    if failed:
+        print(f"{len(failed)} run(s) failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r['run_dir']}: {r['error']}", file=sys.stderr)
+    if interrupted:
+        print(f"{len(interrupted)} run(s) interrupted; run the same command again to continue them", file=sys.stderr)
+    if args.backend != "slurm" or args.wait:
+        print(f"sweep results in {out}; plot them with: streamx plot {out}")
+    return 1 if failed or interrupted else 0

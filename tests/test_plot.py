@@ -1,0 +1,258 @@
+"""streamx.analysis (hand-computed aggregates) and `streamx plot` on fake run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamx import analysis, cli, plot
+from streamx.errors import ConfigError
+
+# --- the definitions, by hand ------------------------------------------------------------------------
+
+
+def test_window_means_end_inclusive_and_empty_window_is_nan():
+    steps, returns = [50, 100, 150, 160, 350], [1.0, 3.0, 2.0, 4.0, 8.0]
+    means = analysis.window_means(steps, returns, window=100, total_steps=400)
+    assert means[:2].tolist() == [2.0, 3.0]  # step 100 ends in (0, 100]
+    assert math.isnan(means[2])  # nothing ends in (200, 300]
+    assert means[3] == 8.0
+    assert analysis.window_ends(450, 100).tolist() == [100, 200, 300, 400]  # the partial window is dropped
+
+
+def test_default_window_shrinks_for_smoke_budgets():
+    assert analysis.default_window(2_000_000) == 50_000
+    assert analysis.default_window(1000) == 100
+    assert analysis.default_window(5) == 1
+
+
+def test_mean_stderr_ignores_nan():
+    mean, stderr = analysis.mean_stderr([1.0, 2.0, 3.0, 4.0, math.nan])
+    assert mean == 2.5
+    assert stderr == pytest.approx(math.sqrt(5 / 3) / 2)  # std(ddof=1) = √(5/3), n = 4
+    assert math.isnan(analysis.mean_stderr([7.0])[1])
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    values = [1.0, 2.0, 4.0, 8.0, 16.0]
+    low, high = analysis.bootstrap_ci(values, 500, seed=3)
+    assert (low, high) == analysis.bootstrap_ci(values, 500, seed=3)
+    assert 1.0 <= low < np.mean(values) < high <= 16.0
+    assert analysis.bootstrap_ci([5.0, 5.0, 5.0], 100) == (5.0, 5.0)
+    assert all(math.isnan(v) for v in analysis.bootstrap_ci([5.0], 100))
+
+
+def test_interquartile_mean():
+    assert analysis.interquartile_mean(np.array([10, 1, 2, 3, 100, 4, 5, 6])) == 4.5  # mean of 3, 4, 5, 6
+    assert analysis.interquartile_mean(np.array([0, 1, 2, 100])) == 1.5
+    assert analysis.interquartile_mean(np.array([1, 2, 9])) == 4.0  # floor(0.75) = 0 trimmed
+    rows = analysis.interquartile_mean(np.array([[0, 1, 2, 100], [4, 3, 2, 1]]), axis=1)
+    assert rows.tolist() == [1.5, 2.5]
+
+
+def test_stratified_bootstrap_keeps_tasks_apart_and_is_deterministic():
+    by_task = [np.array([0.0, 0.0]), np.array([1.0, 1.0, 1.0])]
+    means = analysis.stratified_bootstrap(by_task, lambda s: s.mean(axis=1), 50, seed=1)
+    assert means.shape == (50,)
+    assert np.allclose(means, 3 / 5)  # every resample keeps 2 runs of task A, 3 of task B
+    by_task = [np.array([0.0, 1.0, 5.0]), np.array([2.0, 3.0])]
+    first = analysis.stratified_bootstrap(by_task, lambda s: s.mean(axis=1), 200, seed=7)
+    assert np.array_equal(first, analysis.stratified_bootstrap(by_task, lambda s: s.mean(axis=1), 200, seed=7))
+    assert not np.array_equal(first, analysis.stratified_bootstrap(by_task, lambda s: s.mean(axis=1), 200, seed=8))
+
+
+def test_performance_profile():
+    by_task = [np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.8])]
+    profile = analysis.performance_profile(by_task, np.array([0.0, 0.5, 1.0]))
+    assert profile == pytest.approx([1.0, (1 / 3 + 1 / 2) / 2, 0.0])  # strictly greater than τ
+
+
+def test_human_normalization():
+    assert analysis.human_normalized("ALE/Breakout-v5", 30.5) == pytest.approx(1.0)
+    assert analysis.human_normalized("BreakoutNoFrameskip-v4", 1.7) == pytest.approx(0.0)
+    assert analysis.human_normalized("ALE/Enduro-v5", 860.5 / 2) == pytest.approx(0.5)
+    assert analysis.human_normalized("PongNoFrameskip-v4", 14.6) == pytest.approx(1.0)
+    assert analysis.human_normalized("ALE/MontezumaRevenge-v5", 4753.3) == pytest.approx(1.0)
+    assert analysis.atari_game("MinAtar/Breakout-v1") is None
+    assert analysis.atari_game("Hopper-v5") is None
+    with pytest.raises(ConfigError, match="no human reference"):
+        analysis.human_normalized("Hopper-v5", 1.0)
+    scores, kinds = analysis.normalize_scores(["Hopper-v5", "Hopper-v5", "Hopper-v5", "ALE/Pong-v5"],
+                                              [10.0, 30.0, 20.0, -20.7])
+    assert scores.tolist() == pytest.approx([0.0, 1.0, 0.5, 0.0])
+    assert kinds == ["min-max", "min-max", "min-max", "human"]
+
+
+def test_method_order_follows_the_paper():
+    methods = ["sac", "stream_ac", "dqn", "ppo1", "classic_ac", "sac1", "zzz", "dqn1"]
+    assert sorted(methods, key=analysis.method_sort_key) == [
+        "classic_ac", "dqn1", "ppo1", "sac1", "stream_ac", "dqn", "sac", "zzz"]
+
+
+# --- streamx plot on fake runs ---------------------------------------------------------------------------
+
+METHODS = {"classic_ac": 0.0, "stream_ac": 100.0}
+ENVS = {"ALE/Breakout-v5": 0.0, "Hopper-v5": 1000.0}
+SEEDS = (0, 1, 2)
+TOTAL = 1000  # default window: 1000 // 10 = 100 steps
+
+
+def _returns(method: str, env: str, seed: int) -> list[tuple[int, float]]:
+    """One episode ending at every 100 steps plus one at 950, return c + 2·seed, except 10 more at
+    step 1000; classic_ac on Hopper seed 2 has no episode in (300, 400]."""
+    base = METHODS[method] + ENVS[env] + 2 * seed
+    ends = [*range(100, TOTAL + 1, 100), 950]
+    if (method, env, seed) == ("classic_ac", "Hopper-v5", 2):
+        ends.remove(400)
+    return [(step, base + (10.0 if step == TOTAL else 0.0)) for step in sorted(ends)]
+
+
+def _write_run(run_dir: Path, method: str, env: str, seed: int, label: str | None, finished: bool = True) -> None:
+    run_dir.mkdir(parents=True)
+    config = {"algo": "stream_ac", "env": env, "seed": seed, "total_steps": TOTAL, "label": label}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    lines = ["step,return,length,wall_time", *(f"{s},{r},{50},0.1" for s, r in _returns(method, env, seed))]
+    (run_dir / "episodes.csv").write_text("\n".join(lines) + "\n")
+    if finished:
+        (run_dir / "summary.json").write_text(json.dumps({"status": "finished", "steps": TOTAL}))
+
+
+def _fake_runs(root: Path) -> None:
+    for method in METHODS:
+        for env in ENVS:
+            for seed in SEEDS:
+                killed = (method, env, seed) == ("stream_ac", "Hopper-v5", 2)
+                _write_run(root / method / env.replace("/", "_") / f"seed{seed}", method, env, seed, method,
+                           finished=not killed)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_plot_writes_every_file_with_hand_computed_numbers(tmp_path, capsys):
+    _fake_runs(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "200"]) == 0
+    for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv"):
+        assert (out / name).stat().st_size > 0
+    for stem in ("curves_ALE_Breakout-v5", "curves_Hopper-v5", "barrier", "aggregates"):
+        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
+    printed = capsys.readouterr().out
+    assert "12 runs" in printed and "1 run(s) incomplete" in printed
+
+    curves = _read(out / "curves.csv")
+    assert len(curves) == 2 * 2 * 10
+    assert [r["method"] for r in curves[::10]] == ["classic_ac", "classic_ac", "stream_ac", "stream_ac"]
+    for row in curves:
+        c = METHODS[row["method"]] + ENVS[row["env"]]
+        end = int(row["window_end"])
+        if (row["method"], row["env"], end) == ("classic_ac", "Hopper-v5", 400):
+            # seeds 0 and 1 only: values c, c + 2
+            assert row["n_runs"] == "2"
+            assert float(row["mean"]) == pytest.approx(c + 1)
+            assert float(row["stderr"]) == pytest.approx(1.0)
+            continue
+        # per seed c + 2·seed (+5: the last window averages c + 2·seed and c + 2·seed + 10)
+        expected = c + 2 + (5 if end == TOTAL else 0)
+        assert row["n_runs"] == "3"
+        assert float(row["mean"]) == pytest.approx(expected)
+        assert float(row["stderr"]) == pytest.approx(2 / math.sqrt(3))
+        assert expected - 2 <= float(row["ci_low"]) <= expected <= float(row["ci_high"]) <= expected + 2
+
+    final = {(r["method"], r["env"]): r for r in _read(out / "final.csv")}
+    assert list(final) == [("classic_ac", "ALE/Breakout-v5"), ("classic_ac", "Hopper-v5"),
+                           ("stream_ac", "ALE/Breakout-v5"), ("stream_ac", "Hopper-v5")]
+    for (method, env), row in final.items():
+        assert float(row["mean"]) == pytest.approx(METHODS[method] + ENVS[env] + 7)
+        assert float(row["stderr"]) == pytest.approx(2 / math.sqrt(3))
+        assert row["n_runs"] == "3"
+    assert final[("stream_ac", "Hopper-v5")]["n_unfinished"] == "1"
+
+    runs = _read(out / "final_runs.csv")
+    assert len(runs) == 12
+    flagged = [(r["method"], r["env"], r["seed"]) for r in runs if r["finished"] == "False"]
+    assert flagged == [("stream_ac", "Hopper-v5", "2")]
+    by_key = {(r["method"], r["env"], int(r["seed"])): r for r in runs}
+    breakout = by_key[("stream_ac", "ALE/Breakout-v5", 1)]
+    assert breakout["normalization"] == "human"
+    assert float(breakout["normalized_score"]) == pytest.approx((107 - 1.7) / (30.5 - 1.7))
+    hopper = by_key[("stream_ac", "Hopper-v5", 0)]  # Hopper finals: 1005 … 1109
+    assert hopper["normalization"] == "min-max"
+    assert float(hopper["normalized_score"]) == pytest.approx((1105 - 1005) / (1109 - 1005))
+
+    aggregates = _read(out / "aggregates.csv")
+    iqm = {r["method"]: r for r in aggregates if r["statistic"] == "iqm"}
+    classic = sorted([(5 + 2 * s - 1.7) / 28.8 for s in SEEDS] + [2 * s / 104 for s in SEEDS])
+    assert float(iqm["classic_ac"]["value"]) == pytest.approx(np.mean(classic[1:5]))
+    assert float(iqm["classic_ac"]["ci_low"]) <= float(iqm["classic_ac"]["value"]) <= float(
+        iqm["classic_ac"]["ci_high"])
+    at_zero = {r["method"]: r for r in aggregates if r["statistic"] == "profile" and float(r["tau"]) == 0.0}
+    assert len([r for r in aggregates if r["method"] == "stream_ac" and r["statistic"] == "profile"]) == 101
+    assert float(at_zero["stream_ac"]["value"]) == 1.0
+    # min-max puts classic_ac's Hopper seed 0 at exactly 0, not > 0: (3/3 + 2/3) / 2 over the two tasks
+    assert float(at_zero["classic_ac"]["value"]) == pytest.approx(5 / 6)
+
+
+def test_plot_of_a_sweep_root_uses_its_labels_and_window(tmp_path, capsys):
+    root = tmp_path / "sweeps" / "barrier" / "smoke"
+    entries = []
+    for method in METHODS:
+        for seed in (0, 1):
+            run_hash = f"{method[:2]}{seed:04d}"
+            _write_run(root / run_hash, method, "Hopper-v5", seed, label=None)  # config label missing
+            entries.append({"dir": run_hash, "method": method, "env": "Hopper-v5", "seed": seed, "total_steps": TOTAL})
+    entries.append({"dir": "notyet", "method": "stream_ac", "env": "Hopper-v5", "seed": 9, "total_steps": TOTAL})
+    (root / "sweep.json").write_text(json.dumps({"experiment": "barrier", "budget": "smoke", "window": 250,
+                                                 "runs": entries}))
+    assert plot.main([str(root), "--format", "png", "--bootstrap", "100"]) == 0
+    out = root / "plots"
+    curves = _read(out / "curves.csv")
+    assert sorted({r["method"] for r in curves}) == ["classic_ac", "stream_ac"]
+    assert sorted({int(r["window_end"]) for r in curves}) == [250, 500, 750, 1000]
+    assert (out / "barrier.png").exists() and not (out / "barrier.pdf").exists()
+    assert "1 run(s) listed in sweep.json have no results yet" in capsys.readouterr().out
+
+
+def test_plot_of_an_experiment_file_reads_its_default_sweep_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mini.yaml").write_text("runs: []\n")
+    with pytest.raises(ConfigError, match=r"streamx sweep experiments/mini.yaml --budget smoke"):
+        plot.main(["experiments/mini.yaml"])
+    root = tmp_path / "runs" / "sweeps" / "mini" / "smoke"
+    _write_run(root / "abc", "stream_ac", "Hopper-v5", 0, label="stream_ac")
+    (root / "sweep.json").write_text(json.dumps({"experiment": "mini", "budget": "smoke", "runs": [
+        {"dir": "abc", "method": "stream_ac", "env": "Hopper-v5", "seed": 0, "total_steps": TOTAL}]}))
+    assert plot.main(["experiments/mini.yaml", "--format", "png", "--bootstrap", "50"]) == 0
+    assert (root / "plots" / "final.csv").exists()
+    (root / "plots" / "final.csv").unlink()
+    assert plot.main(["mini", "--format", "png", "--bootstrap", "50"]) == 0  # a name, as `streamx sweep mini`
+    assert (root / "plots" / "final.csv").exists()
+
+
+def test_no_runs_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no runs found"):
+        plot.main([str(tmp_path / "empty")])
+    assert cli.main(["plot", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_without_matplotlib_every_csv_is_still_written(tmp_path, monkeypatch, capsys):
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    _fake_runs(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert plot.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["aggregates.csv", "curves.csv", "final.csv", "final_runs.csv"]
+    assert "pip install 'streamx[plot]'" in capsys.readouterr().out

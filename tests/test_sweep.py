@@ -1,0 +1,182 @@
+"""streamx sweep: expansion, hashing, skip/resume, and the local, slurm (submitit) and ray backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamx.cli import main
+from streamx.errors import ConfigError
+from streamx.sweep import config_hash, execute_run, expand, load_experiment, run_status, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name: tiny
+envs: [CartPole-v1]
+methods:
+  stream_q: {{algo: stream_q}}
+  classic_q: {{algo: stream_q, config: {classic}}}
+budgets:
+  smoke: {{total_steps: {steps}, seeds: 2, window: 100, overrides: {{checkpoint_interval: {interval}}}}}
+  other: {{total_steps: 50, seeds: [7], methods: [stream_q]}}
+"""
+
+
+def _experiment(tmp_path: Path, steps: int = 300, interval: int = 0) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(classic=ROOT / "configs" / "classic" / "classic_q.yaml", steps=steps,
+                                interval=interval))
+    return path
+
+
+def test_expand_resolves_each_run_like_streamx_train(tmp_path):
+    experiment = load_experiment(_experiment(tmp_path))
+    runs = expand(experiment, "smoke", tmp_path / "out")
+    assert [(r.method, r.seed) for r in runs] == [("stream_q", 0), ("stream_q", 1), ("classic_q", 0), ("classic_q", 1)]
+    classic = runs[2].config
+    assert classic["label"] == "classic_q" and classic["optimizer"] == "sgd" and classic["layer_norm"] is False
+    assert classic["hidden_sizes"] == [32, 32] and classic["max_episode_steps"] == 10_000  # suite defaults kept
+    assert runs[0].config["optimizer"] == "obgd" and runs[0].config["total_steps"] == 300
+    assert len({r.run_dir for r in runs}) == 4
+    for run in runs:  # the directory is the hash of the resolved config, which excludes run_dir
+        assert Path(run.run_dir) == tmp_path / "out" / config_hash(run.config)
+    # the hash ignores settings that cannot change results, and nothing else
+    assert config_hash({**runs[0].config, "progress": True, "run_dir": "x"}) == config_hash(runs[0].config)
+    assert config_hash({**runs[0].config, "lr": 0.5}) != config_hash(runs[0].config)
+    other = expand(experiment, "other", tmp_path / "out")
+    assert [(r.method, r.seed, r.config["total_steps"]) for r in other] == [("stream_q", 7, 50)]
+
+
+def test_experiment_errors_name_the_problem(tmp_path):
+    experiment = load_experiment(_experiment(tmp_path))
+    with pytest.raises(ConfigError, match="no budget 'huge'.*smoke, other"):
+        expand(experiment, "huge")
+    with pytest.raises(ConfigError, match="not found"):
+        load_experiment(tmp_path / "missing")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("envs: [CartPole-v1]\nmethods: {m: {config: x.yaml}}\nbudgets: {smoke: {}}\n")
+    with pytest.raises(ConfigError, match="method 'm' needs an 'algo'"):
+        load_experiment(bad)
+    bad.write_text("envs: [CartPole-v1]\nmethods: {m: {algo: stream_q}}\nbudgets: {smoke: {methods: [n]}}\n")
+    with pytest.raises(ConfigError, match=r"lists methods \['n'\]"):
+        load_experiment(bad)
+    bad.write_text("envs: [CartPole-v1]\nmethods: {m: {algo: stream_q, lr: 1}}\nbudgets: {smoke: {}}\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lr'\]"):
+        load_experiment(bad)
+    bad.write_text("envs: [CartPole-v1]\nmethods: {m: {algo: stream_q, overrides: {lr: -1}}}\nbudgets: {smoke: {}}\n")
+    with pytest.raises(ConfigError, match="method m, env CartPole-v1: .*lr=-1"):
+        expand(load_experiment(bad), "smoke")
+
+
+def test_every_shipped_experiment_expands():
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        experiment = load_experiment(path)
+        for budget in experiment.budgets:
+            runs = expand(experiment, budget, "unused")
+            assert runs, (path, budget)
+            assert all(r.config["label"] == r.method for r in runs)
+
+
+def test_local_sweep_runs_skips_finished_and_writes_a_manifest(tmp_path, capsys):
+    experiment, out = _experiment(tmp_path), tmp_path / "out"
+    assert main(["sweep", str(experiment), "--out", str(out), "--jobs", "2"]) == 0
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["experiment"] == "tiny" and manifest["budget"] == "smoke" and manifest["window"] == 100
+    assert len(manifest["runs"]) == 4 and {r["status"] for r in manifest["runs"]} == {"finished"}
+    for run in manifest["runs"]:
+        config = json.loads((out / run["dir"] / "config.json").read_text())
+        assert (config["label"], config["seed"]) == (run["method"], run["seed"])
+        assert (out / run["dir"] / "episodes.csv").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    capsys.readouterr()
+    assert main(["sweep", str(experiment), "--out", str(out)]) == 0  # nothing left to do
+    assert "4 already finished, 0 to run" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == stamps
+
+
+def test_same_seed_gives_the_same_run_in_a_sweep(tmp_path):
+    experiment = load_experiment(_experiment(tmp_path))
+    spec = expand(experiment, "smoke", tmp_path / "a")[0]
+    execute_run(spec)
+    again = expand(experiment, "smoke", tmp_path / "b")[0]
+    execute_run(again)
+    assert (Path(spec.run_dir) / "episodes.csv").read_text().split("\n")[0] == "step,return,length,wall_time"
+    strip = lambda p: [line.rsplit(",", 1)[0] for line in (Path(p) / "episodes.csv").read_text().splitlines()]  # noqa: E731
+    assert strip(spec.run_dir) == strip(again.run_dir)
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    """kill -9 the whole sweep mid-run; running it again skips finished runs and continues the rest."""
+    experiment, out = _experiment(tmp_path, steps=40_000, interval=4_000), tmp_path / "out"
+    command = [sys.executable, "-m", "streamx.cli", "sweep", str(experiment), "--out", str(out), "--jobs", "1"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # wait for one finished run and a checkpoint of the next
+            states = [run_status(d) for d in out.glob("*") if d.is_dir()]
+            in_progress = [d for d in out.glob("*/checkpoints/*.ckpt") if run_status(d.parent.parent) != "finished"]
+            if states.count("finished") >= 1 and in_progress:
+                break
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sweep made no progress")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished_before = {d.name: (d / "summary.json").stat().st_mtime_ns
+                       for d in out.glob("*") if d.is_dir() and run_status(d) == "finished"}
+    killed = [d for d in out.glob("*") if d.is_dir() and run_status(d) == "incomplete"]
+    assert finished_before and killed
+    results = run_sweep(experiment, "smoke", out, jobs=1, quiet=True)
+    assert len(results) == 4 - len(finished_before)
+    assert {r["status"] for r in results} <= {"finished", "diverged"}  # classic Q may blow up: an outcome
+    for name, stamp in finished_before.items():  # untouched
+        assert (out / name / "summary.json").stat().st_mtime_ns == stamp
+    for run_dir in killed:  # continued from its checkpoint, not restarted
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert len(summary["resumes"]) >= 1
+        assert summary["status"] == "diverged" or summary["steps"] == 40_000
+
+
+def test_slurm_backend_packs_runs_into_array_tasks(tmp_path):
+    pytest.importorskip("submitit")
+    experiment, out = _experiment(tmp_path, steps=200), tmp_path / "out"
+    code = main(["sweep", str(experiment), "--out", str(out), "--backend", "slurm", "--submitit-cluster", "local",
+                 "--runs-per-task", "3", "--time-min", "10"])
+    assert code == 0
+    assert {r["status"] for r in json.loads((out / "sweep.json").read_text())["runs"]} == {"finished"}
+    tasks = [p for p in (out / "submitit").rglob("*_result.pkl")]
+    assert len(tasks) == 2  # 4 runs, 3 per array task
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray")
+    experiment, out = _experiment(tmp_path, steps=200), tmp_path / "out"
+    assert main(["sweep", str(experiment), "--out", str(out), "--backend", "ray", "--ray-address", "local"]) == 0
+    assert {r["status"] for r in json.loads((out / "sweep.json").read_text())["runs"]} == {"finished"}
+
+
+def test_a_diverged_run_is_an_outcome_not_a_failure(tmp_path, capsys):
+    path = tmp_path / "div.yaml"
+    path.write_text("name: div\nenvs: [Pendulum-v1]\nmethods:\n"
+                    f"  classic_ac: {{algo: stream_ac, config: {ROOT / 'configs/classic/classic_ac.yaml'}, "
+                    "overrides: {lr: 1.0}}\nbudgets: {smoke: {total_steps: 2000, seeds: 1}}\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    assert "1 run(s) diverged" in capsys.readouterr().err
+    (run,) = json.loads((out / "sweep.json").read_text())["runs"]
+    assert run["status"] == "diverged"
+    summary = json.loads((out / run["dir"] / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "non-finite" in summary["error"]
+    assert run_sweep(path, "smoke", out, quiet=True) == []  # not rerun
