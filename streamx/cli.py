@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from streamx.config import ALGORITHMS, field_help
+from streamx.config import ALGORITHMS, BASELINES, field_help
 from streamx.errors import ConfigError, StreamxError
 
 __all__ = ["main"]
@@ -39,7 +39,7 @@ def _train_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
     )
-    parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(ALGORITHMS)} (not with --resume)")
+    parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(ALGORITHMS + BASELINES)} (not with --resume)")
     parser.add_argument("--env", default=None,
                         help="environment id, e.g. CartPole-v1, Hopper-v5 (optional when the --config preset sets env)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
@@ -86,15 +86,22 @@ def _train(argv: Sequence[str]) -> int:
         result = resume(args.resume)
     else:
         if args.algo is None:
-            raise ConfigError(f"name an algorithm ({', '.join(ALGORITHMS)}) or pass --resume <run-dir>")
+            raise ConfigError(f"name an algorithm ({', '.join(ALGORITHMS + BASELINES)}) or pass --resume <run-dir>")
         for key, value in (("seed", args.seed), ("total_steps", args.steps), ("run_dir", args.run_dir)):
             if value is not None:
                 overrides[key] = value
         config = resolve_config(args.algo, args.env, args.config, overrides)
         result = train(config)
     if result.status == "interrupted":
-        print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
-              f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr, flush=True)
+        from streamx.run import checkpoint_paths
+
+        if not checkpoint_paths(result.run_dir):  # a batch baseline (SB3) keeps none
+            print(f"stopped by signal {result.signal} at step {result.steps}; batch baselines keep no "
+                  f"checkpoint: `streamx train --resume {result.run_dir}` restarts it from step 0",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
+                  f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(0)  # every file is written and closed; skip the slow interpreter teardown
     mean = sum(result.episode_returns[-10:]) / max(1, len(result.episode_returns[-10:]))

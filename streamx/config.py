@@ -22,9 +22,11 @@ import yaml
 
 from streamx.errors import ConfigError
 
-__all__ = ["ALGORITHMS", "OPTIMIZERS", "Config", "field_help", "load_yaml", "parse_value"]
+__all__ = ["ALGORITHMS", "BASELINES", "OPTIMIZERS", "Config", "field_help", "load_yaml", "parse_value"]
 
 ALGORITHMS = ("stream_td", "stream_q", "stream_sarsa", "stream_ac")
+BASELINES = ("ppo", "sac", "dqn", "ppo1", "sac1", "dqn1")
+"""Batch baselines run through Stable-Baselines3 (``streamx.baselines``; the ``sb3`` extra)."""
 OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
 
 
@@ -39,7 +41,8 @@ class Config:
     """A complete, resolved description of one training run."""
 
     # --- what to run -----------------------------------------------------------------
-    algo: str = _f("stream_ac", "Algorithm: stream_td | stream_q | stream_sarsa | stream_ac.")
+    algo: str = _f("stream_ac", "Algorithm: stream_td | stream_q | stream_sarsa | stream_ac, or a batch "
+                   "baseline through Stable-Baselines3: ppo | sac | dqn | ppo1 | sac1 | dqn1 (docs/baselines.md).")
     env: str = _f("CartPole-v1", "gymnasium environment id, e.g. CartPole-v1 or Hopper-v5.")
     seed: int = _f(0, "Seed of every random number generator (python, numpy, torch, env).")
     total_steps: int = _f(500_000, "Agent steps to train for; also the horizon of the ε schedule.")
@@ -79,6 +82,12 @@ class Config:
         None, "Episode time limit; None = gymnasium's registered limit (classic control defaults to 10000).")
     env_kwargs: dict[str, Any] = _f({}, "Extra keyword arguments for gymnasium.make.")
 
+    # --- batch baselines (algo ppo | sac | dqn | ppo1 | sac1 | dqn1) -----------------------
+    sb3_kwargs: dict[str, Any] = _f(
+        {}, "Stable-Baselines3 hyperparameters of a baseline run, over the zoo's for the env, e.g. "
+        "'{learning_rate: 0.001, n_epochs: 1}'; config.json holds the resolved set. Ignored by stream algorithms "
+        "(which in turn ignore the stream-x fields above).")
+
     # --- logging and execution -------------------------------------------------------------
     run_dir: str | None = _f(None, "Run directory; default runs/<algo>__<env>__<seed>__<timestamp>.")
     log_interval: int = _f(10_000, "Steps between rows of metrics.csv.")
@@ -98,8 +107,8 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and how to fix it."""
-        if self.algo not in ALGORITHMS:
-            raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS))
+        if self.algo not in ALGORITHMS + BASELINES:
+            raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS + BASELINES))
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(_unknown("optimizer", self.optimizer, OPTIMIZERS))
         if self.fast_path not in ("auto", "on", "off"):

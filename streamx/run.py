@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -37,7 +38,7 @@ from streamx.checkpoint import (
     restore_global_rng_state,
     save_checkpoint,
 )
-from streamx.config import Config, load_yaml
+from streamx.config import BASELINES, Config, load_yaml
 from streamx.envs import make_env, suite_defaults
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, NonFiniteError
 from streamx.outputs import RunWriter
@@ -57,9 +58,10 @@ class RunResult:
     episode_returns: list[float]
     episode_lengths: list[int]
     stopped_early: bool
-    agent: StreamAgent
+    agent: StreamAgent | Any
+    """The trained StreamAgent; for a batch baseline (``streamx.baselines``) the SB3 model."""
     status: str = "finished"
-    """finished | stopped_early | interrupted (SIGINT/SIGTERM: checkpointed, resumable)"""
+    """finished | stopped_early | interrupted (SIGINT/SIGTERM: checkpointed, resumable) | diverged | failed"""
     signal: int | None = None
 
 
@@ -202,7 +204,14 @@ class _StopSignals:
 
 
 def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResult:
-    """Train one agent for ``config.total_steps`` steps and write its run directory."""
+    """Train one agent for ``config.total_steps`` steps and write its run directory.
+
+    A batch baseline (``config.algo`` in BASELINES) runs through Stable-Baselines3 instead of
+    the stream loop, writing the same result files (``streamx.baselines``)."""
+    if config.algo in BASELINES:
+        from streamx.baselines import train_baseline
+
+        return train_baseline(config, on_episode)
     return _Training(config, on_episode).run()
 
 
@@ -215,6 +224,10 @@ def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> Ru
     """
     run_dir = Path(run_dir)
     config = _load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
+    if config.algo in BASELINES:  # SB3 runs keep no checkpoints: they restart from step 0
+        from streamx.baselines import restart_baseline
+
+        return restart_baseline(config, on_episode)
     payload = latest_checkpoint(run_dir)
     for key in ("algo", "env"):
         if payload[key] != getattr(config, key):
@@ -383,6 +396,7 @@ class _Training:
         self.start = self.interval_start = time.perf_counter()
         exact = env_state(env)["exact"] if config.checkpoint_interval else True
         status, stopped_early, fault = "failed", False, None
+        continuous = isinstance(env.action_space, gym.spaces.Box)
         obs: Any = None
         episode_over = False  # the loop stopped right after an episode end, before the reset
         with _StopSignals() as signals:
@@ -396,6 +410,10 @@ class _Training:
                     self.step += 1
                     step = self.step
                     action = agent.act(obs)
+                    if continuous and not np.isfinite(action).all():
+                        raise NonFiniteError(
+                            f"{config.algo}: the policy produced a non-finite action ({action}): its weights "
+                            "diverged — lower lr or keep the stream-x stabilizers (optimizer=obgd)")
                     next_obs, reward, terminated, truncated, info = env.step(action)
                     metrics = agent.update(obs, action, float(reward), next_obs, terminated, truncated)
                     self.stats.add(metrics)
@@ -445,6 +463,8 @@ class _Training:
                 # The agent and the normalizers never learned from the bad value: keep them. The
                 # simulator may hold the bad state, so a resume starts a new episode.
                 path = self.save_checkpoint(obs, mid_episode=False)
+                if isinstance(exc, NonFiniteError):  # the learner diverged: an outcome of the run
+                    status = "diverged"
                 fault = type(exc)(f"{exc} (step {self.step}; last good state saved to {path})")
                 raise fault from None
             except BaseException as exc:

@@ -154,13 +154,23 @@ def _preset_path(experiment: Experiment, preset: str) -> Path:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """A short, stable hash of a resolved config (fields that cannot change the results excluded)."""
-    kept = {k: v for k, v in config.items() if k not in _UNHASHED}
+    """A short, stable hash of a resolved config.
+
+    Taken over the values that differ from Config's defaults (so a field added to streamx later,
+    with a default, leaves existing sweeps' directories valid), without the fields that cannot
+    change the results. Changing a *default* is therefore invisible here: start a new ``--out``.
+    """
+    from streamx.config import Config
+
+    defaults = Config().to_dict()
+    kept = {k: v for k, v in config.items() if k not in _UNHASHED and (k not in defaults or defaults[k] != v)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def expand(experiment: Experiment, budget: str, out: str | Path | None = None) -> list[RunSpec]:
-    """Every run of ``experiment`` at ``budget``, each with its resolved config and directory."""
+def expand(experiment: Experiment, budget: str, out: str | Path | None = None,
+           only_methods: Sequence[str] | None = None, only_envs: Sequence[str] | None = None) -> list[RunSpec]:
+    """Every run of ``experiment`` at ``budget``, each with its resolved config and directory
+    (optionally only those of some methods / environments)."""
     from streamx.run import resolve_config
 
     if budget not in experiment.data["budgets"]:
@@ -171,6 +181,13 @@ def expand(experiment: Experiment, budget: str, out: str | Path | None = None) -
     envs = spec.get("envs") or experiment.data["envs"]
     methods = spec.get("methods") or list(experiment.data["methods"])
     seeds = _seeds(spec.get("seeds", 1))
+    for chosen, available, what in ((only_methods, methods, "methods"), (only_envs, envs, "envs")):
+        unknown = set(chosen or ()) - set(available)
+        if unknown:
+            raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {sorted(unknown)}; "
+                              f"it has: {', '.join(available)}")
+    methods = [m for m in methods if not only_methods or m in only_methods]
+    envs = [e for e in envs if not only_envs or e in only_envs]
     runs = []
     for method_name in methods:
         method = experiment.data["methods"][method_name]
@@ -364,8 +381,11 @@ def write_manifest(experiment: Experiment, budget: str, out: Path, runs: Sequenc
 
 def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: str | Path | None = None,
               backend: str = "local", jobs: int | None = None, options: argparse.Namespace | None = None,
-              quiet: bool = False) -> list[dict[str, Any]]:
-    """Expand and execute a sweep; return one result dict per run that was not skipped."""
+              quiet: bool = False, only_methods: Sequence[str] | None = None,
+              only_envs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Expand and execute a sweep; return one result dict per run that was not skipped.
+
+    ``only_methods`` / ``only_envs`` run a part of it; sweep.json always lists every run."""
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment)
     if backend not in BACKENDS:
@@ -373,9 +393,11 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
     out = Path(out) if out is not None else experiment.default_out(budget)
     runs = expand(experiment, budget, out)
     write_manifest(experiment, budget, out, runs)
-    todo = [r for r in runs if run_status(r.run_dir) not in ("finished", "diverged")]
+    chosen = {r.run_dir for r in expand(experiment, budget, out, only_methods, only_envs)}
+    todo = [r for r in runs if r.run_dir in chosen and run_status(r.run_dir) not in ("finished", "diverged")]
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    say(f"{experiment.name} [{budget}]: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+    part = "" if len(chosen) == len(runs) else f" ({len(chosen)} selected)"
+    say(f"{experiment.name} [{budget}]: {len(runs)} runs{part}, {len(chosen) - len(todo)} already finished, "
         f"{len(todo)} to run with the {backend} backend → {out}")
     done = [0]
     started = time.perf_counter()
@@ -408,6 +430,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="local", choices=BACKENDS)
     parser.add_argument("--out", default=None, help="sweep directory (default runs/sweeps/<experiment>/<budget>)")
     parser.add_argument("--jobs", type=int, default=None, help="local: parallel runs (default: one per core)")
+    parser.add_argument("--methods", default=None, help="run only these methods (comma-separated)")
+    parser.add_argument("--envs", default=None, help="run only these environments (comma-separated)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     slurm = parser.add_argument_group("slurm backend (submitit)")
     slurm.add_argument("--runs-per-task", type=int, default=4, help="runs packed into one array task (its CPUs)")
@@ -429,15 +453,18 @@ def main(argv: Sequence[str]) -> int:
         raise ConfigError("name an experiment file, e.g. "
                           "streamx sweep experiments/stream_barrier_mujoco --budget smoke")
     experiment = load_experiment(args.experiment)
+    methods = args.methods.split(",") if args.methods else None
+    envs = args.envs.split(",") if args.envs else None
     if args.dry_run:
         out = Path(args.out) if args.out else experiment.default_out(args.budget)
-        runs = expand(experiment, args.budget, out)
+        runs = expand(experiment, args.budget, out, methods, envs)
         for r in runs:
             print(f"{r.key}  {run_status(r.run_dir):<11} {r.method:<16} {r.env:<28} seed {r.seed}  "
                   f"{r.config['total_steps']:,} steps")
         print(f"{len(runs)} runs in {out}")
         return 0
-    results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args)
+    results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args,
+                        only_methods=methods, only_envs=envs)
     failed = [r for r in results if r["status"] == "failed"]
     interrupted = [r for r in results if r["status"] == "interrupted"]
     diverged = [r for r in results if r["status"] == "diverged"]

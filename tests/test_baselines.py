@@ -1,0 +1,167 @@
+"""Batch baselines through Stable-Baselines3: the CLI, the run directory, batch-of-one models,
+seeding, and the error messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamx import cli
+from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters
+from streamx.config import Config
+from streamx.outputs import EPISODE_FIELDS, METRIC_FIELDS, read_csv
+from streamx.run import resolve_config, resume, train
+
+needs_sb3 = pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
+                               reason="the sb3 extra is not installed")
+
+# The env of each baseline's short runs, and overrides that keep them short: Pendulum gets a short
+# time limit (streamx's classic suite raises it to 10,000) so episodes end; PPO1 makes the zoo's
+# 20 CartPole epochs per step 2 (test_batch_of_one_models checks the real setting).
+_ENVS = {"ppo": ("CartPole-v1",), "ppo1": ("CartPole-v1", "sb3_kwargs={n_epochs: 2}"),
+         "dqn": ("CartPole-v1",), "dqn1": ("CartPole-v1",),
+         "sac": ("Pendulum-v1", "max_episode_steps=50"), "sac1": ("Pendulum-v1", "max_episode_steps=50")}
+
+
+def _cli(tmp_path, algo, steps=200, seed=0, name=None, *extra):
+    env, *env_overrides = _ENVS[algo]
+    run_dir = tmp_path / (name or algo)
+    code = cli.main(["train", algo, "--env", env, "--steps", str(steps), "--seed", str(seed), "--run-dir", str(run_dir),
+                     "progress=false", "log_interval=100", *env_overrides, *extra])
+    assert code == 0
+    return run_dir
+
+
+def _episodes(run_dir):
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in read_csv(Path(run_dir) / "episodes.csv")]
+
+
+@needs_sb3
+@pytest.mark.parametrize("algo", BASELINES)
+def test_each_baseline_writes_a_run_directory(tmp_path, algo):
+    run_dir = _cli(tmp_path, algo)
+    episodes = read_csv(run_dir / "episodes.csv")
+    assert episodes and tuple(episodes[0]) == EPISODE_FIELDS
+    steps = [int(row["step"]) for row in episodes]
+    assert steps == sorted(steps) and steps[-1] <= 200
+    assert sum(int(row["length"]) for row in episodes) <= 200
+    metrics = read_csv(run_dir / "metrics.csv")
+    assert tuple(metrics[0]) == METRIC_FIELDS
+    assert [int(row["step"]) for row in metrics] == [100, 200]
+    assert all(float(row["steps_per_second"]) > 0 and row["td_error_rms"] == "" for row in metrics)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 200 and summary["episodes"] == len(episodes)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algo"] == algo and config["sb3_kwargs"]["policy"] == "MlpPolicy"
+    Config.from_dict(config)  # the saved config loads back
+
+
+@needs_sb3
+def test_returns_are_raw_episode_returns(tmp_path):
+    run_dir = _cli(tmp_path, "ppo")  # VecNormalize is off for CartPole PPO; returns = lengths
+    for row in read_csv(run_dir / "episodes.csv"):
+        assert float(row["return"]) == int(row["length"])
+
+
+def _model(tmp_path, algo, **overrides):
+    env, *env_overrides = _ENVS[algo]
+    values = dict(item.split("=") for item in env_overrides if not item.startswith("sb3_kwargs"))
+    config = resolve_config(algo, env, overrides={"total_steps": 20, "run_dir": str(tmp_path / algo),
+                                                  "progress": False, **values, **overrides})
+    return train(config).agent
+
+
+@needs_sb3
+def test_batch_of_one_models(tmp_path):
+    sac1 = _model(tmp_path, "sac1")
+    assert sac1.replay_buffer.buffer_size == 1 and sac1.batch_size == 1
+    assert sac1.learning_starts == 0 and sac1.gradient_steps == 1 and sac1.train_freq.frequency == 1
+    dqn1 = _model(tmp_path, "dqn1")
+    assert dqn1.replay_buffer.buffer_size == 1 and dqn1.batch_size == 1
+    assert dqn1.target_update_interval == 1 and dqn1.tau == 1.0 and dqn1.train_freq.frequency == 1
+    ppo1 = _model(tmp_path, "ppo1")
+    assert ppo1.n_steps == 1 and ppo1.rollout_buffer.buffer_size == 1 and ppo1.batch_size == 1
+    assert ppo1.n_epochs == ZOO["ppo"]["CartPole"]["n_epochs"]  # only buffer and batch change
+
+
+def test_zoo_hyperparameters_for_one_env():
+    pytest.importorskip("mujoco")
+    ppo = baseline_hyperparameters("ppo", "CartPole-v1")
+    assert ppo["n_steps"] == 8 * 32 and "n_envs" not in ppo  # the zoo's 8 envs × 32 steps, in one env
+    hopper = baseline_hyperparameters("ppo", "Hopper-v5")
+    assert hopper["normalize"] and hopper["n_steps"] == 512 and hopper["learning_rate"] == 9.80828e-05
+    assert baseline_hyperparameters("sac", "Walker2d-v5") == {"policy": "MlpPolicy", "learning_starts": 10000}
+    sac1 = baseline_hyperparameters("sac1", "Walker2d-v5")
+    assert sac1["buffer_size"] == sac1["batch_size"] == 1 and sac1["learning_starts"] == 0
+
+
+@needs_sb3
+def test_sb3_kwargs_override_and_are_saved(tmp_path):
+    run_dir = _cli(tmp_path, "ppo", 100, 0, None, "sb3_kwargs={n_steps: 64, batch_size: 32, learning_rate: 1e-3}")
+    saved = json.loads((run_dir / "config.json").read_text())["sb3_kwargs"]
+    assert saved["n_steps"] == 64 and saved["batch_size"] == 32 and saved["learning_rate"] == 0.001
+    assert saved["gamma"] == 0.98  # the zoo's CartPole value, not overridden
+
+
+@needs_sb3
+@pytest.mark.parametrize("algo", ["ppo1", "sac1"])
+def test_same_seed_same_episodes(tmp_path, algo):
+    a = _cli(tmp_path, algo, 200, 5, "a")
+    b = _cli(tmp_path, algo, 200, 5, "b")
+    c = _cli(tmp_path, algo, 200, 6, "c")
+    assert len(_episodes(a)) > 2
+    assert _episodes(a) == _episodes(b)
+    assert _episodes(a) != _episodes(c)
+
+
+@needs_sb3
+def test_unknown_hyperparameter_is_one_clear_line(tmp_path, capsys):
+    code = cli.main(["train", "sac1", "--env", "Pendulum-v1", "--steps", "10", "--run-dir", str(tmp_path / "x"),
+                     "sb3_kwargs={learning_rat: 0.1}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "unknown SAC hyperparameter 'learning_rat'" in err and "did you mean 'learning_rate'" in err
+    assert not (tmp_path / "x").exists()
+
+
+@needs_sb3
+def test_wrong_action_space_is_a_clear_error(tmp_path, capsys):
+    code = cli.main(["train", "dqn", "--env", "Pendulum-v1", "--steps", "10", "--run-dir", str(tmp_path / "x")])
+    assert code == 2 and "dqn needs Discrete actions" in capsys.readouterr().err
+
+
+def test_missing_extra_names_the_install_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # import fails as if not installed
+    code = cli.main(["train", "sac1", "--env", "Pendulum-v1", "--steps", "10", "--run-dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pip install 'streamx[sb3]'" in err
+
+
+@needs_sb3
+def test_resume_restarts_an_unfinished_run_and_refuses_a_finished_one(tmp_path, capsys):
+    run_dir = _cli(tmp_path, "dqn1", 200, 2)
+    first = _episodes(run_dir)
+    assert cli.main(["train", "--resume", str(run_dir)]) == 2
+    assert "finished dqn1 run" in capsys.readouterr().err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    result = resume(run_dir)
+    assert "restarting" in capsys.readouterr().err
+    assert result.status == "finished" and _episodes(run_dir) == first
+
+
+@needs_sb3
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sac1", "ppo1"])
+def test_same_seed_same_episodes_on_mujoco(tmp_path, algo):
+    pytest.importorskip("mujoco")
+    runs = []
+    for name in ("a", "b"):
+        assert cli.main(["train", algo, "--env", "Hopper-v5", "--steps", "500", "--seed", "3",
+                         "--run-dir", str(tmp_path / name), "progress=false"]) == 0
+        runs.append(_episodes(tmp_path / name))
+    assert len(runs[0]) > 5 and runs[0] == runs[1]
