@@ -380,7 +380,8 @@ def final_rows(runs: Sequence[Run], windows: dict[str, int], n_resamples: int = 
         mean, stderr = mean_stderr(values)
         low, high = bootstrap_ci(values, n_resamples, seed=seed)
         aggregate.append({"method": method, "env": env, "n_runs": len(values), "n_unfinished": sum(
-            not r["finished"] for r in rows), "mean": mean, "stderr": stderr, "ci_low": low, "ci_high": high})
+            not r["finished"] for r in rows), "n_diverged": sum(r["status"] == "diverged" for r in rows),
+            "mean": mean, "stderr": stderr, "ci_low": low, "ci_high": high})
     return per_run, aggregate
 
 

@@ -37,7 +37,7 @@ __all__ = ["main", "resolve_runs"]
 
 _FORMATS = ("png", "pdf", "svg")
 _CURVE_FIELDS = ("method", "env", "window_end", "n_runs", "mean", "stderr", "ci_low", "ci_high")
-_FINAL_FIELDS = ("method", "env", "n_runs", "n_unfinished", "mean", "stderr", "ci_low", "ci_high")
+_FINAL_FIELDS = ("method", "env", "n_runs", "n_unfinished", "n_diverged", "mean", "stderr", "ci_low", "ci_high")
 _RUN_FIELDS = ("method", "env", "seed", "final_return", "normalized_score", "normalization", "window",
                "total_steps", "episodes", "finished", "status", "path")
 _AGGREGATE_FIELDS = ("method", "statistic", "tau", "value", "ci_low", "ci_high", "n_tasks", "n_runs",
@@ -248,8 +248,12 @@ def _barrier_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[st
         has_ci = np.isfinite(low) & np.isfinite(high)
         axes.errorbar(x[has_ci], mean[has_ci], yerr=np.vstack([mean - low, high - mean])[:, has_ci], fmt="none",
                       ecolor="black", capsize=4, linewidth=1)
-        for i in np.flatnonzero(~np.isfinite(mean)):
-            axes.text(x[i], 0, "no data", rotation=90, ha="center", va="bottom", fontsize=7)
+        for i, r in enumerate(cell):  # a learner whose weights blew up has no final return: say so
+            note = f"{r['n_diverged']} diverged" if r.get("n_diverged") else (
+                "no data" if not np.isfinite(mean[i]) else "")
+            if note:
+                axes.text(x[i], max(0.0, np.nan_to_num(mean[i])), note, rotation=90, ha="center", va="bottom",
+                          fontsize=7)
         axes.set_xticks(x, [f"{r['method']} (n={r['n_runs']})" for r in cell], fontsize=8, rotation=35,
                         ha="right", rotation_mode="anchor")
         axes.set_title(env, fontsize=10)
