@@ -58,78 +58,33 @@ def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
     raise ConfigError(f"the fast path has no kernel for optimizer {type(optimizer).__name__}; use fast_path=off")
 
 
-class FlatNetwork:
-    """One network's weights and optimizer state as flat float32 arrays laid out for the
-    kernels, shared with the torch module and optimizer.
+class FlatParameters:
+    """One network's weights and optimizer state as flat float32 arrays, shared with the torch
+    module and optimizer (see the module docstring); the optimizer step runs in numba.
 
-    ``hidden`` are the trunk's layers in order: Linear layers, optionally after one leading
-    Conv2d (the MinAtar net, PAPER §3), each followed by the parameter-free LayerNorm over all
-    its features when ``layer_norm`` and LeakyReLU (PAPER §1.4); ``heads`` the output Linear
-    layers, all reading the last hidden activation. ``input_shape`` is the observation's
-    shape. Every parameter of ``module`` must belong to one of these layers.
+    ``state`` rows are the kernels' ``WEIGHTS``, ``TRACE``, ``SECOND_MOMENT`` and ``DIRECTION``;
+    parameters are laid out in ``module.parameters()`` order, each tensor row-major.
     """
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
-        if not hidden:
-            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer):
         if len(optimizer.param_groups) != 1:
             raise ConfigError("the fast path supports one parameter group per optimizer; use fast_path=off")
-        if any(isinstance(layer, nn.Conv2d) for layer in hidden[1:] + heads):
-            raise ConfigError("the fast path supports a conv layer only as the first layer (the MinAtar net); "
-                              "use fast_path=off")
         self.module = module
         self.optimizer = optimizer
         self.parameters = list(module.parameters())
-        self.num_hidden = len(hidden)
-        self.layer_norm = bool(layer_norm)
         self.rule = _optimizer_rule(optimizer)
-
-        offsets: dict[int, int] = {}
-        total = 0
-        for p in self.parameters:
-            offsets[id(p)] = total
-            total += p.numel()
-        layers = hidden + heads
-        if sum(layer.weight.numel() + layer.bias.numel() for layer in layers) != total:
-            raise ConfigError("the fast path supports plain MLPs and the MinAtar net (layers with biases); "
-                              "use fast_path=off")
-
-        table = np.zeros((len(layers), kernels.LAYER_COLUMNS), dtype=np.int64)
-        shape = tuple(int(n) for n in input_shape)
-        cursor = math.prod(shape)  # the input sits at offset 0 of each workspace row
-        previous_at = 0
-        for row, layer in enumerate(layers):
-            table[row, kernels.W_AT] = offsets[id(layer.weight)]
-            table[row, kernels.B_AT] = offsets[id(layer.bias)]
-            table[row, kernels.N_IN] = math.prod(shape)
-            if isinstance(layer, nn.Conv2d):
-                out_shape: tuple[int, ...] = _conv_geometry(layer, shape, table[row])
-            elif isinstance(layer, nn.Linear) and math.prod(shape) == layer.in_features:
-                out_shape = (layer.out_features,)
-            else:
-                raise ConfigError(f"the fast path cannot run layer {layer} on inputs of shape {shape}; "
-                                  "use fast_path=off")
-            table[row, kernels.N_OUT] = math.prod(out_shape)
-            table[row, kernels.IN_AT] = previous_at
-            table[row, kernels.PRE_AT] = cursor
-            cursor += math.prod(out_shape)
-            if row < self.num_hidden:  # the next layer (for the last: every head) reads its activation
-                table[row, kernels.ACT_AT] = cursor
-                previous_at = cursor
-                cursor += math.prod(out_shape)
-                shape = out_shape
-        self.layers = table
-        self.num_outputs = sum(head.out_features for head in heads)
-        self.workspace = np.zeros((3, cursor), dtype=np.float32)
+        total = self._index_parameters()
         self.state = np.zeros((kernels.STATE_ROWS, total), dtype=np.float32)
         self.settings = np.zeros(kernels.NUM_SETTINGS, dtype=np.float32)
         # 0-d arrays shared with the optimizer as its update count and its logged step size / norm
         self.update_count = np.zeros((), dtype=np.float32)  # AdaptiveObGD's t, float32 as in torch
         self.last_effective_step_size = np.zeros((), dtype=np.float32)
         self.last_trace_norm = np.zeros((), dtype=np.float32)
-        self._make_views()
-        self.load_from_torch()
+
+    def _check_layers(self, layers: list[nn.Module]) -> None:
+        if sum(layer.weight.numel() + layer.bias.numel() for layer in layers) != self.state.shape[1]:
+            raise ConfigError("the fast path supports the paper's MLPs and conv nets (layers with biases) only; "
+                              "use fast_path=off")
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -140,14 +95,22 @@ class FlatNetwork:
         self._make_views()
         self.load_from_torch()
 
+    def _index_parameters(self) -> int:
+        """Offsets of the parameters in the flat rows (by ``id``, so redone after a copy);
+        returns the total size."""
+        self.offsets: dict[int, int] = {}
+        total = 0
+        for p in self.parameters:
+            self.offsets[id(p)] = total
+            total += p.numel()
+        return total
+
     def _make_views(self) -> None:
-        """Named numpy views of ``state`` and ``workspace`` (rebuilt after a copy)."""
+        """Named numpy views of ``state`` (rebuilt after a copy)."""
+        self._index_parameters()
         self.weights = self.state[kernels.WEIGHTS]
         self.eligibility_trace = self.state[kernels.TRACE]
         self.second_moment = self.state[kernels.SECOND_MOMENT]
-        output_at = int(self.layers[self.num_hidden, kernels.PRE_AT])
-        self.outputs = self.workspace[0, output_at:output_at + self.num_outputs]  # heads at s (row 0)
-        self.next_outputs = self.workspace[1, output_at:output_at + self.num_outputs]  # heads at s' (row 1)
 
     def _tensor_views(self, row: int) -> list[torch.Tensor]:
         """Per parameter, a torch view of its slice of ``state[row]``, shaped like it."""
@@ -229,6 +192,75 @@ class FlatNetwork:
         if self.rule == kernels.ADAPTIVE_OBGD:
             state[self.parameters[0]]["update_count"] = torch.from_numpy(self.update_count)
         self.has_optimizer_state = True
+
+    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
+        """The optimizer step after a trace update whose ``Σ‖z‖₁`` is ``trace_norm``; books it
+        and returns the effective step size α̂."""
+        step_size = kernels.optimizer_step(self.state, self.rule, self.settings, td_error,
+                                           self.next_bias_correction(), reset, trace_norm)
+        self.record_step(step_size, trace_norm)
+        return step_size
+
+
+class FlatNetwork(FlatParameters):
+    """A network laid out for the fused numba kernels: :class:`FlatParameters` plus the layer
+    table and workspace of :mod:`streamx.fast.kernels`.
+
+    ``hidden`` are the trunk's layers in order: Linear layers, optionally after one leading
+    Conv2d (the MinAtar net, PAPER §3), each followed by the parameter-free LayerNorm over all
+    its features when ``layer_norm`` and LeakyReLU (PAPER §1.4); ``heads`` the output Linear
+    layers, all reading the last hidden activation. ``input_shape`` is the observation's
+    shape. Every parameter of ``module`` must belong to one of these layers.
+    """
+
+    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+        if not hidden:
+            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
+        if any(isinstance(layer, nn.Conv2d) for layer in hidden[1:] + heads):
+            raise ConfigError("the numba kernels support a conv layer only as the first layer (the MinAtar net); "
+                              "use fast_path=off")
+        super().__init__(module, optimizer)
+        self.num_hidden = len(hidden)
+        self.layer_norm = bool(layer_norm)
+        layers = hidden + heads
+        self._check_layers(layers)
+
+        table = np.zeros((len(layers), kernels.LAYER_COLUMNS), dtype=np.int64)
+        shape = tuple(int(n) for n in input_shape)
+        cursor = math.prod(shape)  # the input sits at offset 0 of each workspace row
+        previous_at = 0
+        for row, layer in enumerate(layers):
+            table[row, kernels.W_AT] = self.offsets[id(layer.weight)]
+            table[row, kernels.B_AT] = self.offsets[id(layer.bias)]
+            table[row, kernels.N_IN] = math.prod(shape)
+            if isinstance(layer, nn.Conv2d):
+                out_shape: tuple[int, ...] = _conv_geometry(layer, shape, table[row])
+            elif isinstance(layer, nn.Linear) and math.prod(shape) == layer.in_features:
+                out_shape = (layer.out_features,)
+            else:
+                raise ConfigError(f"the fast path cannot run layer {layer} on inputs of shape {shape}; "
+                                  "use fast_path=off")
+            table[row, kernels.N_OUT] = math.prod(out_shape)
+            table[row, kernels.IN_AT] = previous_at
+            table[row, kernels.PRE_AT] = cursor
+            cursor += math.prod(out_shape)
+            if row < self.num_hidden:  # the next layer (for the last: every head) reads its activation
+                table[row, kernels.ACT_AT] = cursor
+                previous_at = cursor
+                cursor += math.prod(out_shape)
+                shape = out_shape
+        self.layers = table
+        self.num_outputs = sum(head.out_features for head in heads)
+        self.workspace = np.zeros((3, cursor), dtype=np.float32)
+        self._make_views()
+        self.load_from_torch()
+
+    def _make_views(self) -> None:
+        super()._make_views()
+        output_at = int(self.layers[self.num_hidden, kernels.PRE_AT])
+        self.outputs = self.workspace[0, output_at:output_at + self.num_outputs]  # heads at s (row 0)
+        self.next_outputs = self.workspace[1, output_at:output_at + self.num_outputs]  # heads at s' (row 1)
 
 
 def _conv_geometry(conv: nn.Conv2d, shape: tuple[int, ...], row: np.ndarray) -> tuple[int, int, int]:
@@ -341,12 +373,9 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
 
     def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
                truncated: bool) -> dict[str, float]:
-        net = self._q
         action = int(action)
         episode_end = bool(terminated or truncated)
-        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
-                             _as_input(obs), _as_input(next_obs))
-        q_values, next_q_values = net.outputs, net.next_outputs
+        q_values, next_q_values = self._forward_pair(obs, next_obs)
         bootstrap = td_target_mask(terminated, truncated, self.config)
         # The same float32 expression as ActionValueAgent.update; the hooks may draw a' (SARSA).
         target_value = (np.float32(self._bootstrap_value(next_q_values, not episode_end))  # type: ignore[arg-type]
@@ -355,13 +384,27 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
                     - q_values[action])
         reset = episode_end or self._cut_traces(action, q_values)  # type: ignore[arg-type]
         self._check_finite(td_error)  # type: ignore[arg-type]
+        step_size, trace_norm = self._learn_output(action, td_error, reset)
+        self.num_updates += 1
+        return {"td_error": float(td_error), "effective_step_size": float(step_size),
+                "trace_norm": float(trace_norm), "epsilon": self.epsilon}
+
+    def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``Q(s, ·)`` and ``Q(s', ·)`` with the current weights (float32 views)."""
+        net = self._q
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
+                             _as_input(obs), _as_input(next_obs))
+        return net.outputs, net.next_outputs
+
+    def _learn_output(self, index: int, td_error: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
+        """Trace of ∇Q(s, index) at the s of the last ``_forward_pair``, then the step;
+        returns (α̂, Σ‖z‖₁)."""
+        net = self._q
         step_size, trace_norm = kernels.learn_output(
-            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, action, net.rule, net.settings,
+            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, index, net.rule, net.settings,
             td_error, net.next_bias_correction(), reset)
         net.record_step(step_size, trace_norm)
-        self.num_updates += 1
-        return {"td_error": float(td_error), "effective_step_size": step_size, "trace_norm": trace_norm,
-                "epsilon": self.epsilon}
+        return step_size, trace_norm
 
 
 class FastStreamQ(StreamQ, _FastActionValue):

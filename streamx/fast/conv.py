@@ -1,0 +1,407 @@
+"""The fast path for the Atari conv net (PAPER §3: Conv 32 8×8 s5 → Conv 64 4×4 s3 → Conv 64
+3×3 s2 → FC 256): hand-chained torch kernels on flat buffers, the numba optimizer step.
+
+Why not the numba kernels of :mod:`streamx.fast.kernels`: on the Atari net an update is
+arithmetic-bound (≈10 M multiply-adds: two forward passes and one backward), and a plain numba
+loop nest does that 5–10× slower than oneDNN's convolutions. What autograd adds on top of those
+convolutions is overhead this module removes:
+
+* the forward pass of ``s`` that ``act`` already did is kept and reused by ``update`` (weights
+  unchanged, same observation), so each step runs two forward passes (``s'`` with the old
+  weights, ``s`` with the new ones at the next ``act``) instead of three;
+* the backward pass is the same ATen kernels autograd calls (``convolution_backward``,
+  ``native_layer_norm_backward``, ``leaky_relu_backward``, ``mm``) chained by hand for ONE
+  sample (autograd differentiates the batch of s and s' whose second row has zero gradient),
+  with no input gradient for the first conv and no graph bookkeeping;
+* each parameter gradient is added straight into its slice of ONE flat trace, decayed by one
+  multiplication, and the ObGD / AdaptiveObGD / traced-SGD step is the numba
+  :func:`~streamx.fast.kernels.optimizer_step` over the flat arrays (no per-tensor loops).
+
+Measured on the development machine (docs/performance.md), interleaved in one process on a
+busy machine: act+update of Stream Q on the Atari net 1.4 ms, against 3.7 ms for the autograd
+agent and 3.0 ms for the naive baseline of ``benchmarks/naive.py``.
+
+The agents here subclass the autograd agents exactly as those in :mod:`streamx.fast.agents`
+do, share memory with their modules and optimizer state, and keep their ``state_dict`` format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamx.agents.ac import StreamAC
+from streamx.agents.base import td_target_mask
+from streamx.agents.td import StreamTD
+from streamx.config import Config
+from streamx.errors import ConfigError
+from streamx.fast import kernels
+from streamx.fast.agents import (
+    FastStreamQ,
+    FastStreamSARSA,
+    FlatParameters,
+    _FastActionValue,
+    _FastAgent,
+    _weight_layers,
+)
+from streamx.nn import LEAKY_RELU_SLOPE
+
+__all__ = ["CONV_AGENTS", "ConvNetwork"]
+
+_LAYER_NORM_EPS = 1e-5  # FeatureLayerNorm's eps
+
+
+class ConvNetwork(FlatParameters):
+    """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
+    LayerNorm over all its features and LeakyReLU; Linear heads) on flat buffers, run by torch
+    kernels for one sample at a time.
+
+    ``forward(x, keep=True)`` keeps the activations of ``x`` for :meth:`accumulate_trace`
+    until the weights change (:meth:`step`, :meth:`load_from_torch`).
+    """
+
+    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+        super().__init__(module, optimizer)
+        layers = hidden + heads
+        self._check_layers(layers)
+        for layer in hidden:
+            if isinstance(layer, nn.Conv2d) and (
+                    layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]
+                    or layer.padding not in (0, (0, 0)) or layer.dilation != (1, 1) or layer.groups != 1):
+                raise ConfigError(f"the fast path supports square, unpadded, ungrouped convolutions only, not "
+                                  f"{layer}; use fast_path=off")
+        self.hidden = hidden
+        self.heads = heads
+        self.layer_norm = bool(layer_norm)
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_outputs = sum(head.out_features for head in heads)
+        self._saved: list[tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]] = []
+        self._saved_features: Tensor | None = None
+        self._saved_input: np.ndarray | None = None
+        self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
+        self._make_views()
+        self.load_from_torch()
+
+    def _make_views(self) -> None:
+        super()._make_views()
+        weights, trace = torch.from_numpy(self.state[kernels.WEIGHTS]), torch.from_numpy(self.state[kernels.TRACE])
+        self._trace = trace
+        self._trace_tensors = self._tensor_views(kernels.TRACE)
+
+        def views(layer: nn.Module) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            """Weight as [out, fan_in], bias; their traces likewise (views of the flat rows)."""
+            w_at, b_at = self.offsets[id(layer.weight)], self.offsets[id(layer.bias)]
+            w_end, b_end = w_at + layer.weight.numel(), b_at + layer.bias.numel()
+            shape = (layer.weight.shape[0], layer.weight[0].numel())
+            return (weights[w_at:w_end].view(shape), weights[b_at:b_end], trace[w_at:w_end].view(shape),
+                    trace[b_at:b_end])
+
+        self._hidden_views: list[tuple[Tensor | None, Tensor, Tensor, Tensor, Tensor]] = []
+        shape = self.input_shape
+        for layer in self.hidden:
+            patch_index = None
+            if isinstance(layer, nn.Conv2d):
+                patch_index, shape = _patch_index(shape, layer)
+            else:
+                shape = (layer.out_features,)
+            self._hidden_views.append((patch_index, *views(layer)))
+        self._head_views = [views(head) for head in self.heads]
+        # im2col buffers for the kept pass (s) and the other one (s'), allocated once: fresh
+        # allocations above malloc's mmap threshold (128 KiB) page-fault on every step
+        self._patches = [[torch.empty(index.shape) if index is not None else None
+                          for index, *_ in self._hidden_views] for _ in range(2)]
+        self._bias_columns = [bias[:, None] for _, _, bias, _, _ in self._hidden_views]
+        self._other_input: np.ndarray | None = None  # the input whose first-layer patches are in slot 1
+        self.forget()
+
+    def load_from_torch(self) -> None:
+        super().load_from_torch()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the kept forward pass (the weights changed; first-layer patches stay valid)."""
+        self._saved_input = None
+        self._saved = []
+        self._saved_features = None
+
+    def holds(self, x: np.ndarray) -> bool:
+        """Whether the kept forward pass is of exactly ``x`` with the current weights."""
+        return self._saved_input is not None and np.array_equal(self._saved_input, x)
+
+    # -- forward --------------------------------------------------------------------------
+    def forward_kept(self, x: np.ndarray) -> np.ndarray:
+        """``forward(x, keep=True)``, or the kept pass when it is of ``x`` with the current
+        weights (``act`` ran it; ``update`` reuses it)."""
+        return self.outputs if self.holds(x) else self.forward(x, keep=True)
+
+    def forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
+        """The heads' outputs (float32, concatenated) for one flat float32 input ``x``; with
+        ``keep``, the activations are kept for the backward pass and the outputs are
+        :attr:`outputs`.
+
+        A conv layer is one matrix product with its im2col patches (gathered by a precomputed
+        index), which are kept: the weight gradient is then one more product with them."""
+        h = torch.from_numpy(x)
+        saved = []
+        slot = 0 if keep else 1
+        # The first layer's patches depend on the input only: s' of an update is the s of the
+        # next act, so the kept pass takes them over from the other slot instead of gathering.
+        reuse_first = keep and self._other_input is not None and np.array_equal(self._other_input, x)
+        if reuse_first:
+            self._patches[0][0], self._patches[1][0] = self._patches[1][0], self._patches[0][0]
+            self._other_input = None
+        elif not keep:
+            self._other_input = x.copy()
+        patches = self._patches[slot]
+        for layer, (patch_index, weight, bias, _, _) in enumerate(self._hidden_views):
+            if patch_index is None:
+                inputs = h
+                pre = torch.addmv(bias, weight, h)
+            else:
+                inputs = patches[layer]
+                if not (layer == 0 and reuse_first):
+                    torch.index_select(h, 0, patch_index.view(-1), out=inputs.view(-1))
+                pre = torch.addmm(self._bias_columns[layer], weight, inputs).view(-1)
+            if self.layer_norm:
+                normalized, mean, rstd = torch.native_layer_norm(pre, pre.shape, None, None, _LAYER_NORM_EPS)
+            else:
+                normalized, mean, rstd = pre, None, None
+            saved.append((inputs, pre, normalized, mean, rstd))
+            h = F.leaky_relu(normalized, LEAKY_RELU_SLOPE)
+        heads = [torch.addmv(bias, weight, h) for weight, bias, _, _ in self._head_views]
+        out = (heads[0] if len(heads) == 1 else torch.cat(heads)).numpy()
+        if not keep:
+            return out
+        self._saved, self._saved_features = saved, h
+        self._saved_input = x.copy()
+        self.outputs[:] = out
+        return self.outputs
+
+    # -- backward into the trace ----------------------------------------------------------
+    @torch.no_grad()
+    def accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
+        """``z ← γλ z + ∇(output_gradient · outputs)`` at the kept input (PAPER §1.1);
+        returns ``Σ‖z‖₁``. The trace is decayed by one multiplication, as torch.optim's
+        ``_foreach_mul_``, and each weight gradient is accumulated into its slice by an in-place
+        product (``addr_`` / ``addmm_``: the sum is rounded once, not the gradient first)."""
+        if self._saved_features is None:
+            raise RuntimeError("accumulate_trace needs a kept forward pass (forward(x, keep=True)) first")
+        self._trace.mul_(self.settings[kernels.TRACE_DECAY].item())
+        features = self._saved_features
+        grad = torch.from_numpy(np.ascontiguousarray(output_gradient, dtype=np.float32))
+        grad_h = torch.zeros_like(features)
+        start = 0
+        for weight, _, weight_trace, bias_trace in self._head_views:
+            g = grad[start:start + weight.shape[0]]
+            start += weight.shape[0]
+            weight_trace.addr_(g, features)
+            bias_trace.add_(g)
+            grad_h.addmv_(weight.t(), g)
+        for index in range(len(self._hidden_views) - 1, -1, -1):
+            patch_index, weight, _, weight_trace, bias_trace = self._hidden_views[index]
+            inputs, pre, normalized, mean, rstd = self._saved[index]
+            grad_pre = torch.ops.aten.leaky_relu_backward(grad_h, normalized, LEAKY_RELU_SLOPE, False)
+            if self.layer_norm:
+                grad_pre = torch.ops.aten.native_layer_norm_backward(
+                    grad_pre, pre, pre.shape, mean, rstd, None, None, [True, False, False])[0]
+            need_input = index > 0  # the observation needs no gradient
+            if patch_index is None:
+                weight_trace.addr_(grad_pre, inputs)
+                bias_trace.add_(grad_pre)
+                if need_input:
+                    grad_h = torch.mv(weight.t(), grad_pre)
+            else:
+                grad_pre = grad_pre.view(weight.shape[0], -1)  # [C_out, positions]
+                weight_trace.addmm_(grad_pre, inputs.t())
+                bias_trace.add_(grad_pre.sum(1))
+                if need_input:  # col2im: each patch entry's gradient back to its input pixel
+                    grad_patches = weight.t().mm(grad_pre)
+                    grad_h = torch.zeros(self._saved[index - 1][2].numel()).index_add_(
+                        0, patch_index.view(-1), grad_patches.view(-1))
+        # Σ‖z‖₁ reduced as torch.optim's ObGD reduces it (per-tensor float32 norms, then their
+        # sum): over 145k entries a float32 sum is off by up to ~3e-5 relative, and the
+        # autograd path's effective step size carries that error; this one matches it.
+        return np.float32(torch.stack(torch._foreach_norm(self._trace_tensors, 1)).sum().item())
+
+    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
+        step_size = super().step(td_error, reset, trace_norm)
+        self.forget()
+        return step_size
+
+
+def _patch_index(shape: tuple[int, ...], conv: nn.Conv2d) -> tuple[Tensor, tuple[int, int, int]]:
+    """im2col as a gather: ``index[r, p]`` is the flat input position that patch row
+    ``r = (c, i, j)`` (a conv weight's [C, k, k] order) reads at output position ``p``; and the
+    conv's output shape."""
+    channels, height, width = shape
+    kernel, stride = conv.kernel_size[0], conv.stride[0]
+    positions = torch.arange(channels * height * width, dtype=torch.float64).view(1, channels, height, width)
+    index = F.unfold(positions, kernel, stride=stride)[0].round().long()
+    out_height, out_width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return index, (conv.out_channels, out_height, out_width)
+
+
+def _as_input(obs: Any) -> np.ndarray:
+    return np.ascontiguousarray(obs, dtype=np.float32).reshape(-1)
+
+
+class _ConvAgent(_FastAgent):
+    """Builds :class:`ConvNetwork` s instead of numba :class:`~streamx.fast.agents.FlatNetwork` s."""
+
+    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Module], list[Any]]]) -> None:
+        shape = tuple(self.observation_space.shape or ())
+        self._flat = {  # type: ignore[assignment]
+            name: ConvNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
+                              shape)
+            for name, (hidden, heads) in layouts.items()
+        }
+
+
+# ==============================================================================================
+# Stream Q(λ) and SARSA(λ): the action-value core of streamx.fast.agents with torch kernels
+# ==============================================================================================
+
+class _ConvActionValue(_ConvAgent, _FastActionValue):
+    _q: ConvNetwork  # type: ignore[assignment]
+
+    def _q_values_array(self, obs: Any) -> np.ndarray:
+        return self._q.forward(_as_input(obs))
+
+    def q_values(self, obs: Any) -> torch.Tensor:
+        return torch.from_numpy(self._q.forward(_as_input(obs), keep=False).copy())
+
+    def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[np.ndarray, np.ndarray]:
+        q_values = self._q.forward_kept(_as_input(obs))  # usually kept by act
+        return q_values, self._q.forward(_as_input(next_obs), keep=False)
+
+    def _learn_output(self, index: int, td_error: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
+        gradient = np.zeros(self._q.num_outputs, dtype=np.float32)
+        gradient[index] = kernels.ONE
+        trace_norm = self._q.accumulate_trace(gradient)
+        return self._q.step(td_error, reset, trace_norm), trace_norm
+
+
+class ConvStreamQ(FastStreamQ, _ConvActionValue):
+    """Stream Q(λ) on the Atari conv net with the torch-kernel fast path."""
+
+
+class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):
+    """Stream SARSA(λ) on the Atari conv net with the torch-kernel fast path."""
+
+
+# ==============================================================================================
+# Stream TD(λ)
+# ==============================================================================================
+
+class ConvStreamTD(StreamTD, _ConvAgent):
+    """Stream TD(λ) on the Atari conv net with the torch-kernel fast path."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+        super().__init__(observation_space, action_space, config)
+        layers = _weight_layers(self.value_network)
+        self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
+        self._value: ConvNetwork = self._flat["value_network"]  # type: ignore[assignment]
+
+    def predict(self, obs: Any) -> float:
+        return float(self._value.forward(_as_input(obs), keep=False)[0])
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        net = self._value
+        value = net.forward_kept(_as_input(obs))[0]
+        next_value = net.forward(_as_input(next_obs), keep=False)[0]
+        discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
+        td_error = (np.float32(reward) + discount * next_value) - value
+        self._check_finite(td_error)  # type: ignore[arg-type]
+        trace_norm = net.accumulate_trace(np.ones(1, dtype=np.float32))
+        step_size = net.step(td_error, bool(terminated or truncated), trace_norm)
+        self.num_updates += 1
+        return {"td_error": float(td_error), "effective_step_size": float(step_size),
+                "trace_norm": float(trace_norm), "prediction": float(value)}
+
+
+# ==============================================================================================
+# Stream AC(λ)
+# ==============================================================================================
+
+class ConvStreamAC(StreamAC, _ConvAgent):
+    """Stream AC(λ) on the Atari conv net with the torch-kernel fast path; the policy heads'
+    gradients are the numba kernels' closed forms (as in :class:`~streamx.fast.agents.FastStreamAC`)."""
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+        super().__init__(observation_space, action_space, config)
+        critic_layers = _weight_layers(self.critic)
+        heads = [self.actor.mean_head, self.actor.std_head] if self.continuous else [self.actor.logits_head]
+        self._build_flat_networks({"critic": (critic_layers[:-1], critic_layers[-1:]),
+                                   "actor": (_weight_layers(self.actor.trunk), heads)})
+        self._critic: ConvNetwork = self._flat["critic"]  # type: ignore[assignment]
+        self._actor: ConvNetwork = self._flat["actor"]  # type: ignore[assignment]
+        self._num_outputs = heads[0].out_features
+        self._log_probs = np.zeros(self._num_outputs, dtype=np.float64)
+        self._entropy_coef = np.float32(config.entropy_coef)
+
+    def _distribution(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gaussian: (mean, std); categorical: (probabilities, logits)."""
+        n = self._num_outputs
+        if self.continuous:
+            return outputs[:n], np.array([kernels.softplus(v) for v in outputs[n:]], dtype=np.float32)
+        kernels._log_softmax(outputs, 0, n, self._log_probs)
+        return np.exp(self._log_probs).astype(np.float32), outputs
+
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        outputs = self._actor.forward(_as_input(obs))
+        first, second = self._distribution(outputs)
+        n = self._num_outputs
+        if self.continuous:
+            if deterministic:
+                return first.copy()
+            noise = torch.randn((1, n), generator=self.torch_generator).numpy()[0]
+            return first + second * noise
+        if deterministic:
+            return int(outputs.argmax())
+        return int(torch.multinomial(torch.from_numpy(first), 1, generator=self.torch_generator)[0])
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        critic, actor = self._critic, self._actor
+        x = _as_input(obs)
+        value = critic.forward_kept(x)[0]
+        next_value = critic.forward(_as_input(next_obs), keep=False)[0]
+        discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
+        td_error = (np.float32(reward) + discount * next_value) - value
+        self._check_finite(td_error)  # type: ignore[arg-type]
+
+        outputs = actor.forward_kept(x)  # usually kept by act
+        sign = kernels.ONE if td_error > 0 else (-kernels.ONE if td_error < 0 else kernels.ZERO)
+        entropy_sign = np.float32(self._entropy_coef * sign)
+        gradient = np.zeros(actor.num_outputs, dtype=np.float32)
+        if self.continuous:
+            action_vector = np.ascontiguousarray(action, dtype=np.float32).reshape(-1)
+            entropy = kernels._gaussian_objective_gradient(outputs, gradient, 0, self._num_outputs, action_vector,
+                                                           entropy_sign)
+        else:
+            entropy = kernels._categorical_objective_gradient(outputs, gradient, 0, self._num_outputs, int(action),
+                                                              entropy_sign, self._log_probs)
+        reset = bool(terminated or truncated)
+        critic_norm = critic.accumulate_trace(np.ones(1, dtype=np.float32))
+        critic_step = critic.step(td_error, reset, critic_norm)
+        actor_norm = actor.accumulate_trace(gradient)
+        actor_step = actor.step(td_error, reset, actor_norm)
+        self.num_updates += 1
+        return {"td_error": float(td_error), "effective_step_size": float(critic_step),
+                "trace_norm": float(critic_norm), "policy_effective_step_size": float(actor_step),
+                "policy_trace_norm": float(actor_norm), "entropy": float(entropy)}
+
+
+CONV_AGENTS: dict[str, type] = {
+    "stream_td": ConvStreamTD,
+    "stream_q": ConvStreamQ,
+    "stream_sarsa": ConvStreamSARSA,
+    "stream_ac": ConvStreamAC,
+}
