@@ -29,14 +29,17 @@ cluster). All three call the same :func:`execute_run` on each run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,17 +288,53 @@ def _execute_chunk(specs: list[dict[str, Any]], workers: int = 1) -> list[dict[s
     return list(_local_pool(specs, workers, lambda result: None))
 
 
+class _StopRequests:
+    """SIGINT/SIGTERM to the sweep's own process stop the sweep: no new run starts, and running
+    pool workers are sent SIGTERM, so each checkpoints and stops (a rerun continues them)."""
+
+    def __init__(self, pool: ProcessPoolExecutor | None = None):
+        self.pool = pool
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def _local_pool(specs: Sequence[Mapping[str, Any]], jobs: int,
                 on_result: Callable[[dict[str, Any]], None]) -> Iterable[dict[str, Any]]:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(execute_run, dict(spec)) for spec in specs]
-        for future in as_completed(futures):
-            result = future.result()
-            on_result(result)
-            yield result
+    queue = list(specs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool, _StopRequests(pool) as stop:
+        running: set[Future[dict[str, Any]]] = set()
+        while queue or running:
+            # submit only as many runs as there are workers, so a stop request starts nothing new
+            while queue and len(running) < jobs and stop.received is None:
+                running.add(pool.submit(execute_run, dict(queue.pop(0))))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                on_result(result)
+                yield result
+                if result["status"] == "interrupted":
+                    queue.clear()
 
 
 def _spec_dict(spec: RunSpec) -> dict[str, Any]:
@@ -303,13 +342,16 @@ def _spec_dict(spec: RunSpec) -> dict[str, Any]:
 
 
 def _run_local(specs: Sequence[RunSpec], jobs: int, report: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    if jobs <= 1:
-        results = []
+    if jobs > 1:
+        return list(_local_pool([_spec_dict(s) for s in specs], jobs, report))
+    results: list[dict[str, Any]] = []
+    with _StopRequests() as stop:  # (during a run, the training loop's own handler takes the signal)
         for spec in specs:
             results.append(execute_run(spec))
             report(results[-1])
-        return results
-    return list(_local_pool([_spec_dict(s) for s in specs], jobs, report))
+            if stop.received is not None or results[-1]["status"] == "interrupted":
+                break
+    return results
 
 
 def _run_slurm(specs: Sequence[RunSpec], out: Path, options: argparse.Namespace,

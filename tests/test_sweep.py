@@ -180,3 +180,74 @@ def test_a_diverged_run_is_an_outcome_not_a_failure(tmp_path, capsys):
     summary = json.loads((out / run["dir"] / "summary.json").read_text())
     assert summary["status"] == "diverged" and "non-finite" in summary["error"]
     assert run_sweep(path, "smoke", out, quiet=True) == []  # not rerun
+
+
+@pytest.mark.slow
+def test_stream_barrier_smoke_sweep_killed_resumed_and_plotted(tmp_path):
+    """The acceptance path: sweep the MuJoCo stream-barrier panel at its smoke budget, kill -9 it
+    mid-sweep, run it again (finished runs skipped), then plot: figures and aggregated CSVs."""
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("matplotlib")
+    out, plots = tmp_path / "sweep", tmp_path / "plots"
+    command = [sys.executable, "-m", "streamx.cli", "sweep", str(ROOT / "experiments" / "stream_barrier_mujoco"),
+               "--budget", "smoke", "--out", str(out), "--jobs", "1"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # one run finished and the next one under way
+            dirs = [d for d in out.glob("*") if d.is_dir()]
+            if any(run_status(d) == "finished" for d in dirs) and any(run_status(d) == "incomplete" for d in dirs):
+                break
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the sweep made no progress")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished = {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("*")
+                if d.is_dir() and run_status(d) == "finished"}
+    results = run_sweep(ROOT / "experiments" / "stream_barrier_mujoco", "smoke", out, jobs=2, quiet=True)
+    assert len(results) == 12 - len(finished) and {r["status"] for r in results} <= {"finished", "diverged"}
+    for name, stamp in finished.items():
+        assert (out / name / "summary.json").stat().st_mtime_ns == stamp
+    assert main(["plot", str(out), "--out", str(plots), "--bootstrap", "200"]) == 0
+    for name in ("curves_Hopper-v5", "barrier", "aggregates"):
+        for extension in ("png", "pdf"):
+            assert (plots / f"{name}.{extension}").stat().st_size > 1000
+    final = _csv(plots / "final.csv")
+    assert {row["method"] for row in final} == {"classic_ac", "ppo1", "sac1", "stream_ac", "ppo", "sac"}
+    curves = _csv(plots / "curves.csv")
+    assert {int(row["window_end"]) for row in curves} == {500, 1000, 1500}
+    for row in final:  # two seeds per method, each with a final-window return
+        assert row["env"] == "Hopper-v5" and int(row["n_runs"]) + int(row["n_diverged"]) == 2
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigterm_stops_the_whole_sweep_and_its_workers_checkpoint(tmp_path):
+    experiment, out = _experiment(tmp_path, steps=2_000_000), tmp_path / "out"
+    command = [sys.executable, "-m", "streamx.cli", "sweep", str(experiment), "--out", str(out), "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len([d for d in out.glob("*/metrics.csv")]) < 2:  # both workers are training
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # to the sweep only, as a scheduler or `kill` would
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1 and b"interrupted" in err
+    dirs = [d for d in out.glob("*") if d.is_dir()]
+    assert len(dirs) == 2  # no new run started after the signal
+    for run_dir in dirs:
+        assert run_status(run_dir) == "interrupted"
+        assert list((run_dir / "checkpoints").glob("*.ckpt"))
