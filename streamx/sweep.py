@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -48,6 +47,7 @@ import yaml
 
 from streamx.errors import ConfigError, StreamxError
 from streamx.outputs import atomic_write_text
+from streamx.run import _StopSignals
 
 __all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
 
@@ -288,30 +288,19 @@ def _execute_chunk(specs: list[dict[str, Any]], workers: int = 1) -> list[dict[s
     return list(_local_pool(specs, workers, lambda result: None))
 
 
-class _StopRequests:
+class _StopRequests(_StopSignals):
     """SIGINT/SIGTERM to the sweep's own process stop the sweep: no new run starts, and running
     pool workers are sent SIGTERM, so each checkpoints and stops (a rerun continues them)."""
 
     def __init__(self, pool: ProcessPoolExecutor | None = None):
+        super().__init__()
         self.pool = pool
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
+        super()._handle(signum, frame)
         for process in list((getattr(self.pool, "_processes", None) or {}).values()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGTERM)
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def _local_pool(specs: Sequence[Mapping[str, Any]], jobs: int,

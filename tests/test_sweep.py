@@ -117,22 +117,12 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     """kill -9 the whole sweep mid-run; running it again skips finished runs and continues the rest."""
     experiment, out = _experiment(tmp_path, steps=40_000, interval=4_000), tmp_path / "out"
     command = [sys.executable, "-m", "streamx.cli", "sweep", str(experiment), "--out", str(out), "--jobs", "1"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:  # wait for one finished run and a checkpoint of the next
-            states = [run_status(d) for d in out.glob("*") if d.is_dir()]
-            in_progress = [d for d in out.glob("*/checkpoints/*.ckpt") if run_status(d.parent.parent) != "finished"]
-            if states.count("finished") >= 1 and in_progress:
-                break
-            assert process.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the sweep made no progress")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    def one_finished_and_the_next_checkpointed() -> bool:
+        states = [run_status(d) for d in out.glob("*") if d.is_dir()]
+        in_progress = [d for d in out.glob("*/checkpoints/*.ckpt") if run_status(d.parent.parent) != "finished"]
+        return states.count("finished") >= 1 and bool(in_progress)
+
+    _kill_sweep_when(command, tmp_path, one_finished_and_the_next_checkpointed)
     finished_before = {d.name: (d / "summary.json").stat().st_mtime_ns
                        for d in out.glob("*") if d.is_dir() and run_status(d) == "finished"}
     killed = [d for d in out.glob("*") if d.is_dir() and run_status(d) == "incomplete"]
@@ -191,21 +181,11 @@ def test_stream_barrier_smoke_sweep_killed_resumed_and_plotted(tmp_path):
     out, plots = tmp_path / "sweep", tmp_path / "plots"
     command = [sys.executable, "-m", "streamx.cli", "sweep", str(ROOT / "experiments" / "stream_barrier_mujoco"),
                "--budget", "smoke", "--out", str(out), "--jobs", "1"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:  # one run finished and the next one under way
-            dirs = [d for d in out.glob("*") if d.is_dir()]
-            if any(run_status(d) == "finished" for d in dirs) and any(run_status(d) == "incomplete" for d in dirs):
-                break
-            assert process.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.1)
-        else:
-            pytest.fail("the sweep made no progress")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    def one_finished_and_the_next_under_way() -> bool:
+        states = [run_status(d) for d in out.glob("*") if d.is_dir()]
+        return "finished" in states and "incomplete" in states
+
+    _kill_sweep_when(command, tmp_path, one_finished_and_the_next_under_way, timeout=300)
     finished = {d.name: (d / "summary.json").stat().st_mtime_ns for d in out.glob("*")
                 if d.is_dir() and run_status(d) == "finished"}
     results = run_sweep(ROOT / "experiments" / "stream_barrier_mujoco", "smoke", out, jobs=2, quiet=True)
@@ -222,6 +202,22 @@ def test_stream_barrier_smoke_sweep_killed_resumed_and_plotted(tmp_path):
     assert {int(row["window_end"]) for row in curves} == {500, 1000, 1500}
     for row in final:  # two seeds per method, each with a final-window return
         assert row["env"] == "Hopper-v5" and int(row["n_runs"]) + int(row["n_diverged"]) == 2
+
+
+def _kill_sweep_when(command: list[str], cwd: Path, condition, timeout: float = 240) -> None:
+    """Start a sweep in its own process group and kill -9 the whole group once ``condition()``."""
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=cwd)
+    deadline = time.monotonic() + timeout
+    try:
+        while not condition():
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            if time.monotonic() > deadline:
+                pytest.fail("the sweep made no progress")
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
