@@ -22,7 +22,8 @@ test: setup
 	$(BIN)/python -m pytest -q -n 2
 	$(BIN)/python -m pytest -q -m timing
 
-# Learning tests (minutes): agents must learn CartPole-v1 within 100k steps.
+# Slow tests (minutes): agents must learn CartPole-v1 within 100k steps; Atari fast-path lock-step
+# equivalence; SB3 same-seed runs; the stream-barrier smoke sweep (killed, resumed, plotted); Ray.
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow -n 2
 
