@@ -19,8 +19,9 @@ without it, :func:`fast_path_supported` says so and the autograd agents are used
     agent = make_fast_agent("stream_ac", env.observation_space, env.action_space, config)
 
 numba kernels are compiled on first use and cached on disk (``cache=True``): the first run in
-a fresh environment compiles (MLP ≈15–25 s on a loaded 2-core machine; the Atari path only
-needs the small optimizer kernels), later runs load the cache in ≈2 s.
+a fresh environment compiles only what its network and algorithm need (≈6–10 s on a loaded
+2-core machine, docs/performance.md; the Atari path only needs the small optimizer kernels),
+later runs load the cache in ≈2 s.
 """
 
 from __future__ import annotations

@@ -251,6 +251,8 @@ class FlatNetwork(FlatParameters):
                 cursor += math.prod(out_shape)
                 shape = out_shape
         self.layers = table
+        # the kernels' compile-time switch: None (an MLP, no conv code compiled) or True (conv first)
+        self.conv: bool | None = True if table[0, kernels.KIND] == kernels.CONV else None
         self.num_outputs = sum(head.out_features for head in heads)
         self.workspace = np.zeros((3, cursor), dtype=np.float32)
         self._make_views()
@@ -324,7 +326,9 @@ class FastStreamTD(StreamTD, _FastAgent):
 
     def predict(self, obs: Any) -> float:
         net = self._value
-        kernels.forward(net.weights, net.layers, net.num_hidden, net.layer_norm, _as_input(obs), net.workspace[0])
+        x = _as_input(obs)
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, x, x, False, True,
+                             net.conv)
         return float(net.outputs[0])
 
     def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
@@ -334,7 +338,7 @@ class FastStreamTD(StreamTD, _FastAgent):
         td_error, step_size, trace_norm, value = kernels.value_update(
             net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs),
             _as_input(next_obs), np.float32(reward), discount, net.rule, net.settings,
-            net.next_bias_correction(), bool(terminated or truncated))
+            net.next_bias_correction(), bool(terminated or truncated), net.conv)
         self._check_finite(td_error)  # type: ignore[arg-type]
         net.record_step(step_size, trace_norm)
         self.num_updates += 1
@@ -348,18 +352,31 @@ class FastStreamTD(StreamTD, _FastAgent):
 
 class _FastActionValue(ActionValueAgent, _FastAgent):
     """The fast core of the action-value agents: Q-values and the update through the kernels;
-    the bootstrap value and the trace cut stay the algorithm's own hooks."""
+    the bootstrap value and the trace cut stay the algorithm's own hooks.
+
+    ``act(s)`` leaves the forward pass of ``s`` in the workspace; ``update`` reuses it when the
+    weights have not changed since (no update, ``load_state_dict`` or ``sync_from_torch`` in
+    between) and the observation is the same, as Stream AC does. An in-place edit of the torch
+    module between ``act`` and ``update`` is therefore not seen by that pass of s."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
         layers = _weight_layers(self.q_network)
         self._build_flat_networks({"q_network": (layers[:-1], layers[-1:])})
         self._q = self._flat["q_network"]
+        self._forward_current = False  # workspace row 0 holds a pass with the current weights
+
+    def sync_from_torch(self) -> None:
+        super().sync_from_torch()
+        self._forward_current = False
 
     def _q_values_array(self, obs: Any) -> np.ndarray:
         """``Q(obs, ·)`` as a float32 view into the workspace (valid until the next forward)."""
         net = self._q
-        kernels.forward(net.weights, net.layers, net.num_hidden, net.layer_norm, _as_input(obs), net.workspace[0])
+        x = _as_input(obs)
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, x, x, False, True,
+                             net.conv)  # s only (the update's entry point, compiled once for both)
+        self._forward_current = True
         return net.outputs
 
     def q_values(self, obs: Any) -> torch.Tensor:
@@ -390,10 +407,12 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
                 "trace_norm": float(trace_norm), "epsilon": self.epsilon}
 
     def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``Q(s, ·)`` and ``Q(s', ·)`` with the current weights (float32 views)."""
+        """``Q(s, ·)`` and ``Q(s', ·)`` with the current weights (float32 views); the pass of s
+        that ``act`` left in the workspace is reused when the weights have not changed since."""
         net = self._q
         kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
-                             _as_input(obs), _as_input(next_obs))
+                             _as_input(obs), _as_input(next_obs), self._forward_current, False, net.conv)
+        self._forward_current = False
         return net.outputs, net.next_outputs
 
     def _learn_output(self, index: int, td_error: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
@@ -402,7 +421,7 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         net = self._q
         step_size, trace_norm = kernels.learn_output(
             net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, index, net.rule, net.settings,
-            td_error, net.next_bias_correction(), reset)
+            td_error, net.next_bias_correction(), reset, net.conv)
         net.record_step(step_size, trace_norm)
         return step_size, trace_norm
 
@@ -440,6 +459,7 @@ class FastStreamAC(StreamAC, _FastAgent):
         self._no_action_vector = np.zeros(self._num_outputs, dtype=np.float32)
         self._actor_forward_current = False  # workspace row 0 holds a pass with the current weights
         self._entropy_coef = np.float32(config.entropy_coef)
+        self._gaussian = True if self.continuous else None  # None: the kernels skip compiling the Gaussian code
 
     def sync_from_torch(self) -> None:
         super().sync_from_torch()
@@ -448,7 +468,8 @@ class FastStreamAC(StreamAC, _FastAgent):
     def act(self, obs: Any, deterministic: bool = False) -> Any:
         net = self._actor
         kernels.policy_distribution(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
-                                    _as_input(obs), self.continuous, self._actor_forward_current, self._distribution)
+                                    _as_input(obs), self._gaussian, self._actor_forward_current, self._distribution,
+                                    net.conv)
         self._actor_forward_current = True
         n = self._num_outputs
         if self.continuous:
@@ -471,11 +492,11 @@ class FastStreamAC(StreamAC, _FastAgent):
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error, critic_step, critic_norm, actor_step, actor_norm, entropy = kernels.actor_critic_update(
             critic.state, critic.layers, critic.workspace, actor.state, actor.layers, actor.workspace,
-            critic.num_hidden, critic.layer_norm, _as_input(obs), _as_input(next_obs), self.continuous,
+            critic.num_hidden, critic.layer_norm, _as_input(obs), _as_input(next_obs), self._gaussian,
             action_vector, action_index, np.float32(reward), discount, self._entropy_coef,
             self._actor_forward_current, critic.rule, critic.settings, actor.settings,
             critic.next_bias_correction(), actor.next_bias_correction(), bool(terminated or truncated),
-            self._scratch)
+            self._scratch, critic.conv)
         self._actor_forward_current = False
         self._check_finite(td_error)  # type: ignore[arg-type]
         critic.record_step(critic_step, critic_norm)

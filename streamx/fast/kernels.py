@@ -25,6 +25,8 @@ A network is described by:
     reads it, and no gradient is propagated to the observation.
 ``workspace`` float32 ``[3, width]``: row 0 holds sample 0's activations (s), row 1 sample 1's
     (s'), row 2 the gradient of the learned scalar with respect to each slot of row 0.
+``conv`` None for an MLP, True when the first layer is a Conv2d: a compile-time switch (see
+    "Compile time" below), as is ``continuous`` (True: Gaussian policy, None: categorical).
 
 Numerics. Operations that torch performs as single float32 elementwise operations (trace decay
 and accumulation, the step, AdaptiveObGD's second moment, the TD error, LeakyReLU, the
@@ -40,6 +42,7 @@ learned (``v(s)``, ``Q(s, a)`` or the actor's objective) and the step is ``w ←
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -85,38 +88,30 @@ NAN = np.float32(np.nan)
 # the division loops vectorizable).
 _kernel = njit(cache=True, error_model="numpy")
 _reduction = njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+# Small helpers are inlined into their callers' numba IR: each separately compiled function
+# costs its own LLVM optimization and machine-code generation (of it and of everything it calls),
+# which dominated the cold start. (Functions that branch on ``conv`` stay separate: numba prunes
+# those branches by the types of a compiled function's own arguments.)
+_inline = njit(cache=True, error_model="numpy", inline="always")
 
 
 # ============================================================================================
-# Reductions (float64 accumulators; arguments are 1-D views)
+# Reductions (float64 accumulators)
 # ============================================================================================
-
-@_reduction
-def _matrix_vector(matrix: np.ndarray, vector: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
-    """out = matrix·vector + bias, accumulated in float64, each output rounded once to float32."""
-    vector64 = vector.astype(np.float64)
-    for i in range(matrix.shape[0]):
-        total = 0.0
-        for j in range(matrix.shape[1]):
-            total += np.float64(matrix[i, j]) * vector64[j]
-        out[i] = np.float32(total + np.float64(bias[i]))
-
-
-@_reduction
-def _matrix_vector_pair(matrix: np.ndarray, vector: np.ndarray, other: np.ndarray, bias: np.ndarray,
-                        out: np.ndarray, other_out: np.ndarray) -> None:
-    """_matrix_vector for two inputs (s and s') in one pass over the matrix."""
-    vector64, other64 = vector.astype(np.float64), other.astype(np.float64)
-    for i in range(matrix.shape[0]):
-        total = 0.0
-        other_total = 0.0
-        for j in range(matrix.shape[1]):
-            weight = np.float64(matrix[i, j])
-            total += weight * vector64[j]
-            other_total += weight * other64[j]
-        out[i] = np.float32(total + np.float64(bias[i]))
-        other_out[i] = np.float32(other_total + np.float64(bias[i]))
-
+#
+# Compile time (a cold start compiles everything a run calls; docs/performance.md):
+# - A run compiles only what its network needs: every function that may touch a conv layer
+#   takes ``conv``, None for an MLP and True when the first layer is a Conv2d. numba prunes
+#   ``if conv is not None`` branches for a None argument before typing, so MLP runs never
+#   compile the conv code (likewise ``continuous`` for the Gaussian policy code).
+# - Few separately compiled functions: each costs LLVM optimization and machine code for
+#   itself and everything it calls, so small helpers are inlined (``_inline``), and the agents
+#   call few entry points (Q: ``forward_pair`` for act and update, ``learn_output``).
+# - One specialization each: constant arguments are passed as variables (numba would compile a
+#   Literal-typed copy for a constant), and layers are addressed by offsets into flat 1-D
+#   buffers (no reshape, slice assignment or astype, each of which compiles library code).
+# Hot loops index slices with range variables only (never ``offset + j``): numba then emits no
+# negative-index wraparound, which would keep LLVM from vectorizing them.
 
 @_reduction
 def l1_norm(x: np.ndarray) -> np.float32:
@@ -128,9 +123,10 @@ def l1_norm(x: np.ndarray) -> np.float32:
 
 
 @_reduction
-def _layer_norm_statistics(x: np.ndarray) -> tuple[float, float]:
-    """Mean and 1/√(biased variance + eps) of x, two-pass in float64 (F.layer_norm's moments)."""
-    n = x.shape[0]
+def _layer_norm_statistics(buffer: np.ndarray, at: int, n: int) -> tuple[float, float]:
+    """Mean and 1/√(biased variance + eps) of buffer[at:at+n], two-pass in float64
+    (F.layer_norm's moments)."""
+    x = buffer[at:at + n]  # indexed by range variables only: see _linear
     total = 0.0
     for j in range(n):
         total += np.float64(x[j])
@@ -143,13 +139,14 @@ def _layer_norm_statistics(x: np.ndarray) -> tuple[float, float]:
 
 
 @_reduction
-def _layer_norm_gradient_sums(pre: np.ndarray, grad_normalized: np.ndarray, mean: float,
-                              rstd: float) -> tuple[float, float]:
-    """Σ dy and Σ dy·x̂ in float64, x̂ = (pre − mean)·rstd."""
+def _layer_norm_gradient_sums(activations: np.ndarray, gradients: np.ndarray, pre_at: int, act_at: int, n: int,
+                              mean: float, rstd: float) -> tuple[float, float]:
+    """Σ dy and Σ dy·x̂ in float64, dy = gradients[act], x̂ = (activations[pre] − mean)·rstd."""
+    pre, grad = activations[pre_at:pre_at + n], gradients[act_at:act_at + n]
     sum_dy = 0.0
     sum_dy_normalized = 0.0
-    for j in range(pre.shape[0]):
-        dy = np.float64(grad_normalized[j])
+    for j in range(n):
+        dy = np.float64(grad[j])
         sum_dy += dy
         sum_dy_normalized += dy * ((np.float64(pre[j]) - mean) * rstd)
     return sum_dy, sum_dy_normalized
@@ -159,256 +156,286 @@ def _layer_norm_gradient_sums(pre: np.ndarray, grad_normalized: np.ndarray, mean
 # Forward
 # ============================================================================================
 
-@_kernel
-def _views(layers: np.ndarray, layer: int, buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (input, Linear output) slices of a workspace row for one layer."""
+@_reduction
+def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray, other: Any) -> None:
+    """activations[pre] = W · activations[in] + b, accumulated in float64 and rounded once to
+    float32; when ``other`` is a second workspace row (not None), the same for it in the same
+    pass over W."""
+    w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
     in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
-    return buffer[in_at:in_at + layers[layer, N_IN]], buffer[pre_at:pre_at + layers[layer, N_OUT]]
-
-
-@_kernel
-def _matrix(flat: np.ndarray, layers: np.ndarray, layer: int) -> np.ndarray:
-    """The layer's weight (or its trace) as an [out, in] view of a flat parameter vector."""
-    n_in, n_out, w_at = layers[layer, N_IN], layers[layer, N_OUT], layers[layer, W_AT]
-    return flat[w_at:w_at + n_out * n_in].reshape((n_out, n_in))
-
-
-@_kernel
-def _bias(flat: np.ndarray, layers: np.ndarray, layer: int) -> np.ndarray:
-    """The layer's bias (or its trace): one entry per output feature, or per channel of a conv."""
-    b_at = layers[layer, B_AT]
-    size = layers[layer, N_OUT]
-    if layers[layer, KIND] == CONV:
-        size //= layers[layer, H_OUT] * layers[layer, W_OUT]
-    return flat[b_at:b_at + size]
-
-
-@_kernel
-def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
-    """activations[pre] = W · activations[in] + b."""
-    inputs, outputs = _views(layers, layer, activations)
-    _matrix_vector(_matrix(weights, layers, layer), inputs, _bias(weights, layers, layer), outputs)
-
-
-@_kernel
-def _patches(inputs: np.ndarray, kernel: int, stride: int, height: int, width: int) -> np.ndarray:
-    """im2col: float64 [C·k·k, H_out·W_out]; row (c, i, j) holds in[c, y·stride + i, x·stride + j]
-    for every output position (y, x), in the order of a conv weight's flattened [C, k, k]."""
-    patches = np.empty((inputs.shape[0] * kernel * kernel, height * width))
-    for c in range(inputs.shape[0]):
-        for i in range(kernel):
-            for j in range(kernel):
-                row = patches[(c * kernel + i) * kernel + j]
-                for y in range(height):
-                    for x in range(width):
-                        row[y * width + x] = np.float64(inputs[c, y * stride + i, x * stride + j])
-    return patches
-
-
-@_kernel
-def _convolve(weight: np.ndarray, bias: np.ndarray, patches: np.ndarray, out: np.ndarray) -> None:
-    """out[o, p] = b[o] + Σ_r W[o, r]·patches[r, p] (a conv as a product with the im2col
-    patches), accumulated in float64 and rounded once to float32; the loop over positions p is
-    innermost, so it vectorizes without reassociation."""
-    total = np.empty(patches.shape[1])
-    for o in range(out.shape[0]):
-        total[:] = np.float64(bias[o])
-        for r in range(patches.shape[0]):
-            w = np.float64(weight[o, r])
-            for p in range(patches.shape[1]):
-                total[p] += w * patches[r, p]
-        for p in range(patches.shape[1]):
-            out[o, p] = np.float32(total[p])
-
-
-@_kernel
-def _conv_parts(flat: np.ndarray, layers: np.ndarray, layer: int, buffer: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A conv layer's weight (or its trace) as [C_out, C_in·k·k], its input in a workspace row
-    as [C_in, H, W] and its output slot there as [C_out, H_out·W_out]."""
-    channels_in, kernel = layers[layer, C_IN], layers[layer, KERNEL]
-    positions = layers[layer, H_OUT] * layers[layer, W_OUT]
-    channels_out, fan_in = layers[layer, N_OUT] // positions, channels_in * kernel * kernel
-    w_at = layers[layer, W_AT]
-    inputs, outputs = _views(layers, layer, buffer)
-    return (flat[w_at:w_at + channels_out * fan_in].reshape((channels_out, fan_in)),
-            inputs.reshape((channels_in, layers[layer, H_IN], layers[layer, W_IN])),
-            outputs.reshape((channels_out, positions)))
-
-
-@_kernel
-def _conv_patches(layers: np.ndarray, layer: int, inputs: np.ndarray) -> np.ndarray:
-    return _patches(inputs, layers[layer, KERNEL], layers[layer, STRIDE], layers[layer, H_OUT], layers[layer, W_OUT])
-
-
-@_kernel
-def _conv(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
-    """activations[pre] = Conv2d(activations[in]) (valid padding)."""
-    weight, inputs, outputs = _conv_parts(weights, layers, layer, activations)
-    _convolve(weight, _bias(weights, layers, layer), _conv_patches(layers, layer, inputs), outputs)
-
-
-@_kernel
-def _layer(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray) -> None:
-    """One Linear or Conv2d layer's output from its input, in a workspace row."""
-    if layers[layer, KIND] == CONV:
-        _conv(weights, layers, layer, activations)
+    # Loops index slices by range variables (never ``at + j``): numba then knows the index is
+    # non-negative and emits no wraparound code, which would stop LLVM from vectorizing.
+    x = activations[in_at:in_at + n_in]
+    inputs = np.empty(n_in)
+    for j in range(n_in):
+        inputs[j] = np.float64(x[j])
+    if other is not None:
+        other_x = other[in_at:in_at + n_in]
+        other_inputs = np.empty(n_in)
+        for j in range(n_in):
+            other_inputs[j] = np.float64(other_x[j])
+        for i in range(n_out):
+            weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
+            total = 0.0
+            other_total = 0.0
+            for j in range(n_in):
+                w = np.float64(weight[j])
+                total += w * inputs[j]
+                other_total += w * other_inputs[j]
+            bias = np.float64(weights[b_at + i])
+            activations[pre_at + i] = np.float32(total + bias)
+            other[pre_at + i] = np.float32(other_total + bias)
     else:
-        _linear(weights, layers, layer, activations)
+        for i in range(n_out):
+            weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
+            total = 0.0
+            for j in range(n_in):
+                total += np.float64(weight[j]) * inputs[j]
+            activations[pre_at + i] = np.float32(total + np.float64(weights[b_at + i]))
 
 
 @_kernel
+def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
+    """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
+    accumulated in float64 and rounded once to float32. Skips zero input pixels (MinAtar
+    observations are binary and mostly zero): they add exact zeros."""
+    channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
+    kernel = layers[0, KERNEL]
+    positions = layers[0, H_OUT] * layers[0, W_OUT]
+    channels_out = layers[0, N_OUT] // positions
+    fan_in = channels_in * kernel * kernel
+    w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
+    total = np.empty(channels_out * positions)
+    for o in range(channels_out):
+        bias = np.float64(weights[b_at + o])
+        for p in range(positions):
+            total[o * positions + p] = bias
+    stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
+    for y in range(height):
+        for x in range(width):
+            p = y * width + x
+            for c in range(channels_in):
+                for i in range(kernel):
+                    row = in_at + (c * height_in + y * stride + i) * width_in + x * stride
+                    for j in range(kernel):
+                        value = activations[row + j]
+                        if value == ZERO:
+                            continue
+                        value64 = np.float64(value)
+                        w = w_at + (c * kernel + i) * kernel + j
+                        for o in range(channels_out):
+                            total[o * positions + p] += np.float64(weights[w + o * fan_in]) * value64
+    for q in range(channels_out * positions):
+        activations[pre_at + q] = np.float32(total[q])
+
+
+@_inline
 def _normalize_and_activate(layers: np.ndarray, layer: int, layer_norm: bool, activations: np.ndarray) -> None:
     """activations[act] = LeakyReLU(LayerNorm(activations[pre])) (PAPER §1.4)."""
-    n, act_at = layers[layer, N_OUT], layers[layer, ACT_AT]
-    pre = _views(layers, layer, activations)[1]
-    hidden = activations[act_at:act_at + n]
-    mean, rstd = _layer_norm_statistics(pre) if layer_norm else (0.0, 1.0)
+    n, pre_at, act_at = layers[layer, N_OUT], layers[layer, PRE_AT], layers[layer, ACT_AT]
+    mean, rstd = _layer_norm_statistics(activations, pre_at, n) if layer_norm else (0.0, 1.0)
+    pre, hidden = activations[pre_at:pre_at + n], activations[act_at:act_at + n]
     for j in range(n):
         normalized = np.float32((np.float64(pre[j]) - mean) * rstd) if layer_norm else pre[j]
         hidden[j] = normalized if normalized > ZERO else normalized * LEAKY_RELU_SLOPE
 
 
+@_inline
+def _copy_input(x: np.ndarray, activations: np.ndarray) -> None:
+    for j in range(x.shape[0]):
+        activations[j] = x[j]  # the first layer's input sits at offset 0
+
+
 @_kernel
+def _forward_rows(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
+                  activations: np.ndarray, other: Any, conv: Any) -> None:
+    """The network on the input(s) already in place: row ``activations`` and, when not None,
+    row ``other`` (reading each Linear weight matrix once for both)."""
+    for layer in range(layers.shape[0]):
+        done = False
+        if conv is not None:  # noqa: SIM102 - alone, so numba prunes it for conv=None
+            if layer == 0:
+                _conv(weights, layers, activations)
+                if other is not None:
+                    _conv(weights, layers, other)
+                done = True
+        if not done:
+            _linear(weights, layers, layer, activations, other)
+        if layer < num_hidden:
+            _normalize_and_activate(layers, layer, layer_norm, activations)
+            if other is not None:
+                _normalize_and_activate(layers, layer, layer_norm, other)
+
+
+@_inline
 def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, x: np.ndarray,
-            activations: np.ndarray) -> None:
-    """Run the network on one input ``x``; every intermediate lands in ``activations``."""
-    _views(layers, 0, activations)[0][:] = x
-    for layer in range(num_hidden):
-        _layer(weights, layers, layer, activations)
-        _normalize_and_activate(layers, layer, layer_norm, activations)
-    for head in range(num_hidden, layers.shape[0]):
-        _linear(weights, layers, head, activations)
+            activations: np.ndarray, conv: Any) -> None:
+    """Run the network on one input ``x``; every intermediate lands in ``activations``.
+    ``conv``: None for an MLP, True when the first layer is a Conv2d."""
+    _copy_input(x, activations)
+    _forward_rows(weights, layers, num_hidden, layer_norm, activations, None, conv)
 
 
-@_kernel
+@_inline
 def same_input(layers: np.ndarray, x: np.ndarray, activations: np.ndarray) -> bool:
     """Whether ``activations`` already hold a forward pass of exactly ``x``."""
-    cached = _views(layers, 0, activations)[0]
-    for j in range(cached.shape[0]):  # noqa: SIM110 - a plain loop compiles in numba, all(<genexpr>) does not
-        if cached[j] != x[j]:
+    for j in range(x.shape[0]):  # noqa: SIM110 - a plain loop compiles in numba, all(<genexpr>) does not
+        if activations[j] != x[j]:
             return False
     return True
 
 
 # ============================================================================================
-# Backward, fused with the trace update z ← γλ z + g  (PAPER §1.1)
+# Backward, fused with the trace update z ← γλ z + g  (PAPER §1.1) and its ‖z‖₁
 # ============================================================================================
 
-@_kernel
+@_reduction
 def _linear_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, layer: int,
                      activations: np.ndarray, gradients: np.ndarray, trace_decay: np.float32,
-                     propagate: bool) -> None:
+                     propagate: bool) -> float:
     """For one Linear layer with output gradient g = gradients[pre]: the fused trace update
     ``z_W ← decay·z_W + g xᵀ``, ``z_b ← decay·z_b + g`` — elementwise float32, as torch's
     ``_foreach_mul_`` then ``_foreach_add_`` of the gradient, which torch rounds to float32 —
     and, when ``propagate``, ``gradients[in] += Wᵀ g`` (added: several heads share one input;
-    the caller zeroes it), accumulated in float64."""
-    inputs = _views(layers, layer, activations)[0]
-    input_gradient, output_gradient = _views(layers, layer, gradients)
-    weight, weight_trace = _matrix(weights, layers, layer), _matrix(trace, layers, layer)
-    bias_trace = _bias(trace, layers, layer)
-    n_out, n_in = weight.shape
+    the caller zeroes it), accumulated in float64. Returns the layer's new ‖z‖₁ (float64)."""
+    w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
+    in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
     accumulated = np.zeros(n_in if propagate else 0)
-    for i in range(n_out):
-        grad = output_gradient[i]
-        for j in range(n_in):
-            weight_trace[i, j] = weight_trace[i, j] * trace_decay + grad * inputs[j]
-        bias_trace[i] = bias_trace[i] * trace_decay + grad
+    x = activations[in_at:in_at + n_in]
+    norm = 0.0
+    for i in range(n_out):  # row slices indexed by range variables: see _linear
+        grad = gradients[pre_at + i]
+        weight_trace = trace[w_at + i * n_in:w_at + (i + 1) * n_in]
         if propagate:
+            weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
             grad64 = np.float64(grad)
             for j in range(n_in):
-                accumulated[j] += np.float64(weight[i, j]) * grad64
+                z = weight_trace[j] * trace_decay + grad * x[j]
+                weight_trace[j] = z
+                norm += abs(np.float64(z))
+                accumulated[j] += np.float64(weight[j]) * grad64
+        else:
+            for j in range(n_in):
+                z = weight_trace[j] * trace_decay + grad * x[j]
+                weight_trace[j] = z
+                norm += abs(np.float64(z))
+        bias = trace[b_at + i] * trace_decay + grad
+        trace[b_at + i] = bias
+        norm += abs(np.float64(bias))
     for j in range(accumulated.shape[0]):
-        input_gradient[j] += np.float32(accumulated[j])
-
-
-@_reduction
-def _convolution_gradient(output_gradient: np.ndarray, patches: np.ndarray, weight_gradient: np.ndarray,
-                          bias_gradient: np.ndarray) -> None:
-    """∂/∂W[o, r] = Σ_p g[o, p]·patches[r, p] and ∂/∂b[o] = Σ_p g[o, p], accumulated in float64,
-    each rounded once to float32."""
-    for o in range(weight_gradient.shape[0]):
-        bias_total = 0.0
-        for p in range(output_gradient.shape[1]):
-            bias_total += np.float64(output_gradient[o, p])
-        bias_gradient[o] = np.float32(bias_total)
-        for r in range(weight_gradient.shape[1]):
-            total = 0.0
-            for p in range(output_gradient.shape[1]):
-                total += np.float64(output_gradient[o, p]) * patches[r, p]
-            weight_gradient[o, r] = np.float32(total)
+        gradients[in_at + j] += np.float32(accumulated[j])
+    return norm
 
 
 @_kernel
-def _conv_backward(trace: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray,
-                   gradients: np.ndarray, trace_decay: np.float32) -> None:
-    """The fused trace update of a conv layer, ``z ← decay·z + g`` (g rounded to float32 first,
-    as torch's conv backward gives it). No gradient reaches the observation."""
-    weight_trace, inputs, _ = _conv_parts(trace, layers, layer, activations)
-    output_gradient = _conv_parts(trace, layers, layer, gradients)[2]
-    weight_gradient = np.empty(weight_trace.shape, dtype=np.float32)
-    bias_gradient = np.empty(weight_trace.shape[0], dtype=np.float32)
-    _convolution_gradient(output_gradient, _conv_patches(layers, layer, inputs), weight_gradient, bias_gradient)
-    for o in range(weight_trace.shape[0]):
-        for r in range(weight_trace.shape[1]):
-            weight_trace[o, r] = weight_trace[o, r] * trace_decay + weight_gradient[o, r]
-    bias_trace = _bias(trace, layers, layer)
-    for o in range(bias_trace.shape[0]):
-        bias_trace[o] = bias_trace[o] * trace_decay + bias_gradient[o]
+def _conv_backward(trace: np.ndarray, layers: np.ndarray, activations: np.ndarray, gradients: np.ndarray,
+                   trace_decay: np.float32) -> float:
+    """The fused trace update of the first (conv) layer, ``z ← decay·z + g`` with
+    ``∂/∂W[o, c, i, j] = Σ_p g[o, p]·in[c, y·s + i, x·s + j]`` and ``∂/∂b[o] = Σ_p g[o, p]``
+    accumulated in float64 and rounded once to float32 (as torch's conv backward gives them),
+    skipping zero input pixels. No gradient reaches the observation. Returns the
+    layer's new ‖z‖₁ (float64)."""
+    channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
+    kernel = layers[0, KERNEL]
+    positions = layers[0, H_OUT] * layers[0, W_OUT]
+    channels_out = layers[0, N_OUT] // positions
+    fan_in = channels_in * kernel * kernel
+    w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
+    weight_gradient = np.zeros(channels_out * fan_in)
+    stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
+    for y in range(height):
+        for x in range(width):
+            p = pre_at + y * width + x
+            for c in range(channels_in):
+                for i in range(kernel):
+                    row = in_at + (c * height_in + y * stride + i) * width_in + x * stride
+                    for j in range(kernel):
+                        value = activations[row + j]
+                        if value == ZERO:
+                            continue
+                        value64 = np.float64(value)
+                        w = (c * kernel + i) * kernel + j
+                        for o in range(channels_out):
+                            weight_gradient[w + o * fan_in] += np.float64(gradients[p + o * positions]) * value64
+    norm = 0.0
+    for q in range(channels_out * fan_in):
+        z = trace[w_at + q] * trace_decay + np.float32(weight_gradient[q])
+        trace[w_at + q] = z
+        norm += abs(np.float64(z))
+    for o in range(channels_out):
+        bias_gradient = 0.0
+        for p in range(positions):
+            bias_gradient += np.float64(gradients[pre_at + o * positions + p])
+        z = trace[b_at + o] * trace_decay + np.float32(bias_gradient)
+        trace[b_at + o] = z
+        norm += abs(np.float64(z))
+    return norm
 
 
-@_kernel
+@_inline
 def _activation_backward(layers: np.ndarray, layer: int, layer_norm: bool, activations: np.ndarray,
                          gradients: np.ndarray) -> None:
     """gradients[pre] from gradients[act] through LeakyReLU and the parameter-free LayerNorm:
     ``dx = rstd·(dy − mean(dy) − x̂·mean(dy·x̂))`` in float64."""
-    n, act_at = layers[layer, N_OUT], layers[layer, ACT_AT]
-    hidden, grad_hidden = activations[act_at:act_at + n], gradients[act_at:act_at + n]
-    pre, grad_pre = _views(layers, layer, activations)[1], _views(layers, layer, gradients)[1]
+    n, pre_at, act_at = layers[layer, N_OUT], layers[layer, PRE_AT], layers[layer, ACT_AT]
     # LeakyReLU'(y) = 1 if y > 0 else slope; its output is > 0 exactly when its input is.
+    hidden, grad_hidden = activations[act_at:act_at + n], gradients[act_at:act_at + n]
+    pre, grad_pre = activations[pre_at:pre_at + n], gradients[pre_at:pre_at + n]
     for j in range(n):
         if not hidden[j] > ZERO:
             grad_hidden[j] = grad_hidden[j] * LEAKY_RELU_SLOPE
     if not layer_norm:
-        grad_pre[:] = grad_hidden
+        for j in range(n):
+            grad_pre[j] = grad_hidden[j]
         return
-    mean, rstd = _layer_norm_statistics(pre)
-    sum_dy, sum_dy_normalized = _layer_norm_gradient_sums(pre, grad_hidden, mean, rstd)
+    mean, rstd = _layer_norm_statistics(activations, pre_at, n)
+    sum_dy, sum_dy_normalized = _layer_norm_gradient_sums(activations, gradients, pre_at, act_at, n, mean, rstd)
     mean_dy, mean_dy_normalized = sum_dy / n, sum_dy_normalized / n
     for j in range(n):
         normalized = (np.float64(pre[j]) - mean) * rstd
         grad_pre[j] = np.float32(rstd * (np.float64(grad_hidden[j]) - mean_dy - normalized * mean_dy_normalized))
 
 
+@_inline
+def _zero(buffer: np.ndarray, at: int, n: int) -> None:
+    part = buffer[at:at + n]
+    for j in range(n):
+        part[j] = ZERO
+
+
 @_kernel
 def accumulate_trace(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, num_hidden: int,
                      layer_norm: bool, activations: np.ndarray, gradients: np.ndarray,
-                     trace_decay: np.float32) -> np.float32:
+                     trace_decay: np.float32, conv: Any) -> np.float32:
     """``z ← decay·z + ∇f`` where ``f = Σ_k gradients[out_k]·out_k`` for the sample whose
     forward pass is in ``activations`` (the caller fills the heads' slots of ``gradients``).
-    Returns ``Σ‖z‖₁`` over all of the network's tensors, after the update."""
-    last = num_hidden - 1
-    _views(layers, num_hidden, gradients)[0][:] = ZERO  # the heads' shared input
+    Returns ``Σ‖z‖₁`` over all of the network's tensors, after the update (summed in float64
+    as the trace is written, rounded once)."""
+    _zero(gradients, layers[num_hidden, IN_AT], layers[num_hidden, N_IN])  # the heads' shared input
+    norm = 0.0
     for head in range(num_hidden, layers.shape[0]):
-        _linear_backward(weights, trace, layers, head, activations, gradients, trace_decay, True)
-    for layer in range(last, -1, -1):
+        propagate = head > 0  # always (a bool variable, not a constant: one compiled specialization)
+        norm += _linear_backward(weights, trace, layers, head, activations, gradients, trace_decay, propagate)
+    for layer in range(num_hidden - 1, -1, -1):
         _activation_backward(layers, layer, layer_norm, activations, gradients)
-        if layers[layer, KIND] == CONV:  # only ever the first layer
-            _conv_backward(trace, layers, layer, activations, gradients, trace_decay)
-            continue
-        propagate = layer > 0  # the input of the first layer is the observation: no gradient
-        if propagate:
-            _views(layers, layer, gradients)[0][:] = ZERO
-        _linear_backward(weights, trace, layers, layer, activations, gradients, trace_decay, propagate)
-    return l1_norm(trace)
+        done = False
+        if conv is not None:  # noqa: SIM102 - alone, so numba prunes it for conv=None
+            if layer == 0:  # a conv layer is only ever the first
+                norm += _conv_backward(trace, layers, activations, gradients, trace_decay)
+                done = True
+        if not done:
+            propagate = layer > 0  # the input of the first layer is the observation: no gradient
+            if propagate:
+                _zero(gradients, layers[layer, IN_AT], layers[layer, N_IN])
+            norm += _linear_backward(weights, trace, layers, layer, activations, gradients, trace_decay, propagate)
+    return np.float32(norm)
 
 
 # ============================================================================================
 # The optimizer step (PAPER §1.1 ObGD, §1.2 AdaptiveObGD; traced SGD = no bound)
 # ============================================================================================
 
-@_kernel
+@_inline
 def _normalized_direction(trace: np.ndarray, second_moment: np.ndarray, direction: np.ndarray,
                           td_error: np.float32, beta2: np.float32, one_minus_beta2: np.float32,
                           eps: np.float32, bias_correction: np.float32) -> None:
@@ -424,11 +451,13 @@ def _normalized_direction(trace: np.ndarray, second_moment: np.ndarray, directio
 
 @_kernel
 def _apply_step(weights: np.ndarray, direction: np.ndarray, scaled_step: np.float32) -> None:
+    """w ← w + d·(α̂δ). A compiled function of its own: inlined, where ``direction`` is one of
+    two arrays, LLVM did not vectorize the loop (10× slower)."""
     for i in range(weights.shape[0]):
         weights[i] = weights[i] + direction[i] * scaled_step
 
 
-@_kernel
+@_inline
 def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error: np.float32,
                    bias_correction: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
     """One step ``w ← w + α̂ δ d`` after the trace update (whose ``Σ‖z‖₁`` is ``trace_norm``);
@@ -451,7 +480,8 @@ def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error:
         step_size = step_size * (ONE / max(bound, ONE))
     _apply_step(weights, direction, step_size * td_error)
     if reset:
-        trace[:] = ZERO
+        for i in range(trace.shape[0]):
+            trace[i] = ZERO
     return step_size
 
 
@@ -459,69 +489,46 @@ def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error:
 # Whole updates, one call each
 # ============================================================================================
 
-@_kernel
-def predict(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
-            x: np.ndarray) -> np.ndarray:
-    """The heads' outputs for one input (a view into workspace row 0)."""
-    forward(state[WEIGHTS], layers, num_hidden, layer_norm, x, workspace[0])
-    out_at = layers[num_hidden, PRE_AT]
-    return workspace[0, out_at:out_at + _num_outputs(layers, num_hidden)]
-
-
-@_kernel
+@_inline
 def forward_pair(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
-                 workspace: np.ndarray, x: np.ndarray, next_x: np.ndarray) -> None:
+                 workspace: np.ndarray, x: np.ndarray, next_x: np.ndarray, reuse_first: bool, first_only: bool,
+                 conv: Any) -> None:
     """Forward passes of s (workspace row 0) and s' (row 1) with the same weights, reading
-    each weight matrix once."""
+    each weight matrix once. With ``reuse_first`` (the caller knows row 0 holds a pass with
+    the current weights) the pass of s is kept when it is of the same ``x``. With
+    ``first_only`` only s is run (``next_x`` is ignored): act and update then share one
+    compiled entry point."""
     weights, activations, next_activations = state[WEIGHTS], workspace[0], workspace[1]
-    _views(layers, 0, activations)[0][:] = x
-    _views(layers, 0, next_activations)[0][:] = next_x
-    for layer in range(layers.shape[0]):
-        if layers[layer, KIND] == CONV:
-            _conv(weights, layers, layer, activations)
-            _conv(weights, layers, layer, next_activations)
-        else:
-            inputs, outputs = _views(layers, layer, activations)
-            next_inputs, next_outputs = _views(layers, layer, next_activations)
-            _matrix_vector_pair(_matrix(weights, layers, layer), inputs, next_inputs,
-                                _bias(weights, layers, layer), outputs, next_outputs)
-        if layer < num_hidden:
-            _normalize_and_activate(layers, layer, layer_norm, activations)
-            _normalize_and_activate(layers, layer, layer_norm, next_activations)
+    if first_only:
+        _copy_input(x, activations)
+        _forward_rows(weights, layers, num_hidden, layer_norm, activations, None, conv)
+        return
+    _copy_input(next_x, next_activations)
+    if reuse_first and same_input(layers, x, activations):
+        _forward_rows(weights, layers, num_hidden, layer_norm, next_activations, None, conv)
+    else:
+        _copy_input(x, activations)
+        _forward_rows(weights, layers, num_hidden, layer_norm, activations, next_activations, conv)
 
 
-@_kernel
-def _num_outputs(layers: np.ndarray, num_hidden: int) -> int:
-    total = 0
-    for head in range(num_hidden, layers.shape[0]):
-        total += layers[head, N_OUT]
-    return total
-
-
-@_kernel
-def _clear_output_gradients(layers: np.ndarray, num_hidden: int, gradients: np.ndarray) -> int:
-    out_at = layers[num_hidden, PRE_AT]
-    for k in range(_num_outputs(layers, num_hidden)):
-        gradients[out_at + k] = ZERO
-    return out_at
-
-
-@_kernel
+@_inline
 def learn_output(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
                  output_index: int, rule: int, settings: np.ndarray, td_error: np.float32,
-                 bias_correction: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
+                 bias_correction: np.float32, reset: bool, conv: Any) -> tuple[np.float32, np.float32]:
     """Trace of ∇(output ``output_index`` at s) — ``v(s)`` or ``Q(s, a)`` — then the step.
 
     Uses the forward pass of s already in workspace row 0 (from ``forward_pair``)."""
     gradients = workspace[2]
-    out_at = _clear_output_gradients(layers, num_hidden, gradients)
+    out_at = layers[num_hidden, PRE_AT]
+    for head in range(num_hidden, layers.shape[0]):
+        _zero(gradients, layers[head, PRE_AT], layers[head, N_OUT])
     gradients[out_at + output_index] = ONE
     trace_norm = accumulate_trace(state[WEIGHTS], state[TRACE], layers, num_hidden, layer_norm, workspace[0],
-                                  gradients, settings[TRACE_DECAY])
+                                  gradients, settings[TRACE_DECAY], conv)
     return optimizer_step(state, rule, settings, td_error, bias_correction, reset, trace_norm), trace_norm
 
 
-@_kernel
+@_inline
 def td_error_of(reward: np.float32, discount: np.float32, next_value: np.float32, value: np.float32) -> np.float32:
     """``δ = r + γ(1−done)·v' − v`` in the float32 order of the autograd agents."""
     return (reward + discount * next_value) - value
@@ -531,22 +538,22 @@ def td_error_of(reward: np.float32, discount: np.float32, next_value: np.float32
 def value_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
                  x: np.ndarray, next_x: np.ndarray, reward: np.float32, discount: np.float32, rule: int,
                  settings: np.ndarray, bias_correction: np.float32,
-                 reset: bool) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+                 reset: bool, conv: Any) -> tuple[np.float32, np.float32, np.float32, np.float32]:
     """Stream TD(λ) (PAPER §2): returns (δ, α̂, Σ‖z‖₁, v(s))."""
-    forward_pair(state, layers, num_hidden, layer_norm, workspace, x, next_x)
+    forward_pair(state, layers, num_hidden, layer_norm, workspace, x, next_x, False, False, conv)
     out_at = layers[num_hidden, PRE_AT]
     value, next_value = workspace[0, out_at], workspace[1, out_at]
     td_error = td_error_of(reward, discount, next_value, value)
-    if not np.isfinite(td_error):  # refused before it reaches traces or weights (the caller raises)
+    if not math.isfinite(td_error):  # refused before it reaches traces or weights (the caller raises)
         return td_error, NAN, NAN, value
     step_size, trace_norm = learn_output(state, layers, num_hidden, layer_norm, workspace, 0, rule, settings,
-                                         td_error, bias_correction, reset)
+                                         td_error, bias_correction, reset, conv)
     return td_error, step_size, trace_norm, value
 
 
 # -- policies (PAPER §2, Stream AC) -----------------------------------------------------------
 
-@_kernel
+@_inline
 def softplus(x: np.float32) -> np.float32:
     """F.softplus with β = 1, threshold 20."""
     if x > SOFTPLUS_THRESHOLD:
@@ -556,16 +563,17 @@ def softplus(x: np.float32) -> np.float32:
 
 @_kernel
 def policy_distribution(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
-                        workspace: np.ndarray, x: np.ndarray, continuous: bool, reuse_forward: bool,
-                        distribution: np.ndarray) -> None:
-    """Gaussian: distribution = [mean, std]; categorical: distribution = softmax(logits).
+                        workspace: np.ndarray, x: np.ndarray, continuous: Any, reuse_forward: bool,
+                        distribution: np.ndarray, conv: Any) -> None:
+    """Gaussian (``continuous`` True): distribution = [mean, std]; categorical (``continuous``
+    None, so the Gaussian code is not compiled): distribution = softmax(logits).
 
     With ``reuse_forward`` the pass in workspace row 0 is kept when it is of the same ``x``."""
     activations = workspace[0]
     if not (reuse_forward and same_input(layers, x, activations)):
-        forward(state[WEIGHTS], layers, num_hidden, layer_norm, x, activations)
+        forward(state[WEIGHTS], layers, num_hidden, layer_norm, x, activations, conv)
     out_at = layers[num_hidden, PRE_AT]
-    if continuous:
+    if continuous is not None:
         action_dim = layers[num_hidden, N_OUT]
         for k in range(action_dim):
             distribution[k] = activations[out_at + k]
@@ -578,7 +586,7 @@ def policy_distribution(state: np.ndarray, layers: np.ndarray, num_hidden: int, 
             distribution[k] = np.float32(math.exp(log_probs[k]))
 
 
-@_kernel
+@_inline
 def _log_softmax(logits: np.ndarray, at: int, n: int, out: np.ndarray) -> None:
     """out[k] = log softmax(logits[at:at+n])[k], in float64."""
     largest = np.float64(logits[at])
@@ -592,7 +600,7 @@ def _log_softmax(logits: np.ndarray, at: int, n: int, out: np.ndarray) -> None:
         out[k] = (np.float64(logits[at + k]) - largest) - log_total
 
 
-@_kernel
+@_inline
 def _gaussian_objective_gradient(activations: np.ndarray, gradients: np.ndarray, out_at: int, action_dim: int,
                                  action: np.ndarray, entropy_sign: np.float32) -> np.float32:
     """Fill the heads' gradients of ``log N(a; μ, σ) + entropy_sign·H`` with σ = softplus(pre);
@@ -618,7 +626,7 @@ def _gaussian_objective_gradient(activations: np.ndarray, gradients: np.ndarray,
     return np.float32(entropy)
 
 
-@_kernel
+@_inline
 def _categorical_objective_gradient(activations: np.ndarray, gradients: np.ndarray, out_at: int,
                                     num_actions: int, action: int, entropy_sign: np.float32,
                                     log_probs: np.ndarray) -> np.float32:
@@ -652,40 +660,51 @@ def _categorical_objective_gradient(activations: np.ndarray, gradients: np.ndarr
 def actor_critic_update(critic: np.ndarray, critic_layers: np.ndarray, critic_workspace: np.ndarray,
                         actor: np.ndarray, actor_layers: np.ndarray, actor_workspace: np.ndarray,
                         num_hidden: int, layer_norm: bool, x: np.ndarray, next_x: np.ndarray,
-                        continuous: bool, action_vector: np.ndarray, action_index: int,
+                        continuous: Any, action_vector: np.ndarray, action_index: int,
                         reward: np.float32, discount: np.float32, entropy_coef: np.float32,
                         reuse_actor_forward: bool, rule: int, critic_settings: np.ndarray,
                         actor_settings: np.ndarray, critic_bias_correction: np.float32,
-                        actor_bias_correction: np.float32, reset: bool, scratch: np.ndarray,
+                        actor_bias_correction: np.float32, reset: bool, scratch: np.ndarray, conv: Any,
                         ) -> tuple[np.float32, np.float32, np.float32, np.float32, np.float32, np.float32]:
     """Stream AC(λ) (PAPER §2): critic trace of ∇v(s), actor trace of
-    ∇[log π(a|s) + τ·sign(δ)·H(π(·|s))], both stepped with the critic's δ.
+    ∇[log π(a|s) + τ·sign(δ)·H(π(·|s))], both stepped with the critic's δ. ``continuous``:
+    True for the Gaussian policy (``action_vector`` is the action), None for the categorical
+    one (``action_index``; the Gaussian code is then not compiled).
 
     Returns (δ, critic α̂, critic Σ‖z‖₁, actor α̂, actor Σ‖z‖₁, H)."""
-    forward_pair(critic, critic_layers, num_hidden, layer_norm, critic_workspace, x, next_x)
+    forward_pair(critic, critic_layers, num_hidden, layer_norm, critic_workspace, x, next_x, False, False, conv)
     value_at = critic_layers[num_hidden, PRE_AT]
     value, next_value = critic_workspace[0, value_at], critic_workspace[1, value_at]
     td_error = td_error_of(reward, discount, next_value, value)
-    if not np.isfinite(td_error):  # refused before it reaches traces or weights (the caller raises)
+    if not math.isfinite(td_error):  # refused before it reaches traces or weights (the caller raises)
         return td_error, NAN, NAN, NAN, NAN, NAN
 
     activations = actor_workspace[0]
     if not (reuse_actor_forward and same_input(actor_layers, x, activations)):
-        forward(actor[WEIGHTS], actor_layers, num_hidden, layer_norm, x, activations)
+        forward(actor[WEIGHTS], actor_layers, num_hidden, layer_norm, x, activations, conv)
     gradients = actor_workspace[2]
     out_at = actor_layers[num_hidden, PRE_AT]
     sign = ONE if td_error > ZERO else (-ONE if td_error < ZERO else ZERO)
     entropy_sign = entropy_coef * sign
-    if continuous:
+    if continuous is not None:
         entropy = _gaussian_objective_gradient(activations, gradients, out_at, actor_layers[num_hidden, N_OUT],
                                                action_vector, entropy_sign)
     else:
         entropy = _categorical_objective_gradient(activations, gradients, out_at, actor_layers[num_hidden, N_OUT],
                                                   action_index, entropy_sign, scratch)
 
-    critic_step, critic_norm = learn_output(critic, critic_layers, num_hidden, layer_norm, critic_workspace, 0,
-                                            rule, critic_settings, td_error, critic_bias_correction, reset)
-    actor_norm = accumulate_trace(actor[WEIGHTS], actor[TRACE], actor_layers, num_hidden, layer_norm, activations,
-                                  gradients, actor_settings[TRACE_DECAY])
-    actor_step = optimizer_step(actor, rule, actor_settings, td_error, actor_bias_correction, reset, actor_norm)
-    return td_error, critic_step, critic_norm, actor_step, actor_norm, entropy
+    critic_gradients = critic_workspace[2]
+    _zero(critic_gradients, value_at, critic_layers[num_hidden, N_OUT])
+    critic_gradients[value_at] = ONE
+    # critic, then actor: one call site each for the trace and the step (compiled once, not twice)
+    steps = np.empty(2, dtype=np.float32)
+    norms = np.empty(2, dtype=np.float32)
+    for k in range(2):
+        state, layers, workspace = (critic, critic_layers, critic_workspace) if k == 0 else (
+            actor, actor_layers, actor_workspace)
+        settings, bias_correction = ((critic_settings, critic_bias_correction) if k == 0
+                                     else (actor_settings, actor_bias_correction))
+        norms[k] = accumulate_trace(state[WEIGHTS], state[TRACE], layers, num_hidden, layer_norm, workspace[0],
+                                    workspace[2], settings[TRACE_DECAY], conv)
+        steps[k] = optimizer_step(state, rule, settings, td_error, bias_correction, reset, norms[k])
+    return td_error, steps[0], norms[0], steps[1], norms[1], entropy
