@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from streamx.config import BASELINES, Config
 from streamx.envs import suite_of
 from streamx.errors import ConfigError
 from streamx.outputs import RunWriter
+from streamx.run import log_interval_metrics, run_summary
 from streamx.wrappers import CheckFinite
 
 __all__ = ["BASELINES", "ZOO", "ZOO_SOURCES", "baseline_hyperparameters", "resolve_hyperparameters",
@@ -347,19 +347,10 @@ class _Recorder:
         self.step = 0
         self.stopped_early = False
         self.start = self.interval_start = time.perf_counter()
-        self.interval_step = 0
+        self.interval_steps = 0
 
     def log_metrics(self) -> None:
-        now = time.perf_counter()
-        sps = (self.step - self.interval_step) / max(now - self.interval_start, 1e-9)
-        self.interval_start, self.interval_step = now, self.step
-        recent = self.returns[-20:]
-        recent_return = float(np.mean(recent)) if recent else float("nan")
-        # The stream-only diagnostics (TD error, effective step size, trace norm) stay empty.
-        self.writer.metric({"step": self.step, "episodes": len(self.returns), "recent_return": recent_return,
-                            "steps_per_second": sps})
-        if self.bar is not None:
-            self.bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+        log_interval_metrics(self, {})  # the stream-only diagnostics (TD error, step size, trace) stay empty
 
     def __call__(self, local_vars: dict[str, Any], global_vars: dict[str, Any]) -> bool:
         self.step = int(local_vars["self"].num_timesteps)
@@ -411,7 +402,7 @@ def train_baseline(config: Config, on_episode: Any = None) -> Any:
             if signals.received is not None:
                 status = "interrupted"
             else:
-                if recorder.step > recorder.interval_step:
+                if recorder.step > recorder.interval_steps:
                     recorder.log_metrics()  # the last, partial interval
                 status = "stopped_early" if recorder.stopped_early else "finished"
             model.save(run_dir / "model.zip")  # the final policy (no replay buffer): not a resumable checkpoint
@@ -424,16 +415,7 @@ def train_baseline(config: Config, on_episode: Any = None) -> Any:
             if bar is not None:
                 bar.close()
             elapsed = time.perf_counter() - recorder.start
-            writer.summary({
-                "status": status,
-                "steps": recorder.step,
-                "episodes": len(recorder.returns),
-                "wall_time": round(elapsed, 3),
-                "steps_per_second": recorder.step / max(elapsed, 1e-9),
-                "final_mean_return_last_10": float(np.mean(recorder.returns[-10:])) if recorder.returns else None,
-                "resumes": [],
-                "error": None if fault is None else f"{type(fault).__name__}: {fault}",
-            })
+            writer.summary(run_summary(status, recorder.step, recorder.returns, elapsed, [], fault))
             writer.close()
             venv.close()
     return RunResult(run_dir, recorder.step, recorder.returns, recorder.lengths, recorder.stopped_early, model,

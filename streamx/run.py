@@ -203,6 +203,39 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
+def run_summary(status: str, steps: int, returns: list[float], elapsed: float, resumes: list[Any],
+                fault: BaseException | None) -> dict[str, Any]:
+    """summary.json of a run (stream or SB3 baseline): the same keys for every run."""
+    return {
+        "status": status,
+        "steps": steps,
+        "episodes": len(returns),
+        "wall_time": round(elapsed, 3),
+        "steps_per_second": steps / max(elapsed, 1e-9),
+        "final_mean_return_last_10": float(np.mean(returns[-10:])) if returns else None,
+        "resumes": resumes,
+        "error": None if fault is None else f"{type(fault).__name__}: {fault}",
+    }
+
+
+def log_interval_metrics(loop: Any, diagnostics: Mapping[str, float]) -> None:
+    """Write one metrics.csv row — steps/s since the previous row, the mean of the last 20
+    returns, and the learner's ``diagnostics`` — and show the same on the progress bar.
+
+    ``loop`` is a training loop (the stream loop here, or the SB3 recorder of
+    ``streamx.baselines``) with ``step``, ``returns``, ``writer``, ``bar``, ``interval_start``
+    and ``interval_steps``; the interval restarts at this row."""
+    now = time.perf_counter()
+    sps = (loop.step - loop.interval_steps) / max(now - loop.interval_start, 1e-9)
+    loop.interval_start, loop.interval_steps = now, loop.step
+    recent = loop.returns[-20:]
+    recent_return = float(np.mean(recent)) if recent else float("nan")
+    loop.writer.metric({"step": loop.step, "episodes": len(loop.returns), "recent_return": recent_return,
+                        "steps_per_second": sps, **diagnostics})
+    if loop.bar is not None:
+        loop.bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+
+
 def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResult:
     """Train one agent for ``config.total_steps`` steps and write its run directory.
 
@@ -381,15 +414,7 @@ class _Training:
 
     # -- the loop ---------------------------------------------------------------------------
     def _log_metrics(self) -> None:
-        now = time.perf_counter()
-        sps = (self.step - self.interval_steps) / max(now - self.interval_start, 1e-9)
-        self.interval_start, self.interval_steps = now, self.step
-        recent = self.returns[-20:]
-        recent_return = float(np.mean(recent)) if recent else float("nan")
-        self.writer.metric({"step": self.step, "episodes": len(self.returns), "recent_return": recent_return,
-                            "steps_per_second": sps, **self.stats.summarize()})
-        if self.bar is not None:
-            self.bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{recent_return:.1f}", refresh=False)
+        log_interval_metrics(self, self.stats.summarize())
 
     def run(self) -> RunResult:
         config, env, agent = self.config, self.env, self.agent
@@ -479,15 +504,6 @@ class _Training:
         elapsed = self.elapsed_before + time.perf_counter() - self.start
         if getattr(self, "bar", None) is not None:
             self.bar.close()
-        self.writer.summary({
-            "status": status,
-            "steps": self.step,
-            "episodes": len(self.returns),
-            "wall_time": round(elapsed, 3),
-            "steps_per_second": self.step / max(elapsed, 1e-9),
-            "final_mean_return_last_10": float(np.mean(self.returns[-10:])) if self.returns else None,
-            "resumes": self.resumes,
-            "error": None if fault is None else f"{type(fault).__name__}: {fault}",
-        })
+        self.writer.summary(run_summary(status, self.step, self.returns, elapsed, self.resumes, fault))
         self.writer.close()
         self.env.close()
