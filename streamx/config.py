@@ -93,7 +93,8 @@ class Config:
     log_interval: int = _f(10_000, "Steps between rows of metrics.csv.")
     threads: int = _f(1, "torch threads per run (batch-1 work is fastest with 1).")
     fast_path: str = _f(
-        "auto", "Fused numba kernels for MLP agents: auto (used when supported and numba is installed) | "
+        "auto", "Fused kernels for the standard networks (MLP, MinAtar and Atari nets): "
+        "auto (used when supported and numba is installed) | "
         "on (error when not supported) | off (generic autograd path). "
         "Same arithmetic; agrees with autograd to about 1e-5.")
     progress: bool = _f(True, "Show a live progress bar with steps/s and recent return.")

@@ -184,13 +184,6 @@ def expand(experiment: Experiment, budget: str, out: str | Path | None = None,
     envs = spec.get("envs") or experiment.data["envs"]
     methods = spec.get("methods") or list(experiment.data["methods"])
     seeds = _seeds(spec.get("seeds", 1))
-    for chosen, available, what in ((only_methods, methods, "methods"), (only_envs, envs, "envs")):
-        unknown = set(chosen or ()) - set(available)
-        if unknown:
-            raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {sorted(unknown)}; "
-                              f"it has: {', '.join(available)}")
-    methods = [m for m in methods if not only_methods or m in only_methods]
-    envs = [e for e in envs if not only_envs or e in only_envs]
     runs = []
     for method_name in methods:
         method = experiment.data["methods"][method_name]
@@ -215,7 +208,20 @@ def expand(experiment: Experiment, budget: str, out: str | Path | None = None,
                 run_dir = out / config_hash(config)
                 config["run_dir"] = str(run_dir)
                 runs.append(RunSpec(method_name, env, seed, config, str(run_dir)))
-    return runs
+    return _select(experiment, budget, runs, only_methods, only_envs)
+
+
+def _select(experiment: Experiment, budget: str, runs: list[RunSpec], only_methods: Sequence[str] | None,
+            only_envs: Sequence[str] | None) -> list[RunSpec]:
+    """The runs of the given methods / environments (all when None); unknown names are an error."""
+    for chosen, available, what in ((only_methods, [r.method for r in runs], "methods"),
+                                    (only_envs, [r.env for r in runs], "envs")):
+        unknown = set(chosen or ()) - set(available)
+        if unknown:
+            raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {sorted(unknown)}; "
+                              f"it has: {', '.join(dict.fromkeys(available))}")
+    return [r for r in runs if (not only_methods or r.method in only_methods)
+            and (not only_envs or r.env in only_envs)]
 
 
 def _window(experiment: Experiment, budget: str, runs: Sequence[RunSpec]) -> int:
@@ -424,8 +430,8 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
     out = Path(out) if out is not None else experiment.default_out(budget)
     runs = expand(experiment, budget, out)
     write_manifest(experiment, budget, out, runs)
-    chosen = {r.run_dir for r in expand(experiment, budget, out, only_methods, only_envs)}
-    todo = [r for r in runs if r.run_dir in chosen and run_status(r.run_dir) not in ("finished", "diverged")]
+    chosen = _select(experiment, budget, runs, only_methods, only_envs)
+    todo = [r for r in chosen if run_status(r.run_dir) not in ("finished", "diverged")]
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     part = "" if len(chosen) == len(runs) else f" ({len(chosen)} selected)"
     say(f"{experiment.name} [{budget}]: {len(runs)} runs{part}, {len(chosen) - len(todo)} already finished, "
