@@ -16,9 +16,10 @@ as the stream runs do: one env instead of ``n_envs`` (a zoo ``n_steps`` is multi
 10,000 steps). Stream-x hyperparameters (lr, gamma, lamda, hidden_sizes, the stabilizer
 switches) do not apply to baselines; ``config.sb3_kwargs`` overrides any SB3 hyperparameter.
 
-An interrupted baseline cannot continue where it stopped (SB3 keeps no resumable checkpoint of a
-replay buffer and environment): ``streamx train --resume`` restarts it from step 0 in the same
-directory, which, seeded, reproduces the uninterrupted run's episodes.
+Baselines are checkpointed like stream runs (every ``checkpoint_interval`` steps and on
+SIGINT/SIGTERM, in streamx's checksummed weights_only format, never a pickle) and
+``streamx train --resume`` continues them: on MuJoCo and classic control exactly as if never
+stopped, elsewhere at a new episode (see "checkpoints" below).
 """
 
 from __future__ import annotations
@@ -33,16 +34,19 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
+from streamx import __version__
+from streamx.checkpoint import FORMAT_VERSION, env_state, global_rng_state, restore_env_state, restore_global_rng_state
 from streamx.config import BASELINES, Config
 from streamx.envs import suite_of
-from streamx.errors import ConfigError
+from streamx.errors import CheckpointError, ConfigError
 from streamx.outputs import RunWriter
 from streamx.run import log_interval_metrics, run_summary
 from streamx.wrappers import CheckFinite
 
 __all__ = ["BASELINES", "ZOO", "ZOO_SOURCES", "baseline_hyperparameters", "resolve_hyperparameters",
-           "restart_baseline", "train_baseline"]
+           "resume_baseline", "train_baseline"]
 
 _INSTALL_HINT = "pip install 'streamx[sb3]'"
 
@@ -333,53 +337,256 @@ def _vec_env(config: Config, hyper: dict[str, Any]) -> Any:
     return venv
 
 
+# --- checkpoints ----------------------------------------------------------------------------
+# An SB3 run is checkpointed where its state is whole: at the start of a rollout (SB3's
+# ``on_rollout_start``), after the previous update and before the next action. There the state
+# is: the model's torch state (policy incl. target networks, optimizers, SAC's entropy
+# coefficient), its counters and the observation to act on, the replay buffer's filled part,
+# VecNormalize's statistics, the environment (``streamx.checkpoint.env_state``: wrappers,
+# RNGs, the MuJoCo/classic-control simulator state) and the global RNGs. A PPO rollout buffer is
+# empty there. Everything goes into streamx's checksummed weights_only checkpoint file.
+
+_COUNTERS = ("num_timesteps", "_episode_num", "_n_updates", "_current_progress_remaining", "_n_calls",
+             "exploration_rate")
+
+
+def _base_env(venv: Any) -> gym.Env:
+    """The gymnasium env inside a (wrapped) one-env DummyVecEnv."""
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    return venv.envs[0]
+
+
+def _vec_normalize(venv: Any) -> Any:
+    while venv is not None and not hasattr(venv, "obs_rms"):
+        venv = getattr(venv, "venv", None)
+    return venv
+
+
+def _attribute(obj: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def _replay_state(buffer: Any) -> dict[str, Any] | None:
+    if buffer is None or not hasattr(buffer, "buffer_size"):
+        return None
+    filled = buffer.buffer_size if buffer.full else min(buffer.pos + 1, buffer.buffer_size)
+    arrays = {name: value[:filled] for name, value in vars(buffer).items()
+              if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == buffer.buffer_size}
+    return {"pos": int(buffer.pos), "full": bool(buffer.full), "arrays": arrays}
+
+
+def _restore_replay(buffer: Any, saved: dict[str, Any] | None) -> None:
+    if buffer is None or saved is None:
+        return
+    for name, value in saved["arrays"].items():
+        array = getattr(buffer, name)
+        array[:len(value)] = value.numpy()
+    buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
+
+
+def _running_stats(rms: Any) -> dict[str, Any]:
+    return {"mean": np.asarray(rms.mean, dtype=np.float64), "var": np.asarray(rms.var, dtype=np.float64),
+            "count": float(rms.count)}
+
+
+def _load_running_stats(rms: Any, saved: dict[str, Any]) -> None:
+    rms.mean, rms.var, rms.count = saved["mean"].numpy().copy(), saved["var"].numpy().copy(), float(saved["count"])
+
+
+def _normalizer_state(venv: Any) -> dict[str, Any] | None:
+    norm = _vec_normalize(venv)
+    if norm is None:
+        return None
+    return {"obs_rms": _running_stats(norm.obs_rms), "ret_rms": _running_stats(norm.ret_rms),
+            "returns": np.asarray(norm.returns, dtype=np.float64),
+            "old_obs": np.asarray(norm.old_obs), "old_reward": np.asarray(norm.old_reward)}
+
+
+def _restore_normalizer(venv: Any, saved: dict[str, Any] | None) -> None:
+    norm = _vec_normalize(venv)
+    if norm is None or saved is None:
+        return
+    _load_running_stats(norm.obs_rms, saved["obs_rms"])
+    _load_running_stats(norm.ret_rms, saved["ret_rms"])
+    norm.returns = saved["returns"].numpy().copy()
+    norm.old_obs, norm.old_reward = saved["old_obs"].numpy().copy(), saved["old_reward"].numpy().copy()
+
+
+def _model_state(model: Any) -> dict[str, Any]:
+    _, variables = model._get_torch_save_params()
+    optional = {"last_original_obs": getattr(model, "_last_original_obs", None)}
+    return {
+        "parameters": model.get_parameters(),  # policy (with target networks) and optimizer state dicts
+        "variables": {name: _attribute(model, name).detach().clone() for name in variables},  # e.g. log_ent_coef
+        "counters": {name: getattr(model, name) for name in _COUNTERS if hasattr(model, name)},
+        "last_obs": np.asarray(model._last_obs),
+        "last_episode_starts": np.asarray(model._last_episode_starts),
+        **{key: np.asarray(value) for key, value in optional.items() if value is not None},
+        "replay_buffer": _replay_state(getattr(model, "replay_buffer", None)),
+    }
+
+
+def _restore_model(model: Any, saved: dict[str, Any]) -> None:
+    import torch
+
+    model.set_parameters(saved["parameters"], exact_match=True, device="cpu")
+    with torch.no_grad():
+        for name, value in saved["variables"].items():
+            _attribute(model, name).copy_(value)
+    for name, value in saved["counters"].items():
+        setattr(model, name, value)
+    _restore_replay(getattr(model, "replay_buffer", None), saved["replay_buffer"])
+
+
+def _restore_session(model: Any, venv: Any, payload: dict[str, Any]) -> bool:
+    """Load a checkpoint into a freshly built model and env; return whether the run continues
+    mid-episode (MuJoCo, classic control) rather than at a new episode."""
+    saved = payload["sb3"]
+    _restore_model(model, saved)
+    base = _base_env(venv)
+    mid_episode = bool(payload["loop"]["mid_episode"]) and bool(payload["env_state"]["exact"])
+    dummy = venv
+    while hasattr(dummy, "venv"):
+        dummy = dummy.venv
+    dummy._reset_seeds()  # the seed was used by the first session; the RNG state comes from the checkpoint
+    venv.reset()  # builds every wrapper's episode state, which the checkpoint then overwrites
+    restore_env_state(base, payload["env_state"], mid_episode=mid_episode)
+    _restore_normalizer(venv, saved["normalizer"])
+    if mid_episode:
+        model._last_obs = saved["last_obs"].numpy().copy()
+        model._last_episode_starts = saved["last_episode_starts"].numpy().copy()
+        if "last_original_obs" in saved:
+            model._last_original_obs = saved["last_original_obs"].numpy().copy()
+    else:  # the simulator state cannot be saved (Atari, DM Control): a new episode
+        model._last_obs = venv.reset()
+        model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
+        norm = _vec_normalize(venv)
+        if norm is not None:
+            model._last_original_obs = norm.get_original_obs()
+    restore_global_rng_state(payload["rng"])
+    return mid_episode
+
+
 # --- the run --------------------------------------------------------------------------------
 
 class _Recorder:
-    """Called by SB3 after every env step (through ConvertCallback): writes finished episodes
-    and periodic metrics as they happen, and stops the run at total_steps, on a signal or when
-    ``on_episode`` asks."""
+    """Follows the SB3 run (``_callback``): writes finished episodes and periodic metrics as
+    they happen, checkpoints at rollout starts, and stops the run at total_steps, when
+    ``on_episode`` asks, or — after a checkpoint — on SIGINT/SIGTERM."""
 
-    def __init__(self, config: Config, writer: RunWriter, on_episode: Any, signals: Any, bar: Any):
+    def __init__(self, config: Config, writer: RunWriter, on_episode: Any, signals: Any, bar: Any, venv: Any,
+                 run_dir: Path, payload: dict[str, Any] | None):
         self.config, self.writer, self.on_episode, self.signals, self.bar = config, writer, on_episode, signals, bar
+        self.venv, self.run_dir = venv, run_dir
+        self.exact = bool(env_state(_base_env(venv))["exact"])
         self.returns: list[float] = []
         self.lengths: list[int] = []
         self.step = 0
-        self.stopped_early = False
-        self.start = self.interval_start = time.perf_counter()
         self.interval_steps = 0
+        self.elapsed_before = 0.0
+        self.resumes: list[dict[str, Any]] = []
+        if payload is not None:
+            loop = payload["loop"]
+            self.step, self.interval_steps = int(loop["step"]), int(loop["interval_steps"])
+            self.returns = [float(x) for x in loop["returns"].tolist()]
+            self.lengths = [int(x) for x in loop["lengths"].tolist()]
+            self.elapsed_before = float(loop["elapsed"])
+            self.resumes = list(loop["resumes"])
+        self.stopped_early = False
+        self.checkpoint_pending = False
+        self.game_ended = False  # the last step ended a whole episode (Atari: a whole game)
+        self.stop_now = False
+        self.start = self.interval_start = time.perf_counter()
 
     def log_metrics(self) -> None:
         log_interval_metrics(self, {})  # the stream-only diagnostics (TD error, step size, trace) stay empty
 
-    def __call__(self, local_vars: dict[str, Any], global_vars: dict[str, Any]) -> bool:
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def save_checkpoint(self, model: Any, mid_episode: bool) -> Path:
+        from streamx.run import write_checkpoint
+
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "streamx_version": __version__,
+            "algo": self.config.algo,
+            "env": self.config.env,
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "sb3": {**_model_state(model), "normalizer": _normalizer_state(self.venv)},
+            "env_state": env_state(_base_env(self.venv)),
+            "rng": global_rng_state(),
+            "loop": {
+                "step": self.step,
+                "mid_episode": mid_episode,
+                "returns": np.asarray(self.returns, dtype=np.float64),
+                "lengths": np.asarray(self.lengths, dtype=np.int64),
+                "episode_rows": len(self.returns),
+                "metric_rows": self.writer.metric_rows,
+                "interval_steps": self.interval_steps,
+                "elapsed": self.elapsed(),
+                "resumes": self.resumes,
+            },
+        }
+        path = write_checkpoint(self.run_dir, self.step, payload, self.config.keep_checkpoints)
+        self.checkpoint_pending = False
+        return path
+
+    def on_rollout_start(self, model: Any) -> None:
+        """Between an update and the next action: where a checkpoint holds the whole state."""
+        stopping = self.signals.received is not None
+        if stopping or (self.checkpoint_pending and (self.exact or self.game_ended)):
+            # Without a simulator state (Atari, DM Control) the periodic checkpoint waits for the
+            # end of a whole episode; a stop signal does not wait (the resume starts a new episode).
+            self.save_checkpoint(model, mid_episode=self.exact)
+        self.stop_now = stopping
+
+    def on_step(self, local_vars: dict[str, Any]) -> bool:
+        if self.stop_now:  # the checkpoint is written: this step is not part of the run
+            return False
         self.step = int(local_vars["self"].num_timesteps)
+        self.game_ended = False
         for info in local_vars["infos"]:
             if "episode" in info:  # the raw return of a whole episode (Atari: a whole game)
                 episode_return, episode_length = float(info["episode"]["r"]), int(info["episode"]["l"])
                 self.returns.append(episode_return)
                 self.lengths.append(episode_length)
-                self.writer.episode(self.step, episode_return, episode_length, time.perf_counter() - self.start)
+                self.game_ended = True
+                self.writer.episode(self.step, episode_return, episode_length, self.elapsed())
                 if self.on_episode is not None and self.on_episode(self.step, episode_return, episode_length):
                     self.stopped_early = True
         if self.step % self.config.log_interval == 0:
             self.log_metrics()
+        if self.config.checkpoint_interval and self.step % self.config.checkpoint_interval == 0:
+            self.checkpoint_pending = True
         if self.bar is not None and self.step % 1000 == 0:
             self.bar.update(1000)
         # Stop exactly at total_steps (a PPO rollout or DQN train_freq would overshoot); SB3 then
         # skips the update a rollout finishing on this very step would have made.
-        return not (self.step >= self.config.total_steps or self.stopped_early or self.signals.received is not None)
+        return not (self.step >= self.config.total_steps or self.stopped_early)
 
 
-def train_baseline(config: Config, on_episode: Any = None) -> Any:
-    """Train an SB3 baseline for ``config.total_steps`` agent steps and write its run directory
-    (``streamx.run.train`` calls this for ``algo`` in BASELINES). Returns a ``RunResult`` whose
-    ``agent`` is the SB3 model."""
-    from streamx.run import RunResult, _progress_bar, _StopSignals, default_run_dir, seed_everything
+def _callback(recorder: _Recorder) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class _StreamxCallback(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            recorder.on_rollout_start(self.model)
+
+        def _on_step(self) -> bool:
+            return recorder.on_step(self.locals)
+
+    return _StreamxCallback()
+
+
+def _build(config: Config) -> tuple[Any, Any, dict[str, Any]]:
+    """The seeded SB3 model, its vectorized env and the resolved hyperparameters."""
+    from streamx.run import seed_everything
 
     sb3 = _sb3()
-    from stable_baselines3.common.callbacks import ConvertCallback
-
     hyper = resolve_hyperparameters(config)
     seed_everything(config.seed, config.threads)
     venv = _vec_env(config, hyper)
@@ -389,33 +596,55 @@ def train_baseline(config: Config, on_episode: Any = None) -> Any:
     except (AssertionError, ValueError, TypeError) as exc:
         venv.close()
         raise ConfigError(f"Stable-Baselines3 rejected the {config.algo} hyperparameters {hyper}: {exc}") from None
+    return model, model.get_env(), hyper  # SB3's own wrapping (e.g. VecTransposeImage) included
+
+
+def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, Any] | None = None) -> Any:
+    """Train an SB3 baseline for ``config.total_steps`` agent steps and write its run directory
+    (``streamx.run.train`` calls this for ``algo`` in BASELINES), or continue it from the
+    checkpoint ``payload``. Returns a ``RunResult`` whose ``agent`` is the SB3 model."""
+    from streamx.run import RunResult, _progress_bar, _StopSignals, default_run_dir
+
+    model, venv, hyper = _build(config)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    resolved = config.replace(run_dir=str(run_dir), sb3_kwargs=hyper)
-    writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard)
+    try:
+        if payload is None:
+            resolved = config.replace(run_dir=str(run_dir), sb3_kwargs=hyper)
+            writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard)
+        else:
+            loop = payload["loop"]
+            writer = RunWriter.reopen(run_dir, extra_fields=(), episode_rows=int(loop["episode_rows"]),
+                                      metric_rows=int(loop["metric_rows"]), tensorboard=config.tensorboard)
+    except BaseException:
+        venv.close()
+        raise
     status, fault = "failed", None
-    recorder: _Recorder | None = None
     with _StopSignals() as signals:
-        bar = _progress_bar(config)
-        recorder = _Recorder(config, writer, on_episode, signals, bar)
+        recorder = _Recorder(config, writer, on_episode, signals, None, venv, run_dir, payload)
         try:
-            model.learn(total_timesteps=config.total_steps, callback=ConvertCallback(recorder), log_interval=None)
-            if signals.received is not None:
+            if payload is not None:
+                mid_episode = _restore_session(model, venv, payload)
+                recorder.resumes.append({"step": recorder.step, "mid_episode": mid_episode})
+            recorder.bar = _progress_bar(config, initial=recorder.step)
+            model.learn(total_timesteps=config.total_steps - recorder.step, callback=_callback(recorder),
+                        log_interval=None, reset_num_timesteps=payload is None)
+            if recorder.stop_now:  # a signal: checkpointed at the last rollout start (on_rollout_start)
                 status = "interrupted"
             else:
                 if recorder.step > recorder.interval_steps:
                     recorder.log_metrics()  # the last, partial interval
                 status = "stopped_early" if recorder.stopped_early else "finished"
-            model.save(run_dir / "model.zip")  # the final policy (no replay buffer): not a resumable checkpoint
-            if hasattr(venv, "obs_rms"):
-                venv.save(str(run_dir / "vecnormalize.pkl"))
+                model.save(run_dir / "model.zip")  # the final policy, for SB3's own tools
+                if hasattr(venv, "obs_rms"):
+                    venv.save(str(run_dir / "vecnormalize.pkl"))
         except BaseException as exc:
             fault = exc  # recorded in summary.json; results written so far stay
             raise
         finally:
-            if bar is not None:
-                bar.close()
-            elapsed = time.perf_counter() - recorder.start
-            writer.summary(run_summary(status, recorder.step, recorder.returns, elapsed, [], fault))
+            if recorder.bar is not None:
+                recorder.bar.close()
+            writer.summary(run_summary(status, recorder.step, recorder.returns, recorder.elapsed(), recorder.resumes,
+                                       fault))
             writer.close()
             venv.close()
     return RunResult(run_dir, recorder.step, recorder.returns, recorder.lengths, recorder.stopped_early, model,
@@ -425,9 +654,12 @@ def train_baseline(config: Config, on_episode: Any = None) -> Any:
 _RUN_FILES = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "model.zip", "vecnormalize.pkl")
 
 
-def restart_baseline(config: Config, on_episode: Any = None) -> Any:
-    """``streamx train --resume`` for a baseline: SB3 runs keep no resumable checkpoint, so an
-    unfinished run starts again from step 0 in its directory (same seed, so the same episodes)."""
+def resume_baseline(config: Config, on_episode: Any = None) -> Any:
+    """``streamx train --resume`` for a baseline: continue from the newest checkpoint; a run
+    with none (killed before its first one, or written by streamx < 0.3) starts again from step 0
+    in its directory (same seed, so the same episodes)."""
+    from streamx.run import checkpoint_paths, latest_checkpoint
+
     run_dir = Path(str(config.run_dir))
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
@@ -439,9 +671,15 @@ def restart_baseline(config: Config, on_episode: Any = None) -> Any:
             state = str(summary["status"]).replace("_", " ")
             raise ConfigError(f"{run_dir} is a {state} {config.algo} run ({summary.get('steps')} steps); "
                               "nothing to resume — start a new run with another --run-dir")
-    _sb3()  # a missing extra fails before the old results are removed
-    print(f"streamx: warning: {config.algo} runs (Stable-Baselines3) cannot continue from a checkpoint; "
-          f"restarting {run_dir} from step 0", file=sys.stderr, flush=True)
+    _sb3()  # a missing extra fails before anything is touched
+    if checkpoint_paths(run_dir):
+        payload = latest_checkpoint(run_dir)
+        if "sb3" not in payload or payload["algo"] != config.algo or payload["env"] != config.env:
+            raise CheckpointError(f"the checkpoint in {run_dir} is not one of this {config.algo} {config.env} run; "
+                                  "resume each run from its own directory")
+        return train_baseline(config, on_episode, payload)
+    print(f"streamx: warning: {run_dir} has no checkpoint yet; restarting the {config.algo} run from step 0",
+          file=sys.stderr, flush=True)
     for name in _RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     return train_baseline(config, on_episode)

@@ -93,15 +93,8 @@ def _train(argv: Sequence[str]) -> int:
         config = resolve_config(args.algo, args.env, args.config, overrides)
         result = train(config)
     if result.status == "interrupted":
-        from streamx.run import checkpoint_paths
-
-        if not checkpoint_paths(result.run_dir):  # a batch baseline (SB3) keeps none
-            print(f"stopped by signal {result.signal} at step {result.steps}; batch baselines keep no "
-                  f"checkpoint: `streamx train --resume {result.run_dir}` restarts it from step 0",
-                  file=sys.stderr, flush=True)
-        else:
-            print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
-                  f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr, flush=True)
+        print(f"stopped by signal {result.signal} at step {result.steps}; checkpoint written. "
+              f"Continue with: streamx train --resume {result.run_dir}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(0)  # every file is written and closed; skip the slow interpreter teardown
     mean = sum(result.episode_returns[-10:]) / max(1, len(result.episode_returns[-10:]))

@@ -45,7 +45,7 @@ from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
 
 __all__ = ["RunResult", "checkpoint_paths", "default_run_dir", "latest_checkpoint", "resolve_config", "resume",
-           "seed_everything", "train"]
+           "seed_everything", "train", "write_checkpoint"]
 
 EpisodeCallback = Callable[[int, float, int], bool]
 """Called after each episode with (step, return, length); return True to stop training."""
@@ -257,10 +257,10 @@ def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> Ru
     """
     run_dir = Path(run_dir)
     config = _load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
-    if config.algo in BASELINES:  # SB3 runs keep no checkpoints: they restart from step 0
-        from streamx.baselines import restart_baseline
+    if config.algo in BASELINES:  # an SB3 run: its own checkpoint contents (streamx.baselines)
+        from streamx.baselines import resume_baseline
 
-        return restart_baseline(config, on_episode)
+        return resume_baseline(config, on_episode)
     payload = latest_checkpoint(run_dir)
     for key in ("algo", "env"):
         if payload[key] != getattr(config, key):
@@ -286,6 +286,18 @@ def _load_run_config(run_dir: Path) -> Config:
 def checkpoint_paths(run_dir: str | Path) -> list[Path]:
     """The run's checkpoint files, oldest first."""
     return sorted((Path(run_dir) / "checkpoints").glob("step_*.ckpt"))
+
+
+def write_checkpoint(run_dir: str | Path, step: int, payload: dict[str, Any], keep: int) -> Path:
+    """Write ``payload`` as the checkpoint of ``step`` in ``run_dir``/checkpoints and delete all
+    but the newest ``keep``; return its path."""
+    directory = Path(run_dir) / "checkpoints"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"step_{step:012d}.ckpt"
+    save_checkpoint(path, payload)
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
 
 
 def latest_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -381,10 +393,7 @@ class _Training:
         }
 
     def save_checkpoint(self, obs: Any, mid_episode: bool) -> Path:
-        path = self.run_dir / "checkpoints" / f"step_{self.step:012d}.ckpt"
-        save_checkpoint(path, self._payload(obs, mid_episode))
-        for old in checkpoint_paths(self.run_dir)[:-self.config.keep_checkpoints]:
-            old.unlink(missing_ok=True)
+        path = write_checkpoint(self.run_dir, self.step, self._payload(obs, mid_episode), self.config.keep_checkpoints)
         self.checkpoint_pending = False
         return path
 

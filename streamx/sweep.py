@@ -17,9 +17,10 @@ named budgets::
 Each run's config is resolved exactly as ``streamx train`` would (suite defaults → the method's
 preset → experiment, method and budget overrides → seed, steps and ``label`` = the method name)
 and runs in ``<out>/<hash>``, where the hash is taken over that resolved config. A run whose
-``summary.json`` says it finished is skipped, an interrupted stream-x run continues from its newest
-checkpoint, and anything else starts afresh — so a killed sweep resumes where it stopped when
-run again. ``<out>/sweep.json`` lists every run with its method, env and seed for ``streamx plot``.
+``summary.json`` says it finished (or diverged) is skipped, an interrupted run (stream-x or SB3
+baseline) continues from its newest checkpoint, and anything else starts afresh — so a killed
+sweep resumes where it stopped when run again. ``<out>/sweep.json`` lists every run with its
+method, env and seed for ``streamx plot``.
 
 Backends: ``local`` (a process pool, one torch thread per run; needs nothing), ``slurm``
 (job arrays through submitit, several runs packed per array task) and ``ray`` (tasks on a Ray
@@ -258,7 +259,7 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     Executed by every backend in the worker process. Never raises for a failed run: the error
     is returned (and is in the run's summary.json), so one bad run does not stop the sweep.
     """
-    from streamx.config import ALGORITHMS, Config
+    from streamx.config import Config
     from streamx.run import checkpoint_paths, resume, train
 
     if isinstance(spec, Mapping):
@@ -268,8 +269,7 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     if state in ("finished", "diverged"):
         return {"run_dir": str(run_dir), "status": "skipped", "error": None}
     try:
-        if (state in ("interrupted", "incomplete") and spec.config["algo"] in ALGORITHMS
-                and checkpoint_paths(run_dir)):
+        if state in ("interrupted", "incomplete") and checkpoint_paths(run_dir):
             result = resume(run_dir)
         else:
             if run_dir.exists():  # a run killed before its first checkpoint: start it again

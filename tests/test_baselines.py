@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from streamx import cli
 from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters
+from streamx.checkpoint import load_checkpoint
 from streamx.config import Config
 from streamx.outputs import EPISODE_FIELDS, METRIC_FIELDS, read_csv
-from streamx.run import resolve_config, resume, train
+from streamx.run import checkpoint_paths, resolve_config, resume, train
 
 needs_sb3 = pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
                                reason="the sb3 extra is not installed")
@@ -141,17 +147,120 @@ def test_missing_extra_names_the_install_command(tmp_path, capsys, monkeypatch):
     assert code == 2 and len(err.splitlines()) == 1 and "pip install 'streamx[sb3]'" in err
 
 
+def _resume_config(tmp_path, algo, name, steps, **overrides):
+    env, *env_overrides = _ENVS[algo]
+    values = {}
+    for item in env_overrides:
+        key, value = item.split("=", 1)
+        values[key] = {"n_epochs": 2} if key == "sb3_kwargs" else int(value)
+    return resolve_config(algo, env, overrides={"total_steps": steps, "seed": 3, "run_dir": str(tmp_path / name),
+                                                "progress": False, "log_interval": 50, "checkpoint_interval": 100,
+                                                **values, **overrides})
+
+
+def _sigterm_after(step_at_least):
+    def on_episode(step, episode_return, length):
+        if step >= step_at_least:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or slurm would: the run checkpoints and stops
+        return False
+    return on_episode
+
+
+def _same_parameters(a, b):
+    left, right = a.get_parameters(), b.get_parameters()
+    return left.keys() == right.keys() and all(
+        torch.equal(left[name][key], right[name][key]) for name in left for key in left[name]
+        if isinstance(left[name][key], torch.Tensor))
+
+
 @needs_sb3
-def test_resume_restarts_an_unfinished_run_and_refuses_a_finished_one(tmp_path, capsys):
-    run_dir = _cli(tmp_path, "dqn1", 200, 2)
+@pytest.mark.parametrize("algo, steps, stop_at", [("sac1", 500, 200), ("ppo1", 500, 200), ("dqn1", 500, 200),
+                                                  ("ppo", 900, 300), ("sac", 500, 200)])
+def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, algo, steps, stop_at):
+    reference = train(_resume_config(tmp_path, algo, "ref", steps))
+    stopped = train(_resume_config(tmp_path, algo, "run", steps), on_episode=_sigterm_after(stop_at))
+    assert stopped.status == "interrupted" and stop_at <= stopped.steps < steps
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] == stopped.steps
+    checkpoint = load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])  # weights_only, checksummed
+    assert checkpoint["loop"]["step"] == checkpoint["sb3"]["counters"]["num_timesteps"] == stopped.steps
+    resumed = resume(tmp_path / "run")
+    assert resumed.status == "finished" and resumed.steps == steps
+    assert _episodes(tmp_path / "run") == _episodes(tmp_path / "ref")
+    assert [int(row["step"]) for row in read_csv(tmp_path / "run" / "metrics.csv")] == list(range(50, steps + 1, 50))
+    assert _same_parameters(resumed.agent, reference.agent)
+    if algo in ("sac1", "sac"):
+        assert torch.equal(resumed.agent.log_ent_coef, reference.agent.log_ent_coef)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"] == [
+        {"step": stopped.steps, "mid_episode": True}]
+
+
+@needs_sb3
+def test_periodic_checkpoints_and_the_replay_buffer(tmp_path):
+    run_dir = _cli(tmp_path, "sac", 450, 0, None, "checkpoint_interval=100", "keep_checkpoints=2")
+    assert [path.name for path in checkpoint_paths(run_dir)] == ["step_000000000300.ckpt", "step_000000000400.ckpt"]
+    saved = load_checkpoint(checkpoint_paths(run_dir)[-1])["sb3"]["replay_buffer"]
+    assert saved["pos"] == 400 and not saved["full"] and saved["arrays"]["observations"].shape[0] == 401
+
+
+@needs_sb3
+def test_without_simulator_state_a_resume_starts_a_new_episode(tmp_path, monkeypatch):
+    from streamx import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_simulator_state", lambda unwrapped: None)  # as for Atari or DM Control
+    config = _resume_config(tmp_path, "sac1", "run", 400)
+    stopped = train(config, on_episode=_sigterm_after(120))  # signalled at an episode end: stops at the next step
+    payload = load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])
+    assert payload["loop"]["mid_episode"] is False and not payload["env_state"]["exact"]
+    resumed = resume(tmp_path / "run")
+    assert resumed.status == "finished" and resumed.steps == 400
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumes"] == [{"step": stopped.steps, "mid_episode": False}]
+    steps = [int(row["step"]) for row in read_csv(tmp_path / "run" / "episodes.csv")]
+    assert steps == sorted(steps) and steps[-1] <= 400
+
+
+@needs_sb3
+def test_resume_refuses_a_finished_run_and_restarts_one_without_checkpoints(tmp_path, capsys):
+    run_dir = _cli(tmp_path, "dqn1", 200, 2, None, "checkpoint_interval=0")
     first = _episodes(run_dir)
     assert cli.main(["train", "--resume", str(run_dir)]) == 2
     assert "finished dqn1 run" in capsys.readouterr().err
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert not checkpoint_paths(run_dir)  # e.g. killed before its first checkpoint
     result = resume(run_dir)
-    assert "restarting" in capsys.readouterr().err
+    assert "no checkpoint yet; restarting" in capsys.readouterr().err
     assert result.status == "finished" and _episodes(run_dir) == first
+
+
+@needs_sb3
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run_with_vecnormalize(tmp_path):
+    pytest.importorskip("mujoco")
+    common = ["ppo", "--env", "Hopper-v5", "--steps", "4000", "--seed", "7", "progress=false", "log_interval=500",
+              "checkpoint_interval=1000"]
+    reference = _popen("train", *common, "--run-dir", str(tmp_path / "ref"))
+    killed_dir = tmp_path / "killed"
+    victim = _popen("train", *common, "--run-dir", str(killed_dir))
+    deadline = time.time() + 240
+    while len(checkpoint_paths(killed_dir)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    assert not (killed_dir / "summary.json").exists() or json.loads(
+        (killed_dir / "summary.json").read_text())["steps"] < 4000
+    resumed = _popen("train", "--resume", str(killed_dir))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert _episodes(killed_dir) == _episodes(tmp_path / "ref")
+    assert load_checkpoint(checkpoint_paths(killed_dir)[-1])["sb3"]["normalizer"] is not None
+    assert json.loads((killed_dir / "summary.json").read_text())["resumes"][0]["mid_episode"] is True
+
+
+def _popen(*args):
+    return subprocess.Popen([sys.executable, "-m", "streamx.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "disable"})
 
 
 @needs_sb3
