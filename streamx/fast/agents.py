@@ -255,6 +255,7 @@ class FlatNetwork(FlatParameters):
         self.conv: bool | None = True if table[0, kernels.KIND] == kernels.CONV else None
         self.num_outputs = sum(head.out_features for head in heads)
         self.workspace = np.zeros((3, cursor), dtype=np.float32)
+        self.input_size = math.prod(tuple(int(n) for n in input_shape))
         self._make_views()
         self.load_from_torch()
 
@@ -355,9 +356,11 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
     the bootstrap value and the trace cut stay the algorithm's own hooks.
 
     ``act(s)`` leaves the forward pass of ``s`` in the workspace; ``update`` reuses it when the
-    weights have not changed since (no update, ``load_state_dict`` or ``sync_from_torch`` in
-    between) and the observation is the same, as Stream AC does. An in-place edit of the torch
-    module between ``act`` and ``update`` is therefore not seen by that pass of s."""
+    weights have not changed since (no ``load_state_dict`` or ``sync_from_torch`` in between)
+    and the observation is the same, as Stream AC does. ``update``'s step is fused with the
+    forward pass of s' under the new weights, which the next ``act(s')`` reuses likewise. An
+    in-place edit of the torch module between ``act`` and ``update`` (or between ``update`` and
+    the next ``act``) is therefore not seen by that pass; ``q_values`` always runs afresh."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
@@ -370,17 +373,18 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         super().sync_from_torch()
         self._forward_current = False
 
-    def _q_values_array(self, obs: Any) -> np.ndarray:
-        """``Q(obs, ·)`` as a float32 view into the workspace (valid until the next forward)."""
+    def _q_values_array(self, obs: Any, reuse: bool = True) -> np.ndarray:
+        """``Q(obs, ·)`` as a float32 view into the workspace (valid until the next forward);
+        with ``reuse``, a pass of the same ``obs`` with the current weights is not repeated."""
         net = self._q
         x = _as_input(obs)
-        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, x, x, False, True,
-                             net.conv)  # s only (the update's entry point, compiled once for both)
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, x, x,
+                             reuse and self._forward_current, True, net.conv)  # s only (one entry point for both)
         self._forward_current = True
         return net.outputs
 
     def q_values(self, obs: Any) -> torch.Tensor:
-        return torch.from_numpy(self._q_values_array(obs).copy())
+        return torch.from_numpy(self._q_values_array(obs, reuse=False).copy())  # always a fresh pass
 
     def act(self, obs: Any, deterministic: bool = False) -> int:
         q_values = self._q_values_array(obs)
@@ -416,12 +420,14 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         return net.outputs, net.next_outputs
 
     def _learn_output(self, index: int, td_error: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
-        """Trace of ∇Q(s, index) at the s of the last ``_forward_pair``, then the step;
-        returns (α̂, Σ‖z‖₁)."""
+        """Trace of ∇Q(s, index) at the s of the last ``_forward_pair``, then the step fused
+        with the forward pass of that pair's s' under the new weights, which the next ``act``
+        on s' reuses; returns (α̂, Σ‖z‖₁)."""
         net = self._q
         step_size, trace_norm = kernels.learn_output(
             net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, index, net.rule, net.settings,
-            td_error, net.next_bias_correction(), reset, net.conv)
+            td_error, net.next_bias_correction(), reset, net.workspace[1, :net.input_size], net.conv)
+        self._forward_current = True
         net.record_step(step_size, trace_norm)
         return step_size, trace_norm
 

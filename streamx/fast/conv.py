@@ -270,7 +270,7 @@ class _ConvAgent(_FastAgent):
 class _ConvActionValue(_ConvAgent, _FastActionValue):
     _q: ConvNetwork  # type: ignore[assignment]
 
-    def _q_values_array(self, obs: Any) -> np.ndarray:
+    def _q_values_array(self, obs: Any, reuse: bool = True) -> np.ndarray:
         return self._q.forward(_as_input(obs))
 
     def q_values(self, obs: Any) -> torch.Tensor:

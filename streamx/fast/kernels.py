@@ -157,76 +157,110 @@ def _layer_norm_gradient_sums(activations: np.ndarray, gradients: np.ndarray, pr
 # ============================================================================================
 
 @_reduction
-def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray, other: Any) -> None:
-    """activations[pre] = W · activations[in] + b, accumulated in float64 and rounded once to
-    float32; when ``other`` is a second workspace row (not None), the same for it in the same
-    pass over W."""
+def _linear(weights: np.ndarray, layers: np.ndarray, layer: int, activations: np.ndarray, other: np.ndarray,
+            pair: bool) -> None:
+    """activations[pre] = W · activations[in] + b in float32 (each row's dot product summed in
+    SIMD lanes, reassociated, as a float32 GEMV does); with ``pair``, the same for the second
+    workspace row ``other`` in the same pass over W. (A flag, not ``other=None``: one compiled
+    specialization instead of two.)"""
     w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
     in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
     # Loops index slices by range variables (never ``at + j``): numba then knows the index is
     # non-negative and emits no wraparound code, which would stop LLVM from vectorizing.
     x = activations[in_at:in_at + n_in]
-    inputs = np.empty(n_in)
-    for j in range(n_in):
-        inputs[j] = np.float64(x[j])
-    if other is not None:
+    if pair:
         other_x = other[in_at:in_at + n_in]
-        other_inputs = np.empty(n_in)
-        for j in range(n_in):
-            other_inputs[j] = np.float64(other_x[j])
         for i in range(n_out):
             weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
-            total = 0.0
-            other_total = 0.0
+            total = ZERO
+            other_total = ZERO
             for j in range(n_in):
-                w = np.float64(weight[j])
-                total += w * inputs[j]
-                other_total += w * other_inputs[j]
-            bias = np.float64(weights[b_at + i])
-            activations[pre_at + i] = np.float32(total + bias)
-            other[pre_at + i] = np.float32(other_total + bias)
+                w = weight[j]
+                total += w * x[j]
+                other_total += w * other_x[j]
+            bias = weights[b_at + i]
+            activations[pre_at + i] = total + bias
+            other[pre_at + i] = other_total + bias
     else:
         for i in range(n_out):
             weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
-            total = 0.0
+            total = ZERO
             for j in range(n_in):
-                total += np.float64(weight[j]) * inputs[j]
-            activations[pre_at + i] = np.float32(total + np.float64(weights[b_at + i]))
+                total += weight[j] * x[j]
+            activations[pre_at + i] = total + weights[b_at + i]
+
+
+@_inline
+def _conv_taps(y_in: int, kernel: int, stride: int, size_out: int, taps: np.ndarray) -> int:
+    """The kernel rows i (and output rows y = (y_in − i) / stride) that input row ``y_in``
+    feeds, in ascending i, as pairs in ``taps``; returns how many."""
+    count = 0
+    for i in range(kernel):
+        offset = y_in - i
+        if offset >= 0 and offset % stride == 0 and offset // stride < size_out:
+            taps[2 * count] = i
+            taps[2 * count + 1] = offset // stride
+            count += 1
+    return count
 
 
 @_kernel
 def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
     """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
-    accumulated in float64 and rounded once to float32. Skips zero input pixels (MinAtar
-    observations are binary and mostly zero): they add exact zeros."""
+    accumulated in float64 and rounded once to float32.
+
+    Scattered from the input: each nonzero input pixel (MinAtar observations are binary and
+    mostly zero; zeros add exact zeros) adds its products to every output position it feeds,
+    for all output channels at once — weights and sums are laid out channels-last here so that
+    innermost loop is contiguous and vectorizes. Each output still sums its terms in the order
+    (c, i, j) and float32·float32 products are exact in float64, so the result is the same as
+    the direct loop's."""
     channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
     kernel = layers[0, KERNEL]
     positions = layers[0, H_OUT] * layers[0, W_OUT]
     channels_out = layers[0, N_OUT] // positions
     fan_in = channels_in * kernel * kernel
     w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
-    total = np.empty(channels_out * positions)
-    for o in range(channels_out):
-        bias = np.float64(weights[b_at + o])
-        for p in range(positions):
-            total[o * positions + p] = bias
     stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
-    for y in range(height):
-        for x in range(width):
-            p = y * width + x
-            for c in range(channels_in):
-                for i in range(kernel):
-                    row = in_at + (c * height_in + y * stride + i) * width_in + x * stride
-                    for j in range(kernel):
-                        value = activations[row + j]
-                        if value == ZERO:
-                            continue
-                        value64 = np.float64(value)
-                        w = w_at + (c * kernel + i) * kernel + j
+    weight = weights[w_at:w_at + channels_out * fan_in]
+    transposed = np.empty(fan_in * channels_out)  # [c, i, j, o]
+    for o in range(channels_out):
+        for q in range(fan_in):
+            transposed[q * channels_out + o] = np.float64(weight[o * fan_in + q])
+    total = np.empty(positions * channels_out)  # [y, x, o]
+    bias = weights[b_at:b_at + channels_out]
+    for p in range(positions):
+        for o in range(channels_out):
+            total[p * channels_out + o] = np.float64(bias[o])
+    row_taps = np.empty(2 * kernel, dtype=np.int64)
+    column_taps = np.empty(2 * kernel, dtype=np.int64)
+    for c in range(channels_in):
+        for y_in in range(height_in):
+            rows = _conv_taps(y_in, kernel, stride, height, row_taps)
+            if rows == 0:
+                continue
+            first = in_at + (c * height_in + y_in) * width_in
+            pixels = activations[first:first + width_in]
+            for x_in in range(width_in):
+                value = pixels[x_in]
+                if value == ZERO:
+                    continue
+                value64 = np.float64(value)
+                columns = _conv_taps(x_in, kernel, stride, width, column_taps)
+                for a in range(rows):
+                    i, y = row_taps[2 * a], row_taps[2 * a + 1]
+                    for b in range(columns):
+                        j, x = column_taps[2 * b], column_taps[2 * b + 1]
+                        tap = ((c * kernel + i) * kernel + j) * channels_out
+                        out = (y * width + x) * channels_out
+                        source = transposed[tap:tap + channels_out]
+                        target = total[out:out + channels_out]
                         for o in range(channels_out):
-                            total[o * positions + p] += np.float64(weights[w + o * fan_in]) * value64
-    for q in range(channels_out * positions):
-        activations[pre_at + q] = np.float32(total[q])
+                            target[o] += source[o] * value64
+    result = activations[pre_at:pre_at + channels_out * positions]
+    for o in range(channels_out):
+        for p in range(positions):
+            result[o * positions + p] = np.float32(total[p * channels_out + o])
 
 
 @_inline
@@ -248,22 +282,22 @@ def _copy_input(x: np.ndarray, activations: np.ndarray) -> None:
 
 @_kernel
 def _forward_rows(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
-                  activations: np.ndarray, other: Any, conv: Any) -> None:
-    """The network on the input(s) already in place: row ``activations`` and, when not None,
+                  activations: np.ndarray, other: np.ndarray, pair: bool, conv: Any) -> None:
+    """The network on the input(s) already in place: row ``activations`` and, with ``pair``,
     row ``other`` (reading each Linear weight matrix once for both)."""
     for layer in range(layers.shape[0]):
         done = False
         if conv is not None:  # noqa: SIM102 - alone, so numba prunes it for conv=None
             if layer == 0:
                 _conv(weights, layers, activations)
-                if other is not None:
+                if pair:
                     _conv(weights, layers, other)
                 done = True
         if not done:
-            _linear(weights, layers, layer, activations, other)
+            _linear(weights, layers, layer, activations, other, pair)
         if layer < num_hidden:
             _normalize_and_activate(layers, layer, layer_norm, activations)
-            if other is not None:
+            if pair:
                 _normalize_and_activate(layers, layer, layer_norm, other)
 
 
@@ -273,7 +307,8 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
     """Run the network on one input ``x``; every intermediate lands in ``activations``.
     ``conv``: None for an MLP, True when the first layer is a Conv2d."""
     _copy_input(x, activations)
-    _forward_rows(weights, layers, num_hidden, layer_norm, activations, None, conv)
+    pair = False  # a variable, not a constant: one compiled specialization
+    _forward_rows(weights, layers, num_hidden, layer_norm, activations, activations, pair, conv)
 
 
 @_inline
@@ -297,33 +332,34 @@ def _linear_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
     ``z_W ← decay·z_W + g xᵀ``, ``z_b ← decay·z_b + g`` — elementwise float32, as torch's
     ``_foreach_mul_`` then ``_foreach_add_`` of the gradient, which torch rounds to float32 —
     and, when ``propagate``, ``gradients[in] += Wᵀ g`` (added: several heads share one input;
-    the caller zeroes it), accumulated in float64. Returns the layer's new ‖z‖₁ (float64)."""
+    the caller zeroes it), summed in float32 like a GEMV. Returns the layer's new ‖z‖₁ (each
+    row summed in float32 SIMD lanes, the rows in float64)."""
     w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
     in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
-    accumulated = np.zeros(n_in if propagate else 0)
+    accumulated = np.zeros(n_in if propagate else 0, dtype=np.float32)
     x = activations[in_at:in_at + n_in]
     norm = 0.0
     for i in range(n_out):  # row slices indexed by range variables: see _linear
         grad = gradients[pre_at + i]
         weight_trace = trace[w_at + i * n_in:w_at + (i + 1) * n_in]
+        row_norm = ZERO
         if propagate:
             weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
-            grad64 = np.float64(grad)
             for j in range(n_in):
                 z = weight_trace[j] * trace_decay + grad * x[j]
                 weight_trace[j] = z
-                norm += abs(np.float64(z))
-                accumulated[j] += np.float64(weight[j]) * grad64
+                row_norm += abs(z)
+                accumulated[j] += weight[j] * grad
         else:
             for j in range(n_in):
                 z = weight_trace[j] * trace_decay + grad * x[j]
                 weight_trace[j] = z
-                norm += abs(np.float64(z))
+                row_norm += abs(z)
         bias = trace[b_at + i] * trace_decay + grad
         trace[b_at + i] = bias
-        norm += abs(np.float64(bias))
+        norm += np.float64(row_norm) + abs(np.float64(bias))
     for j in range(accumulated.shape[0]):
-        gradients[in_at + j] += np.float32(accumulated[j])
+        gradients[in_at + j] += accumulated[j]
     return norm
 
 
@@ -332,40 +368,59 @@ def _conv_backward(trace: np.ndarray, layers: np.ndarray, activations: np.ndarra
                    trace_decay: np.float32) -> float:
     """The fused trace update of the first (conv) layer, ``z ← decay·z + g`` with
     ``∂/∂W[o, c, i, j] = Σ_p g[o, p]·in[c, y·s + i, x·s + j]`` and ``∂/∂b[o] = Σ_p g[o, p]``
-    accumulated in float64 and rounded once to float32 (as torch's conv backward gives them),
-    skipping zero input pixels. No gradient reaches the observation. Returns the
-    layer's new ‖z‖₁ (float64)."""
+    accumulated in float64 and rounded once to float32 (as torch's conv backward gives them).
+    Scattered from the nonzero input pixels channels-last, like ``_conv``; each weight's sum
+    still runs over the positions p in ascending order. No gradient reaches the observation.
+    Returns the layer's new ‖z‖₁ (float64)."""
     channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
     kernel = layers[0, KERNEL]
     positions = layers[0, H_OUT] * layers[0, W_OUT]
     channels_out = layers[0, N_OUT] // positions
     fan_in = channels_in * kernel * kernel
     w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
-    weight_gradient = np.zeros(channels_out * fan_in)
     stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
-    for y in range(height):
-        for x in range(width):
-            p = pre_at + y * width + x
-            for c in range(channels_in):
-                for i in range(kernel):
-                    row = in_at + (c * height_in + y * stride + i) * width_in + x * stride
-                    for j in range(kernel):
-                        value = activations[row + j]
-                        if value == ZERO:
-                            continue
-                        value64 = np.float64(value)
-                        w = (c * kernel + i) * kernel + j
+    output_gradient = gradients[pre_at:pre_at + channels_out * positions]
+    transposed = np.empty(positions * channels_out)  # g as [y, x, o]
+    for o in range(channels_out):
+        for p in range(positions):
+            transposed[p * channels_out + o] = np.float64(output_gradient[o * positions + p])
+    weight_gradient = np.zeros(fan_in * channels_out)  # [c, i, j, o]
+    row_taps = np.empty(2 * kernel, dtype=np.int64)
+    column_taps = np.empty(2 * kernel, dtype=np.int64)
+    for c in range(channels_in):
+        for y_in in range(height_in):
+            rows = _conv_taps(y_in, kernel, stride, height, row_taps)
+            if rows == 0:
+                continue
+            first = in_at + (c * height_in + y_in) * width_in
+            pixels = activations[first:first + width_in]
+            for x_in in range(width_in):
+                value = pixels[x_in]
+                if value == ZERO:
+                    continue
+                value64 = np.float64(value)
+                columns = _conv_taps(x_in, kernel, stride, width, column_taps)
+                for a in range(rows):
+                    i, y = row_taps[2 * a], row_taps[2 * a + 1]
+                    for b in range(columns):
+                        j, x = column_taps[2 * b], column_taps[2 * b + 1]
+                        tap = ((c * kernel + i) * kernel + j) * channels_out
+                        out = (y * width + x) * channels_out
+                        source = transposed[out:out + channels_out]
+                        target = weight_gradient[tap:tap + channels_out]
                         for o in range(channels_out):
-                            weight_gradient[w + o * fan_in] += np.float64(gradients[p + o * positions]) * value64
+                            target[o] += source[o] * value64
     norm = 0.0
-    for q in range(channels_out * fan_in):
-        z = trace[w_at + q] * trace_decay + np.float32(weight_gradient[q])
-        trace[w_at + q] = z
-        norm += abs(np.float64(z))
+    weight_trace = trace[w_at:w_at + channels_out * fan_in]
+    for o in range(channels_out):
+        for q in range(fan_in):
+            z = weight_trace[o * fan_in + q] * trace_decay + np.float32(weight_gradient[q * channels_out + o])
+            weight_trace[o * fan_in + q] = z
+            norm += abs(np.float64(z))
     for o in range(channels_out):
         bias_gradient = 0.0
         for p in range(positions):
-            bias_gradient += np.float64(gradients[pre_at + o * positions + p])
+            bias_gradient += np.float64(output_gradient[o * positions + p])
         z = trace[b_at + o] * trace_decay + np.float32(bias_gradient)
         trace[b_at + o] = z
         norm += abs(np.float64(z))
@@ -458,16 +513,10 @@ def _apply_step(weights: np.ndarray, direction: np.ndarray, scaled_step: np.floa
 
 
 @_inline
-def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error: np.float32,
-                   bias_correction: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
-    """One step ``w ← w + α̂ δ d`` after the trace update (whose ``Σ‖z‖₁`` is ``trace_norm``);
-    returns α̂.
-
-    ObGD: ``d = z``, ``M = α κ max(|δ|,1) ‖z‖₁``, ``α̂ = α / max(M, 1)``.
-    AdaptiveObGD: d is the normalized trace (see _normalized_direction), M uses ‖d‖₁.
-    Traced SGD: ``d = z``, ``α̂ = α``. The trace is zeroed afterwards when ``reset``.
-    """
-    weights, trace = state[WEIGHTS], state[TRACE]
+def _step_size(state: np.ndarray, rule: int, settings: np.ndarray, td_error: np.float32,
+               bias_correction: np.float32, trace_norm: np.float32) -> tuple[np.ndarray, np.float32]:
+    """The step's direction d and effective step size α̂ (see :func:`optimizer_step`)."""
+    trace = state[TRACE]
     direction = trace
     if rule == ADAPTIVE_OBGD:
         direction = state[DIRECTION]
@@ -478,11 +527,76 @@ def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error:
         direction_norm = trace_norm if rule == OBGD else l1_norm(direction)
         bound = settings[LR_TIMES_KAPPA] * max(abs(td_error), ONE) * direction_norm
         step_size = step_size * (ONE / max(bound, ONE))
-    _apply_step(weights, direction, step_size * td_error)
+    return direction, step_size
+
+
+@_inline
+def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error: np.float32,
+                   bias_correction: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
+    """One step ``w ← w + α̂ δ d`` after the trace update (whose ``Σ‖z‖₁`` is ``trace_norm``);
+    returns α̂.
+
+    ObGD: ``d = z``, ``M = α κ max(|δ|,1) ‖z‖₁``, ``α̂ = α / max(M, 1)``.
+    AdaptiveObGD: d is the normalized trace (see _normalized_direction), M uses ‖d‖₁.
+    Traced SGD: ``d = z``, ``α̂ = α``. The trace is zeroed afterwards when ``reset``.
+    """
+    direction, step_size = _step_size(state, rule, settings, td_error, bias_correction, trace_norm)
+    _apply_step(state[WEIGHTS], direction, step_size * td_error)
     if reset:
-        for i in range(trace.shape[0]):
-            trace[i] = ZERO
+        _zero(state[TRACE], 0, state.shape[1])
     return step_size
+
+
+@_reduction
+def _step_rows_and_dot(weights: np.ndarray, direction: np.ndarray, scaled_step: np.float32, n_in: int,
+                       x: np.ndarray, out: np.ndarray) -> None:
+    """For a Linear weight block [n_out, n_in]: ``w ← w + d·(α̂δ)`` row by row (the same
+    float32 operation as ``_apply_step``) and, while the row is in cache, ``out = w_new · x``
+    summed as in ``_linear``."""
+    for i in range(out.shape[0]):
+        weight = weights[i * n_in:(i + 1) * n_in]
+        row_direction = direction[i * n_in:(i + 1) * n_in]
+        total = ZERO
+        for j in range(n_in):
+            w = weight[j] + row_direction[j] * scaled_step
+            weight[j] = w
+            total += w * x[j]
+        out[i] = total
+
+
+@_inline
+def _step_and_forward(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
+                      direction: np.ndarray, scaled_step: np.float32, x: np.ndarray, activations: np.ndarray,
+                      conv: Any) -> None:
+    """The step ``w ← w + d·(α̂δ)`` fused with the forward pass of ``x`` under the new weights
+    (into ``activations``), layer by layer: each weight row is stepped and then read once more
+    while still in cache, instead of a full step pass and a full forward pass. The weights end
+    exactly as after ``_apply_step``; every parameter belongs to a layer (FlatNetwork checks)."""
+    weights = state[WEIGHTS]
+    _copy_input(x, activations)
+    for layer in range(layers.shape[0]):
+        w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
+        done = False
+        if conv is not None:  # noqa: SIM102 - alone, so numba prunes it for conv=None
+            if layer == 0:
+                channels_out = n_out // (layers[0, H_OUT] * layers[0, W_OUT])
+                count = channels_out * layers[0, C_IN] * layers[0, KERNEL] * layers[0, KERNEL]
+                _apply_step(weights[w_at:w_at + count], direction[w_at:w_at + count], scaled_step)
+                _apply_step(weights[b_at:b_at + channels_out], direction[b_at:b_at + channels_out], scaled_step)
+                _conv(weights, layers, activations)
+                done = True
+        if not done:
+            in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
+            _step_rows_and_dot(weights[w_at:w_at + n_in * n_out], direction[w_at:w_at + n_in * n_out], scaled_step,
+                               n_in, activations[in_at:in_at + n_in], activations[pre_at:pre_at + n_out])
+            bias, bias_direction = weights[b_at:b_at + n_out], direction[b_at:b_at + n_out]
+            out = activations[pre_at:pre_at + n_out]
+            for i in range(n_out):
+                b = bias[i] + bias_direction[i] * scaled_step
+                bias[i] = b
+                out[i] = out[i] + b
+        if layer < num_hidden:
+            _normalize_and_activate(layers, layer, layer_norm, activations)
 
 
 # ============================================================================================
@@ -496,28 +610,35 @@ def forward_pair(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     """Forward passes of s (workspace row 0) and s' (row 1) with the same weights, reading
     each weight matrix once. With ``reuse_first`` (the caller knows row 0 holds a pass with
     the current weights) the pass of s is kept when it is of the same ``x``. With
-    ``first_only`` only s is run (``next_x`` is ignored): act and update then share one
-    compiled entry point."""
+    ``first_only`` only s is run (``next_x`` is ignored; a kept pass of the same ``x`` is
+    reused likewise): act and update then share one compiled entry point."""
     weights, activations, next_activations = state[WEIGHTS], workspace[0], workspace[1]
+    pair = False  # a variable, not a constant: one compiled specialization of _forward_rows
     if first_only:
+        if reuse_first and same_input(layers, x, activations):
+            return  # e.g. left by learn_output's step fused with the next forward pass
         _copy_input(x, activations)
-        _forward_rows(weights, layers, num_hidden, layer_norm, activations, None, conv)
+        _forward_rows(weights, layers, num_hidden, layer_norm, activations, activations, pair, conv)
         return
     _copy_input(next_x, next_activations)
     if reuse_first and same_input(layers, x, activations):
-        _forward_rows(weights, layers, num_hidden, layer_norm, next_activations, None, conv)
+        _forward_rows(weights, layers, num_hidden, layer_norm, next_activations, next_activations, pair, conv)
     else:
         _copy_input(x, activations)
-        _forward_rows(weights, layers, num_hidden, layer_norm, activations, next_activations, conv)
+        pair = True
+        _forward_rows(weights, layers, num_hidden, layer_norm, activations, next_activations, pair, conv)
 
 
 @_inline
 def learn_output(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
                  output_index: int, rule: int, settings: np.ndarray, td_error: np.float32,
-                 bias_correction: np.float32, reset: bool, conv: Any) -> tuple[np.float32, np.float32]:
+                 bias_correction: np.float32, reset: bool, next_x: Any, conv: Any) -> tuple[np.float32, np.float32]:
     """Trace of ∇(output ``output_index`` at s) — ``v(s)`` or ``Q(s, a)`` — then the step.
 
-    Uses the forward pass of s already in workspace row 0 (from ``forward_pair``)."""
+    Uses the forward pass of s already in workspace row 0 (from ``forward_pair``). When
+    ``next_x`` is an input (not None) the step is fused with the forward pass of ``next_x``
+    under the new weights, which replaces row 0 (the next ``act`` on that observation then
+    reuses it). None prunes the fused code at compile time, and an input the plain step."""
     gradients = workspace[2]
     out_at = layers[num_hidden, PRE_AT]
     for head in range(num_hidden, layers.shape[0]):
@@ -525,7 +646,14 @@ def learn_output(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     gradients[out_at + output_index] = ONE
     trace_norm = accumulate_trace(state[WEIGHTS], state[TRACE], layers, num_hidden, layer_norm, workspace[0],
                                   gradients, settings[TRACE_DECAY], conv)
-    return optimizer_step(state, rule, settings, td_error, bias_correction, reset, trace_norm), trace_norm
+    if next_x is None:
+        return optimizer_step(state, rule, settings, td_error, bias_correction, reset, trace_norm), trace_norm
+    direction, step_size = _step_size(state, rule, settings, td_error, bias_correction, trace_norm)
+    _step_and_forward(state, layers, num_hidden, layer_norm, direction, step_size * td_error, next_x, workspace[0],
+                      conv)
+    if reset:
+        _zero(state[TRACE], 0, state.shape[1])
+    return step_size, trace_norm
 
 
 @_inline
@@ -547,7 +675,7 @@ def value_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     if not math.isfinite(td_error):  # refused before it reaches traces or weights (the caller raises)
         return td_error, NAN, NAN, value
     step_size, trace_norm = learn_output(state, layers, num_hidden, layer_norm, workspace, 0, rule, settings,
-                                         td_error, bias_correction, reset, conv)
+                                         td_error, bias_correction, reset, None, conv)
     return td_error, step_size, trace_norm, value
 
 
