@@ -8,6 +8,7 @@ Every stateful wrapper has ``state_dict()``/``load_state_dict()`` and a ``frozen
 
 from __future__ import annotations
 
+import math
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -30,38 +31,74 @@ __all__ = [
 class RunningMeanStd:
     """Welford's running mean and UNBIASED variance, elementwise, in float64 (PAPER §1.5).
 
-    The first sample sets the mean; the variance is 1 until two samples were seen.
+    The first sample sets the mean; the variance is 1 until two samples were seen. Updated in
+    place (``mean`` is the same array throughout; copy it to keep a snapshot), with the same
+    float64 operations as ``mean ← mean + (x − mean)/n``, ``S ← S + (x − mean_old)(x − mean_new)``;
+    scalar statistics (shape ``()``) are kept as Python floats, which are the same IEEE doubles
+    without numpy's per-call overhead.
     """
 
     def __init__(self, shape: tuple[int, ...] = ()):
         self.count = 0
-        self.mean = np.zeros(shape, dtype=np.float64)
-        self._sum_sq_dev = np.zeros(shape, dtype=np.float64)
+        self._scalar = tuple(shape) == ()
+        self.mean: Any = 0.0 if self._scalar else np.zeros(shape, dtype=np.float64)
+        self._sum_sq_dev: Any = 0.0 if self._scalar else np.zeros(shape, dtype=np.float64)
+        self._deviation: Any = None if self._scalar else np.zeros(shape, dtype=np.float64)
+        self._scratch: Any = None if self._scalar else np.zeros(shape, dtype=np.float64)
 
     @property
-    def var(self) -> np.ndarray:
+    def var(self) -> Any:
         if self.count < 2:
-            return np.ones_like(self.mean)
+            return 1.0 if self._scalar else np.ones_like(self.mean)
         return self._sum_sq_dev / (self.count - 1)
 
+    def std(self, epsilon: float, out: np.ndarray | None = None) -> Any:
+        """``√(var + ε)`` (into ``out`` for array statistics)."""
+        if self._scalar:
+            return math.sqrt(self.var + epsilon)
+        if out is None:
+            out = np.empty_like(self.mean)
+        if self.count < 2:
+            out.fill(1.0)
+        else:
+            np.divide(self._sum_sq_dev, self.count - 1, out=out)
+        np.add(out, epsilon, out=out)
+        return np.sqrt(out, out=out)
+
     def update(self, x: np.ndarray | float) -> None:
-        x = np.asarray(x, dtype=np.float64)
         self.count += 1
-        if self.count == 1:
-            self.mean = x.copy() if x.ndim else np.array(x)
-            self._sum_sq_dev = np.zeros_like(self.mean)
+        if self._scalar:
+            x = float(x)
+            if self.count == 1:
+                self.mean, self._sum_sq_dev = x, 0.0
+                return
+            deviation = x - self.mean
+            self.mean = self.mean + deviation / self.count
+            self._sum_sq_dev = self._sum_sq_dev + deviation * (x - self.mean)
             return
-        deviation = x - self.mean
-        self.mean = self.mean + deviation / self.count
-        self._sum_sq_dev = self._sum_sq_dev + deviation * (x - self.mean)
+        if self.count == 1:
+            np.copyto(self.mean, x, casting="unsafe")
+            self._sum_sq_dev.fill(0.0)
+            return
+        deviation, scratch = self._deviation, self._scratch
+        np.subtract(x, self.mean, out=deviation)
+        np.divide(deviation, self.count, out=scratch)
+        np.add(self.mean, scratch, out=self.mean)
+        np.subtract(x, self.mean, out=scratch)
+        np.multiply(deviation, scratch, out=scratch)
+        np.add(self._sum_sq_dev, scratch, out=self._sum_sq_dev)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "mean": self.mean.copy(), "sum_sq_dev": self._sum_sq_dev.copy()}
+        return {"count": self.count, "mean": np.array(self.mean, dtype=np.float64),
+                "sum_sq_dev": np.array(self._sum_sq_dev, dtype=np.float64)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count = int(state["count"])
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self._sum_sq_dev = np.array(state["sum_sq_dev"], dtype=np.float64)
+        if self._scalar:
+            self.mean, self._sum_sq_dev = float(state["mean"]), float(state["sum_sq_dev"])
+        else:
+            np.copyto(self.mean, np.asarray(state["mean"], dtype=np.float64))
+            np.copyto(self._sum_sq_dev, np.asarray(state["sum_sq_dev"], dtype=np.float64))
 
 
 def _float_box(space: gym.spaces.Space) -> gym.spaces.Box:
@@ -80,12 +117,18 @@ class NormalizeObservation(gym.ObservationWrapper):
         self.stats = RunningMeanStd(env.observation_space.shape)
         self.epsilon = epsilon
         self.frozen = frozen
+        self._centered: np.ndarray | None = None  # buffers, allocated at the first observation
+        self._std: np.ndarray | None = None
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         if not self.frozen:
             self.stats.update(observation)
-        normalized = (observation - self.stats.mean) / np.sqrt(self.stats.var + self.epsilon)
-        return normalized.astype(np.float32)
+        # (o − μ) / √(σ² + ε) in float64, in preallocated buffers, then one float32 copy
+        if self._centered is None:
+            self._centered, self._std = np.empty_like(self.stats.mean), np.empty_like(self.stats.mean)
+        centered = np.subtract(observation, self.stats.mean, out=self._centered)
+        np.divide(centered, self.stats.std(self.epsilon, out=self._std), out=centered)
+        return centered.astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state_dict()}
@@ -117,7 +160,7 @@ class ScaleReward(gym.Wrapper):
         self.return_trace = self.gamma * (1.0 - float(done)) * self.return_trace + float(reward)
         if not self.frozen:
             self.stats.update(self.return_trace)
-        scaled = float(reward) / float(np.sqrt(self.stats.var + self.epsilon))
+        scaled = float(reward) / self.stats.std(self.epsilon)
         return observation, scaled, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
@@ -184,7 +227,9 @@ class ChannelsFirst(gym.ObservationWrapper):
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(channels, height, width), dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.moveaxis(observation, -1, 0), dtype=np.float32)
+        channels_first = np.empty(self.observation_space.shape, dtype=np.float32)
+        np.copyto(channels_first, observation.transpose(2, 0, 1), casting="unsafe")
+        return channels_first
 
 
 class CheckFinite(gym.Wrapper):
