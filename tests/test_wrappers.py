@@ -19,6 +19,34 @@ def test_running_mean_std_matches_numpy_unbiased_on_a_stream():
         np.testing.assert_allclose(stats.var, expected_var, rtol=1e-10)
 
 
+def test_running_mean_std_in_place_and_scalar_are_the_plain_float64_recurrence():
+    """The in-place array statistics and the Python-float scalar ones give bit for bit the
+    values of the textbook recurrence written with fresh float64 arrays."""
+    rng = np.random.default_rng(2)
+    data = rng.normal(1.0, 4.0, size=(40, 3)).astype(np.float32)
+    array_stats, scalar_stats = RunningMeanStd((3,)), RunningMeanStd(())
+    mean, sum_sq = None, None
+    first_mean = array_stats.mean
+    for i, x in enumerate(data):
+        array_stats.update(x)
+        scalar_stats.update(float(x[0]))
+        x64 = np.asarray(x, dtype=np.float64)
+        if i == 0:
+            mean, sum_sq = x64.copy(), np.zeros(3)
+        else:
+            deviation = x64 - mean
+            mean = mean + deviation / (i + 1)
+            sum_sq = sum_sq + deviation * (x64 - mean)
+        assert np.array_equal(array_stats.mean, mean)
+        assert np.array_equal(array_stats.var, sum_sq / i if i else np.ones(3))
+        assert scalar_stats.mean == mean[0] and scalar_stats.var == (sum_sq[0] / i if i else 1.0)
+    assert array_stats.mean is first_mean  # updated in place
+    assert np.array_equal(array_stats.std(1e-8), np.sqrt(array_stats.var + 1e-8))
+    restored = RunningMeanStd(())
+    restored.load_state_dict(scalar_stats.state_dict())
+    assert restored.mean == scalar_stats.mean and restored.var == scalar_stats.var
+
+
 def test_normalize_observation_updates_before_normalizing_including_resets(scripted_env):
     rng = np.random.default_rng(1)
     observations = rng.normal(5.0, 3.0, size=(12, 3))
