@@ -31,9 +31,13 @@ A network is described by:
 Numerics. Operations that torch performs as single float32 elementwise operations (trace decay
 and accumulation, the step, AdaptiveObGD's second moment, the TD error, LeakyReLU, the
 Gaussian head) are written in the same float32 order, so they give identical results on
-identical inputs. Reductions and composite kernels whose internal order in torch is not
-specified (GEMM, LayerNorm, log-softmax, norms) are computed in float64 and rounded once to
-float32: the difference to torch is then torch's own float32 rounding error.
+identical inputs. The Linear layers' dot products (forward ``W x`` and backward ``Wᵀ g``) are
+summed in float32 SIMD lanes, as torch's float32 GEMV/GEMM sums them in an order of its own, and
+each trace row's ‖z‖₁ likewise (rows added in float64): the difference to torch is of the order
+of torch's own float32 rounding error. The other reductions and composite kernels whose
+internal order in torch is not specified (conv sums, LayerNorm, log-softmax, the remaining
+norms) are computed in float64 and rounded once to float32. The conv sums add exact
+float32·float32 products in the same order as a direct loop, so they equal a float64 conv.
 
 Sign convention (PAPER §1.1): the trace accumulates the gradient of the quantity being
 learned (``v(s)``, ``Q(s, a)`` or the actor's objective) and the step is ``w ← w + α̂ δ z``.
