@@ -168,6 +168,11 @@ def load_sweep(root: Path) -> tuple[list[Run], dict[str, Any]]:
     return runs, info
 
 
+def paper_method_ranks() -> tuple[int, ...]:
+    """The ranks ``method_sort_key`` gives the paper's methods (anything else ranks after)."""
+    return tuple(rank for _, rank in _METHOD_ORDER)
+
+
 def method_sort_key(method: str) -> tuple[int, str]:
     """PAPER §6 order: classic, PPO1/DQN1, SAC1, stream-x, PPO/DQN, SAC, then anything else."""
     name = method.lower()

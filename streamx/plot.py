@@ -187,10 +187,20 @@ def _safe_name(env: str) -> str:
 
 
 def _colors(methods: list[str]) -> dict[str, Any]:
+    """A colour per method, the same in every figure for the paper's methods: classic, PPO1/DQN1,
+    SAC1, stream-x, PPO/DQN and SAC keep tab10's first six colours by their PAPER §6 rank; other
+    methods (ablations, custom labels) take the remaining colours in sorted order."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
-    return {method: cmap(i % 10) for i, method in enumerate(methods)}
+    ranked = {method: analysis.method_sort_key(method)[0] for method in methods}
+    known = len(analysis.paper_method_ranks())
+    colors = {method: cmap(rank) for method, rank in ranked.items() if rank < known}
+    others = sorted(method for method, rank in ranked.items() if rank >= known)
+    free = [i for i in range(10) if i >= known] + [i for i in range(known)]  # reuse only past 10 methods
+    for i, method in enumerate(others):
+        colors[method] = cmap(free[i % len(free)])
+    return colors
 
 
 def _seed_label(runs: list[Run]) -> str:
@@ -219,7 +229,8 @@ def _curve_figures(new_figure: Any, rows: list[dict[str, Any]], runs: list[Run],
             axes.plot(x, mean, color=color, label=f"{method} (n={n})", marker="." if len(x) < 30 else None)
             axes.fill_between(x, mean - stderr, mean + stderr, color=color, alpha=0.3, linewidth=0)
             axes.fill_between(x, low, high, color=color, alpha=0.1, linewidth=0)
-        axes.set_title(f"{env} — {subtitle}", fontsize=10)
+        env_runs = [run for run in runs if run.env == env]
+        axes.set_title(f"{env} — {', '.join(part for part in (subtitle, _seed_label(env_runs)) if part)}", fontsize=10)
         axes.set_xlabel("agent steps")
         axes.set_ylabel(f"mean return, {windows[env]:,}-step windows")
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
@@ -337,15 +348,15 @@ def main(argv: list[str]) -> int:
     _write_csv(written[2], per_run, _RUN_FIELDS)
     _write_csv(written[3], aggregates, _AGGREGATE_FIELDS)
 
-    subtitle = ", ".join(part for part in (f"budget {info['budget']}" if info["budget"] else "",
-                                           _seed_label(runs)) if part)
+    budget = f"budget {info['budget']}" if info["budget"] else ""
+    subtitle = ", ".join(part for part in (budget, _seed_label(runs)) if part)
     new_figure = _figure_class()
     if new_figure is None:
         print("streamx plot: matplotlib is not installed, so only the CSV files were written; "
               "pip install 'streamx[plot]' for figures")
     else:
         colors = _colors(sorted({run.method for run in runs}, key=analysis.method_sort_key))
-        written += _curve_figures(new_figure, curves, runs, windows, colors, subtitle, out, formats)
+        written += _curve_figures(new_figure, curves, runs, windows, colors, budget, out, formats)  # seeds per env
         written += _barrier_figure(new_figure, final, colors, subtitle, out, formats)
         if aggregates:
             written += _aggregate_figure(new_figure, aggregates, colors, subtitle, out, formats)

@@ -256,3 +256,14 @@ def test_without_matplotlib_every_csv_is_still_written(tmp_path, monkeypatch, ca
     assert plot.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["aggregates.csv", "curves.csv", "final.csv", "final_runs.csv"]
     assert "pip install 'streamx[plot]'" in capsys.readouterr().out
+
+
+def test_paper_methods_keep_their_colour_in_every_figure():
+    pytest.importorskip("matplotlib")
+    barrier = plot._colors(["classic_ac", "ppo1", "sac1", "stream_ac", "ppo"])
+    ablations = plot._colors(["classic_ac", "no_obgd", "no_layer_norm", "stream_ac"])
+    alone = plot._colors(["stream_ac"])
+    assert barrier["stream_ac"] == ablations["stream_ac"] == alone["stream_ac"]
+    assert barrier["classic_ac"] == ablations["classic_ac"]
+    assert len(set(ablations.values())) == 4 and len(set(barrier.values())) == 5
+    assert ablations["no_obgd"] not in barrier.values()  # the others take the colours the paper's methods leave
