@@ -208,34 +208,20 @@ def _conv_taps(y_in: int, kernel: int, stride: int, size_out: int, taps: np.ndar
     return count
 
 
-@_kernel
-def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
-    """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
-    accumulated in float64 and rounded once to float32.
-
-    Scattered from the input: each nonzero input pixel (MinAtar observations are binary and
-    mostly zero; zeros add exact zeros) adds its products to every output position it feeds,
-    for all output channels at once — weights and sums are laid out channels-last here so that
-    innermost loop is contiguous and vectorizes. Each output still sums its terms in the order
-    (c, i, j) and float32·float32 products are exact in float64, so the result is the same as
-    the direct loop's."""
+@_inline
+def _conv_scatter(layers: np.ndarray, activations: np.ndarray, source: np.ndarray, target: np.ndarray,
+                  source_by_tap: bool) -> None:
+    """The first (conv) layer's sums over its input, channels-last: for every nonzero input
+    pixel v and every kernel tap (c, i, j) and output position (y, x) it meets, add
+    ``source[a, :]·v`` to ``target[b, :]`` over the output channels, where (a, b) is (tap,
+    position) when ``source_by_tap`` (the forward pass: weights into sums) and (position, tap)
+    otherwise (the weight gradient: output gradients into weight gradients). Visiting input
+    pixels in (c, y_in, x_in) order, each sum receives its terms in the order of a direct loop:
+    (c, i, j) for an output, the positions ascending for a weight."""
     channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
-    kernel = layers[0, KERNEL]
-    positions = layers[0, H_OUT] * layers[0, W_OUT]
-    channels_out = layers[0, N_OUT] // positions
-    fan_in = channels_in * kernel * kernel
-    w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
-    stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
-    weight = weights[w_at:w_at + channels_out * fan_in]
-    transposed = np.empty(fan_in * channels_out)  # [c, i, j, o]
-    for o in range(channels_out):
-        for q in range(fan_in):
-            transposed[q * channels_out + o] = np.float64(weight[o * fan_in + q])
-    total = np.empty(positions * channels_out)  # [y, x, o]
-    bias = weights[b_at:b_at + channels_out]
-    for p in range(positions):
-        for o in range(channels_out):
-            total[p * channels_out + o] = np.float64(bias[o])
+    kernel, stride, height, width = layers[0, KERNEL], layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
+    channels_out = layers[0, N_OUT] // (height * width)
+    in_at = layers[0, IN_AT]
     row_taps = np.empty(2 * kernel, dtype=np.int64)
     column_taps = np.empty(2 * kernel, dtype=np.int64)
     for c in range(channels_in):
@@ -257,10 +243,41 @@ def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> N
                         j, x = column_taps[2 * b], column_taps[2 * b + 1]
                         tap = ((c * kernel + i) * kernel + j) * channels_out
                         out = (y * width + x) * channels_out
-                        source = transposed[tap:tap + channels_out]
-                        target = total[out:out + channels_out]
+                        source_at, target_at = (tap, out) if source_by_tap else (out, tap)
+                        terms = source[source_at:source_at + channels_out]
+                        sums = target[target_at:target_at + channels_out]
                         for o in range(channels_out):
-                            target[o] += source[o] * value64
+                            sums[o] += terms[o] * value64
+
+
+@_kernel
+def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
+    """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
+    accumulated in float64 and rounded once to float32.
+
+    Scattered from the input: each nonzero input pixel (MinAtar observations are binary and
+    mostly zero; zeros add exact zeros) adds its products to every output position it feeds,
+    for all output channels at once — weights and sums are laid out channels-last here so that
+    innermost loop is contiguous and vectorizes. Each output still sums its terms in the order
+    (c, i, j) and float32·float32 products are exact in float64, so the result is the same as
+    the direct loop's."""
+    kernel = layers[0, KERNEL]
+    positions = layers[0, H_OUT] * layers[0, W_OUT]
+    channels_out = layers[0, N_OUT] // positions
+    fan_in = layers[0, C_IN] * kernel * kernel
+    w_at, b_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, PRE_AT]
+    weight = weights[w_at:w_at + channels_out * fan_in]
+    transposed = np.empty(fan_in * channels_out)  # [c, i, j, o]
+    for o in range(channels_out):
+        for q in range(fan_in):
+            transposed[q * channels_out + o] = np.float64(weight[o * fan_in + q])
+    total = np.empty(positions * channels_out)  # [y, x, o]
+    bias = weights[b_at:b_at + channels_out]
+    for p in range(positions):
+        for o in range(channels_out):
+            total[p * channels_out + o] = np.float64(bias[o])
+    by_tap = True  # weights (by tap) into sums (by position)
+    _conv_scatter(layers, activations, transposed, total, by_tap)
     result = activations[pre_at:pre_at + channels_out * positions]
     for o in range(channels_out):
         for p in range(positions):
@@ -376,44 +393,19 @@ def _conv_backward(trace: np.ndarray, layers: np.ndarray, activations: np.ndarra
     Scattered from the nonzero input pixels channels-last, like ``_conv``; each weight's sum
     still runs over the positions p in ascending order. No gradient reaches the observation.
     Returns the layer's new ‖z‖₁ (float64)."""
-    channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
     kernel = layers[0, KERNEL]
     positions = layers[0, H_OUT] * layers[0, W_OUT]
     channels_out = layers[0, N_OUT] // positions
-    fan_in = channels_in * kernel * kernel
-    w_at, b_at, in_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, IN_AT], layers[0, PRE_AT]
-    stride, height, width = layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
+    fan_in = layers[0, C_IN] * kernel * kernel
+    w_at, b_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, PRE_AT]
     output_gradient = gradients[pre_at:pre_at + channels_out * positions]
     transposed = np.empty(positions * channels_out)  # g as [y, x, o]
     for o in range(channels_out):
         for p in range(positions):
             transposed[p * channels_out + o] = np.float64(output_gradient[o * positions + p])
     weight_gradient = np.zeros(fan_in * channels_out)  # [c, i, j, o]
-    row_taps = np.empty(2 * kernel, dtype=np.int64)
-    column_taps = np.empty(2 * kernel, dtype=np.int64)
-    for c in range(channels_in):
-        for y_in in range(height_in):
-            rows = _conv_taps(y_in, kernel, stride, height, row_taps)
-            if rows == 0:
-                continue
-            first = in_at + (c * height_in + y_in) * width_in
-            pixels = activations[first:first + width_in]
-            for x_in in range(width_in):
-                value = pixels[x_in]
-                if value == ZERO:
-                    continue
-                value64 = np.float64(value)
-                columns = _conv_taps(x_in, kernel, stride, width, column_taps)
-                for a in range(rows):
-                    i, y = row_taps[2 * a], row_taps[2 * a + 1]
-                    for b in range(columns):
-                        j, x = column_taps[2 * b], column_taps[2 * b + 1]
-                        tap = ((c * kernel + i) * kernel + j) * channels_out
-                        out = (y * width + x) * channels_out
-                        source = transposed[out:out + channels_out]
-                        target = weight_gradient[tap:tap + channels_out]
-                        for o in range(channels_out):
-                            target[o] += source[o] * value64
+    by_tap = False  # output gradients (by position) into weight gradients (by tap)
+    _conv_scatter(layers, activations, transposed, weight_gradient, by_tap)
     norm = 0.0
     weight_trace = trace[w_at:w_at + channels_out * fan_in]
     for o in range(channels_out):
