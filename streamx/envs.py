@@ -144,6 +144,11 @@ def _register_plugin_envs(suite: Suite) -> None:
 
 
 def _unknown_env(env_id: str) -> ConfigError:
+    from streamx.analysis import atari_game
+
+    if not SUITES["atari"].installed and atari_game(env_id) is not None:  # e.g. "Breakout" without ale-py
+        return ConfigError(f"'{env_id}' is an Atari game, and Atari environments need ale-py, which is not "
+                           "installed: pip install 'streamx[atari]'")
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return ConfigError(f"unknown environment id '{env_id}'.{hint} Run `streamx envs` to list the available ids")

@@ -108,3 +108,15 @@ def test_missing_extra_is_one_line(tmp_path, monkeypatch):
                           ("MinAtar/Breakout-v1", "minatar")):
         with pytest.raises(ConfigError, match=rf"pip install 'streamx\[{extra}\]'"):
             envs.suite_of(env_id)
+
+
+def test_bare_atari_name_without_ale_py_names_the_extra(monkeypatch):
+    from streamx import envs
+    from streamx.errors import ConfigError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # as if ale-py were not installed
+    for env_id in ("Breakout", "ms_pacman"):  # bare names: never ids in the gymnasium registry
+        with pytest.raises(ConfigError, match=rf"'{env_id}' is an Atari game.*pip install 'streamx\[atari\]'"):
+            envs.suite_of(env_id)
+    with pytest.raises(ConfigError, match="unknown environment id 'Brekout'"):
+        envs.suite_of("Brekout")
