@@ -614,7 +614,8 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
         else:
             loop = payload["loop"]
             writer = RunWriter.reopen(run_dir, extra_fields=(), episode_rows=int(loop["episode_rows"]),
-                                      metric_rows=int(loop["metric_rows"]), tensorboard=config.tensorboard)
+                                      metric_rows=int(loop["metric_rows"]), tensorboard=config.tensorboard,
+                                      step=int(loop["step"]))
     except BaseException:
         venv.close()
         raise

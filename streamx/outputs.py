@@ -122,21 +122,22 @@ class RunWriter:
 
     @classmethod
     def reopen(cls, run_dir: str | Path, extra_fields: tuple[str, ...], episode_rows: int, metric_rows: int,
-               tensorboard: bool = False) -> RunWriter:
+               tensorboard: bool = False, step: int | None = None) -> RunWriter:
         """Continue writing an existing run directory (resume), keeping the rows a checkpoint
-        accounts for."""
+        accounts for; with ``step`` (the checkpoint's), TensorBoard events after it are
+        purged too, so the resumed run does not draw a second line over them."""
         writer = cls.__new__(cls)
         writer.run_dir = Path(run_dir)
         writer.episodes = _CsvLog(writer.run_dir / "episodes.csv", EPISODE_FIELDS, keep_rows=episode_rows)
         writer.metrics = _CsvLog(writer.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields, keep_rows=metric_rows)
-        writer._open_tensorboard(tensorboard)
+        writer._open_tensorboard(tensorboard, purge_after=step)
         return writer
 
     @property
     def metric_rows(self) -> int:
         return self.metrics.rows
 
-    def _open_tensorboard(self, tensorboard: bool) -> None:
+    def _open_tensorboard(self, tensorboard: bool, purge_after: int | None = None) -> None:
         self.tensorboard = None
         if tensorboard:
             try:
@@ -145,7 +146,8 @@ class RunWriter:
                 raise ConfigError(
                     "tensorboard=true needs the tensorboard package: pip install 'streamx[tensorboard]'"
                 ) from None
-            self.tensorboard = SummaryWriter(str(self.run_dir / "tb"))
+            purge_step = None if purge_after is None else purge_after + 1  # events at steps > purge_after go
+            self.tensorboard = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
 
     def episode(self, step: int, episode_return: float, length: int, wall_time: float) -> None:
         self.episodes.write({"step": step, "return": float(episode_return), "length": int(length),

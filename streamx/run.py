@@ -353,7 +353,7 @@ class _Training:
             self.writer = RunWriter.reopen(self.run_dir, extra_fields=self.stats.fields,
                                            episode_rows=resume_from["loop"]["episode_rows"],
                                            metric_rows=resume_from["loop"]["metric_rows"],
-                                           tensorboard=config.tensorboard)
+                                           tensorboard=config.tensorboard, step=int(resume_from["loop"]["step"]))
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
 
     # -- checkpoints ------------------------------------------------------------------------

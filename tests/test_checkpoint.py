@@ -307,3 +307,21 @@ def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
     assert all(torch.equal(full[n][k], resumed[n][k]) for n in full for k in full[n])
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert summary["resumes"] == [{"step": load_checkpoint(first)["loop"]["step"], "mid_episode": False}]
+
+
+def test_tensorboard_events_after_the_checkpoint_are_purged_on_resume(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = resolve_config("stream_q", "CartPole-v1", overrides={
+        "total_steps": 3000, "run_dir": str(tmp_path / "r"), "progress": False, "checkpoint_interval": 1000,
+        "log_interval": 250, "tensorboard": True})
+    train(config, on_episode=lambda step, ret, length: step > 1600)
+    newest = checkpoint_paths(tmp_path / "r")[-1]
+    newest.unlink()  # as after kill -9 at that moment: the resume goes back to step 1000
+    assert load_checkpoint(checkpoint_paths(tmp_path / "r")[-1])["loop"]["step"] == 1000
+    resume(tmp_path / "r")
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("train/recent_return")]
+    assert steps == list(range(250, 3001, 250))  # each metric once: the first session's 1250, 1500 are gone
