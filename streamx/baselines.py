@@ -350,11 +350,16 @@ _COUNTERS = ("num_timesteps", "_episode_num", "_n_updates", "_current_progress_r
              "exploration_rate")
 
 
-def _base_env(venv: Any) -> gym.Env:
-    """The gymnasium env inside a (wrapped) one-env DummyVecEnv."""
+def _dummy_vec_env(venv: Any) -> Any:
+    """The one-env DummyVecEnv inside SB3's VecEnv wrappers."""
     while hasattr(venv, "venv"):
         venv = venv.venv
-    return venv.envs[0]
+    return venv
+
+
+def _base_env(venv: Any) -> gym.Env:
+    """The gymnasium env inside a (wrapped) one-env DummyVecEnv."""
+    return _dummy_vec_env(venv).envs[0]
 
 
 def _vec_normalize(venv: Any) -> Any:
@@ -448,10 +453,7 @@ def _restore_session(model: Any, venv: Any, payload: dict[str, Any]) -> bool:
     _restore_model(model, saved)
     base = _base_env(venv)
     mid_episode = bool(payload["loop"]["mid_episode"]) and bool(payload["env_state"]["exact"])
-    dummy = venv
-    while hasattr(dummy, "venv"):
-        dummy = dummy.venv
-    dummy._reset_seeds()  # the seed was used by the first session; the RNG state comes from the checkpoint
+    _dummy_vec_env(venv)._reset_seeds()  # the seed served the first session; the RNGs come from the checkpoint
     venv.reset()  # builds every wrapper's episode state, which the checkpoint then overwrites
     restore_env_state(base, payload["env_state"], mid_episode=mid_episode)
     _restore_normalizer(venv, saved["normalizer"])

@@ -253,14 +253,11 @@ def _conv_scatter(layers: np.ndarray, activations: np.ndarray, source: np.ndarra
 @_kernel
 def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
     """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
-    accumulated in float64 and rounded once to float32.
-
-    Scattered from the input: each nonzero input pixel (MinAtar observations are binary and
-    mostly zero; zeros add exact zeros) adds its products to every output position it feeds,
-    for all output channels at once — weights and sums are laid out channels-last here so that
-    innermost loop is contiguous and vectorizes. Each output still sums its terms in the order
-    (c, i, j) and float32·float32 products are exact in float64, so the result is the same as
-    the direct loop's."""
+    accumulated in float64 and rounded once to float32, through ``_conv_scatter``: weights and
+    sums channels-last, so the innermost loop over the output channels is contiguous and
+    vectorizes; zero input pixels (MinAtar observations are binary and mostly zero) are skipped.
+    float32·float32 products are exact in float64 and each output sums them in the direct loop's
+    order, so the result is the same as the direct loop's."""
     kernel = layers[0, KERNEL]
     positions = layers[0, H_OUT] * layers[0, W_OUT]
     channels_out = layers[0, N_OUT] // positions
@@ -585,12 +582,11 @@ def _step_and_forward(state: np.ndarray, layers: np.ndarray, num_hidden: int, la
             in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
             _step_rows_and_dot(weights[w_at:w_at + n_in * n_out], direction[w_at:w_at + n_in * n_out], scaled_step,
                                n_in, activations[in_at:in_at + n_in], activations[pre_at:pre_at + n_out])
-            bias, bias_direction = weights[b_at:b_at + n_out], direction[b_at:b_at + n_out]
+            bias = weights[b_at:b_at + n_out]
+            _apply_step(bias, direction[b_at:b_at + n_out], scaled_step)
             out = activations[pre_at:pre_at + n_out]
             for i in range(n_out):
-                b = bias[i] + bias_direction[i] * scaled_step
-                bias[i] = b
-                out[i] = out[i] + b
+                out[i] = out[i] + bias[i]
         if layer < num_hidden:
             _normalize_and_activate(layers, layer, layer_norm, activations)
 
