@@ -171,7 +171,10 @@ _BATCH_OF_ONE: dict[str, dict[str, Any]] = {
 _ACTION_SPACES = {"sac": (gym.spaces.Box,), "dqn": (gym.spaces.Discrete,),
                   "ppo": (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)}
 # Keys of ours beside the SB3 constructor's own arguments.
-_EXTRA_KEYS = ("normalize",)
+_EXTRA_KEYS = ("normalize", "flush_denormal", "fused_optimizer")
+# streamx's numerics defaults for every baseline (docs/baselines.md#numerics): they change no
+# hyperparameter, only how fast the same arithmetic runs on a CPU.
+_NUMERICS: dict[str, Any] = {"flush_denormal": True, "fused_optimizer": True}
 # Constructor arguments streamx sets itself.
 _FIXED_KEYS = ("self", "env", "seed", "device", "verbose", "_init_setup_model", "tensorboard_log")
 
@@ -208,6 +211,7 @@ def baseline_hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
     if "n_steps" in hyper:  # one env collects what the zoo's n_envs did per update
         hyper["n_steps"] *= n_envs
     hyper.update(copy.deepcopy(_BATCH_OF_ONE.get(algo, {})))
+    hyper.update(_NUMERICS)
     return hyper
 
 
@@ -269,10 +273,14 @@ def _sb3_arguments(hyper: dict[str, Any]) -> dict[str, Any]:
     for key in ("learning_rate", "clip_range", "clip_range_vf"):
         if key in kwargs:
             kwargs[key] = _schedule(kwargs[key])
-    if isinstance(kwargs.get("policy_kwargs"), dict):
-        policy_kwargs = dict(kwargs["policy_kwargs"])
-        if "activation_fn" in policy_kwargs:
-            policy_kwargs["activation_fn"] = _activation(policy_kwargs["activation_fn"])
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = _activation(policy_kwargs["activation_fn"])
+    if hyper.get("fused_optimizer") and "optimizer_class" not in policy_kwargs:
+        # SB3's default optimizer is Adam; torch's fused CPU kernel does its update in one pass
+        # per parameter instead of ~8 dispatched ops (the same update up to rounding)
+        policy_kwargs["optimizer_kwargs"] = {"fused": True, **policy_kwargs.get("optimizer_kwargs", {})}
+    if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     if isinstance(kwargs.get("train_freq"), list):
         kwargs["train_freq"] = tuple(kwargs["train_freq"])  # e.g. [1, "episode"]
@@ -590,7 +598,7 @@ def _build(config: Config) -> tuple[Any, Any, dict[str, Any]]:
 
     sb3 = _sb3()
     hyper = resolve_hyperparameters(config)
-    seed_everything(config.seed, config.threads)
+    seed_everything(config.seed, config.threads, flush_denormal=bool(hyper.get("flush_denormal")))
     venv = _vec_env(config, hyper)
     try:
         model = getattr(sb3, _family(config.algo).upper())(env=venv, seed=config.seed, device="cpu", verbose=0,
@@ -650,6 +658,9 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
                                        fault))
             writer.close()
             venv.close()
+            import torch
+
+            torch.set_flush_denormal(False)  # the process's default again (seed_everything set it)
     return RunResult(run_dir, recorder.step, recorder.returns, recorder.lengths, recorder.stopped_early, model,
                      status=status, signal=signals.received)
 

@@ -93,11 +93,16 @@ def default_run_dir(config: Config) -> Path:
     return Path("runs") / f"{config.label or config.algo}__{env_name}__{config.seed}__{stamp}"
 
 
-def seed_everything(seed: int, threads: int = 1) -> None:
+def seed_everything(seed: int, threads: int = 1, flush_denormal: bool = False) -> None:
+    """Seed every generator and set the thread's numerics for one run. ``flush_denormal`` (the
+    SB3 baselines' default, docs/baselines.md#numerics) makes the CPU treat floats below
+    1.2e-38 as 0; it is reset for every run, so a stream-x run in the same process never
+    inherits it."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush_denormal)
 
 
 class _PredictionRecord:

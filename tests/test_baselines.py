@@ -100,9 +100,33 @@ def test_zoo_hyperparameters_for_one_env():
     assert ppo["n_steps"] == 8 * 32 and "n_envs" not in ppo  # the zoo's 8 envs × 32 steps, in one env
     hopper = baseline_hyperparameters("ppo", "Hopper-v5")
     assert hopper["normalize"] and hopper["n_steps"] == 512 and hopper["learning_rate"] == 9.80828e-05
-    assert baseline_hyperparameters("sac", "Walker2d-v5") == {"policy": "MlpPolicy", "learning_starts": 10000}
+    assert baseline_hyperparameters("sac", "Walker2d-v5") == {"policy": "MlpPolicy", "learning_starts": 10000,
+                                                              "flush_denormal": True, "fused_optimizer": True}
     sac1 = baseline_hyperparameters("sac1", "Walker2d-v5")
     assert sac1["buffer_size"] == sac1["batch_size"] == 1 and sac1["learning_starts"] == 0
+
+
+def _denormal_survives():
+    import torch
+
+    return bool((torch.tensor([1e-39]) * 1.0).item() != 0.0)  # 1e-39 is below float32's normal range
+
+
+@needs_sb3
+def test_numerics_fused_adam_and_flush_denormal_per_run(tmp_path):
+    sac1 = _model(tmp_path, "sac1")
+    optimizers = [sac1.actor.optimizer, sac1.critic.optimizer]
+    assert all(group["fused"] for opt in optimizers for group in opt.param_groups)
+    assert _denormal_survives()  # flushing is reset once the baseline run is over
+    plain = _model(tmp_path / "plain", "ppo1", sb3_kwargs={"fused_optimizer": False, "flush_denormal": False})
+    assert not any(group["fused"] for group in plain.policy.optimizer.param_groups)
+    import torch
+
+    from streamx.run import seed_everything
+
+    torch.set_flush_denormal(True)
+    seed_everything(0)  # a stream-x run never inherits a baseline's flushing
+    assert _denormal_survives()
 
 
 @needs_sb3
