@@ -111,8 +111,11 @@ _inline = njit(cache=True, error_model="numpy", inline="always")
 # - Few separately compiled functions: each costs LLVM optimization and machine code for
 #   itself and everything it calls, so small helpers are inlined (``_inline``), and the agents
 #   call few entry points (Q: ``forward_pair`` for act and update, ``learn_output``).
-# - One specialization each: constant arguments are passed as variables (numba would compile a
-#   Literal-typed copy for a constant), and layers are addressed by offsets into flat 1-D
+# - One specialization each: no constant is passed on as an argument. numba types a constant
+#   flag as Literal[bool] even when it is first assigned to a variable, and compiles the callee
+#   once per value; flags are therefore computed at run time (``_no``, ``layers[0, KIND]``) or
+#   come from the caller's own arguments, and each callee has one call site where it can
+#   (``forward_pair``; ``_conv_scatter`` for the conv forward and weight gradient). Layers are addressed by offsets into flat 1-D
 #   buffers (no reshape, slice assignment or astype, each of which compiles library code).
 # Hot loops index slices with range variables only (never ``offset + j``): numba then emits no
 # negative-index wraparound, which would keep LLVM from vectorizing them.
@@ -208,7 +211,7 @@ def _conv_taps(y_in: int, kernel: int, stride: int, size_out: int, taps: np.ndar
     return count
 
 
-@_inline
+@_kernel
 def _conv_scatter(layers: np.ndarray, activations: np.ndarray, source: np.ndarray, target: np.ndarray,
                   source_by_tap: bool) -> None:
     """The first (conv) layer's sums over its input, channels-last: for every nonzero input
@@ -217,7 +220,8 @@ def _conv_scatter(layers: np.ndarray, activations: np.ndarray, source: np.ndarra
     position) when ``source_by_tap`` (the forward pass: weights into sums) and (position, tap)
     otherwise (the weight gradient: output gradients into weight gradients). Visiting input
     pixels in (c, y_in, x_in) order, each sum receives its terms in the order of a direct loop:
-    (c, i, j) for an output, the positions ascending for a weight."""
+    (c, i, j) for an output, the positions ascending for a weight. Compiled once for both uses
+    (``source_by_tap`` is a run-time flag; see ``_no``) rather than inlined into each."""
     channels_in, height_in, width_in = layers[0, C_IN], layers[0, H_IN], layers[0, W_IN]
     kernel, stride, height, width = layers[0, KERNEL], layers[0, STRIDE], layers[0, H_OUT], layers[0, W_OUT]
     channels_out = layers[0, N_OUT] // (height * width)
@@ -273,7 +277,7 @@ def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> N
     for p in range(positions):
         for o in range(channels_out):
             total[p * channels_out + o] = np.float64(bias[o])
-    by_tap = True  # weights (by tap) into sums (by position)
+    by_tap = layers[0, KIND] == CONV  # True: weights (by tap) into sums (by position); typed bool, see _no
     _conv_scatter(layers, activations, transposed, total, by_tap)
     result = activations[pre_at:pre_at + channels_out * positions]
     for o in range(channels_out):
@@ -325,8 +329,15 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
     """Run the network on one input ``x``; every intermediate lands in ``activations``.
     ``conv``: None for an MLP, True when the first layer is a Conv2d."""
     _copy_input(x, activations)
-    pair = False  # a variable, not a constant: one compiled specialization
-    _forward_rows(weights, layers, num_hidden, layer_norm, activations, activations, pair, conv)
+    _forward_rows(weights, layers, num_hidden, layer_norm, activations, activations, _no(x), conv)
+
+
+@_inline
+def _no(x: np.ndarray) -> bool:
+    """False, typed ``bool``: numba types a constant ``False`` passed on as ``Literal[bool]``
+    and compiles the callee once per literal value; a value it cannot fold shares one
+    specialization with the run-time flags of other call sites."""
+    return x.shape[0] < 0
 
 
 @_inline
@@ -401,7 +412,7 @@ def _conv_backward(trace: np.ndarray, layers: np.ndarray, activations: np.ndarra
         for p in range(positions):
             transposed[p * channels_out + o] = np.float64(output_gradient[o * positions + p])
     weight_gradient = np.zeros(fan_in * channels_out)  # [c, i, j, o]
-    by_tap = False  # output gradients (by position) into weight gradients (by tap)
+    by_tap = layers[0, KIND] != CONV  # False: output gradients (by position) into weight gradients (by tap)
     _conv_scatter(layers, activations, transposed, weight_gradient, by_tap)
     norm = 0.0
     weight_trace = trace[w_at:w_at + channels_out * fan_in]
@@ -605,20 +616,18 @@ def forward_pair(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     ``first_only`` only s is run (``next_x`` is ignored; a kept pass of the same ``x`` is
     reused likewise): act and update then share one compiled entry point."""
     weights, activations, next_activations = state[WEIGHTS], workspace[0], workspace[1]
-    pair = False  # a variable, not a constant: one compiled specialization of _forward_rows
-    if first_only:
-        if reuse_first and same_input(layers, x, activations):
-            return  # e.g. left by learn_output's step fused with the next forward pass
+    keep_first = reuse_first and same_input(layers, x, activations)
+    if first_only and keep_first:
+        return  # e.g. left by learn_output's step fused with the next forward pass
+    if not first_only:
+        _copy_input(next_x, next_activations)
+    if not keep_first:
         _copy_input(x, activations)
-        _forward_rows(weights, layers, num_hidden, layer_norm, activations, activations, pair, conv)
-        return
-    _copy_input(next_x, next_activations)
-    if reuse_first and same_input(layers, x, activations):
-        _forward_rows(weights, layers, num_hidden, layer_norm, next_activations, next_activations, pair, conv)
-    else:
-        _copy_input(x, activations)
-        pair = True
-        _forward_rows(weights, layers, num_hidden, layer_norm, activations, next_activations, pair, conv)
+    # One call site, whose flag is computed at run time (typed bool): constants here would be
+    # typed Literal[bool] and compile _forward_rows once per value (≈1 s of cold start each).
+    pair = not (first_only or keep_first)  # s and s' in one pass over the weights
+    rows = next_activations if keep_first else activations
+    _forward_rows(weights, layers, num_hidden, layer_norm, rows, next_activations, pair, conv)
 
 
 @_inline
