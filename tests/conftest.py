@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -52,3 +60,43 @@ def scripted_env():
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+def streamx_process(*args: str, **kwargs: Any) -> subprocess.Popen:
+    """``python -m streamx.cli ARGS`` in a child process (pipes for its output)."""
+    return subprocess.Popen([sys.executable, "-m", "streamx.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "disable"}, **kwargs)
+
+
+def kill_9_and_resume(tmp_path: Path, train_args: list[str], steps: int, checkpoints: int = 1,
+                      jitter: float = 0.0, timeout: float = 300.0) -> tuple[Path, Path]:
+    """Run ``streamx train TRAIN_ARGS`` twice side by side: ``ref`` to the end, and ``killed``
+    SIGKILLed once it has written ``checkpoints`` checkpoints (plus up to ``jitter`` seconds, to
+    land between two), then ``streamx train --resume`` it. Checks that it really died before
+    ``steps`` and that both runs wrote the same episodes; returns (ref dir, killed dir)."""
+    from streamx.run import checkpoint_paths
+
+    reference_dir, killed_dir = tmp_path / "ref", tmp_path / "killed"
+    reference = streamx_process("train", *train_args, "--run-dir", str(reference_dir))
+    victim = streamx_process("train", *train_args, "--run-dir", str(killed_dir))
+    deadline = time.time() + timeout
+    while len(checkpoint_paths(killed_dir)) < checkpoints and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(0).uniform(0.0, jitter))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert reference.wait(timeout=2 * timeout) == 0, reference.stderr.read()
+    summary = killed_dir / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["steps"] < steps  # it really died early
+    resumed = streamx_process("train", "--resume", str(killed_dir))
+    assert resumed.wait(timeout=2 * timeout) == 0, resumed.stderr.read()
+    assert episode_rows(killed_dir) == episode_rows(reference_dir)
+    return reference_dir, killed_dir
+
+
+def episode_rows(run_dir: Path) -> list[dict]:
+    """episodes.csv without its wall-clock column."""
+    import csv
+
+    with open(Path(run_dir) / "episodes.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(handle)]

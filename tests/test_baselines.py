@@ -7,13 +7,12 @@ import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_9_and_resume
 
 from streamx import cli
 from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters
@@ -264,27 +263,9 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run_with_vecnormalize(tmp_pa
     pytest.importorskip("mujoco")
     common = ["ppo", "--env", "Hopper-v5", "--steps", "4000", "--seed", "7", "progress=false", "log_interval=500",
               "checkpoint_interval=1000"]
-    reference = _popen("train", *common, "--run-dir", str(tmp_path / "ref"))
-    killed_dir = tmp_path / "killed"
-    victim = _popen("train", *common, "--run-dir", str(killed_dir))
-    deadline = time.time() + 240
-    while len(checkpoint_paths(killed_dir)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert reference.wait(timeout=600) == 0, reference.stderr.read()
-    assert not (killed_dir / "summary.json").exists() or json.loads(
-        (killed_dir / "summary.json").read_text())["steps"] < 4000
-    resumed = _popen("train", "--resume", str(killed_dir))
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
-    assert _episodes(killed_dir) == _episodes(tmp_path / "ref")
+    _, killed_dir = kill_9_and_resume(tmp_path, common, 4000, checkpoints=2, timeout=240)
     assert load_checkpoint(checkpoint_paths(killed_dir)[-1])["sb3"]["normalizer"] is not None
     assert json.loads((killed_dir / "summary.json").read_text())["resumes"][0]["mid_episode"] is True
-
-
-def _popen(*args):
-    return subprocess.Popen([sys.executable, "-m", "streamx.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "disable"})
 
 
 @needs_sb3

@@ -7,10 +7,7 @@ import csv
 import json
 import os
 import pickle
-import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,17 +15,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import kill_9_and_resume, streamx_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamx.checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault
 from streamx.run import checkpoint_paths, resolve_config, resume, train
-
-
-def _cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streamx.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MUJOCO_GL": "disable"}, **kwargs)
 
 
 def _episodes(run_dir: Path) -> list[dict]:
@@ -49,21 +42,9 @@ def _final_weights(run_dir: Path) -> dict:
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, algo, env, steps, interval):
     common = [algo, "--env", env, "--steps", str(steps), "--seed", "7", "progress=false", "log_interval=500",
               f"checkpoint_interval={interval}"]
-    reference = _cli("train", *common, "--run-dir", str(tmp_path / "ref"))
-    killed_dir = tmp_path / "killed"
-    victim = _cli("train", *common, "--run-dir", str(killed_dir))
-    deadline = time.time() + 120
-    while len(checkpoint_paths(killed_dir)) < 1 and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(0).uniform(0.0, 0.5))  # somewhere between two checkpoints
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    # killed somewhere between two checkpoints
+    _, killed_dir = kill_9_and_resume(tmp_path, common, steps, checkpoints=1, jitter=0.5, timeout=120)
     summary = killed_dir / "summary.json"
-    assert not summary.exists() or json.loads(summary.read_text())["steps"] < steps  # it really died early
-    resumed = _cli("train", "--resume", str(killed_dir))
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert _episodes(killed_dir) == _episodes(tmp_path / "ref")
     reference_weights, resumed_weights = _final_weights(tmp_path / "ref"), _final_weights(killed_dir)
     for net in reference_weights:
         for key, value in reference_weights[net].items():
@@ -74,8 +55,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, algo, env, ste
 @pytest.mark.timing  # run alone (see Makefile): a wall-clock bound means nothing on a loaded machine
 def test_sigterm_writes_a_checkpoint_and_exits_0_within_a_second(tmp_path):
     run_dir = tmp_path / "run"
-    process = _cli("train", "stream_q", "--env", "CartPole-v1", "--steps", "500000", "--run-dir", str(run_dir),
-                   "progress=false", "checkpoint_interval=2000")
+    process = streamx_process("train", "stream_q", "--env", "CartPole-v1", "--steps", "500000", "--run-dir",
+                              str(run_dir), "progress=false", "checkpoint_interval=2000")
     deadline = time.time() + 120
     while len(checkpoint_paths(run_dir)) < 1 and time.time() < deadline:
         time.sleep(0.05)

@@ -115,8 +115,9 @@ _inline = njit(cache=True, error_model="numpy", inline="always")
 #   flag as Literal[bool] even when it is first assigned to a variable, and compiles the callee
 #   once per value; flags are therefore computed at run time (``_no``, ``layers[0, KIND]``) or
 #   come from the caller's own arguments, and each callee has one call site where it can
-#   (``forward_pair``; ``_conv_scatter`` for the conv forward and weight gradient). Layers are addressed by offsets into flat 1-D
-#   buffers (no reshape, slice assignment or astype, each of which compiles library code).
+#   (``forward_pair``; ``_conv_scatter`` for the conv forward and weight gradient). Layers are
+#   addressed by offsets into flat 1-D buffers (no reshape, slice assignment or astype, each of
+#   which compiles library code).
 # Hot loops index slices with range variables only (never ``offset + j``): numba then emits no
 # negative-index wraparound, which would keep LLVM from vectorizing them.
 
