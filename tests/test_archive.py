@@ -1,0 +1,86 @@
+"""experiments/archive.py: a sweep's plain results, plus the newest checkpoint of unfinished runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from conftest import episode_rows
+
+from streamx import cli
+from streamx.sweep import run_status
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _archive_module():
+    spec = importlib.util.spec_from_file_location("streamx_archive", ROOT / "experiments" / "archive.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root: Path, name: str, status: str | None, checkpoints: list[int], extra: tuple[str, ...] = ()) -> Path:
+    run_dir = root / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"algo": "ppo1"}))
+    (run_dir / "episodes.csv").write_text("step,return,length,wall_time\n10,1.0,10,0.1\n")
+    (run_dir / "metrics.csv").write_text("step\n10\n")
+    if status is not None:
+        (run_dir / "summary.json").write_text(json.dumps({"status": status, "steps": 10}))
+    for step in checkpoints:
+        (run_dir / "checkpoints" / f"step_{step:012d}.ckpt").write_bytes(b"x" * step)
+    for name_ in extra:
+        (run_dir / name_).write_bytes(b"pickle")
+    return run_dir
+
+
+def test_archive_copies_results_and_only_the_newest_checkpoint_of_unfinished_runs(tmp_path):
+    archive = _archive_module()
+    source, target = tmp_path / "sweep", tmp_path / "results"
+    _run(source, "finished", "finished", [1, 2, 3], extra=("model.zip", "vecnormalize.pkl"))
+    _run(source, "running", None, [4, 5, 6])
+    _run(source, "stopped", "interrupted", [7])
+    _run(source, "diverged", "diverged", [8])
+    (source / "sweep.json").write_text("{}")
+    (source / "stray").mkdir()  # not a run: no config.json
+
+    done = {run: (status, copied) for run, status, copied in archive.archive(source, target)}
+
+    assert done == {"finished": ("finished", False), "running": ("incomplete", True),
+                    "stopped": ("interrupted", True), "diverged": ("diverged", False)}
+    assert (target / "sweep.json").is_file() and not (target / "stray").exists()
+    for run in done:
+        for name in ("config.json", "episodes.csv", "metrics.csv"):
+            assert (target / run / name).read_bytes() == (source / run / name).read_bytes()
+    assert not (target / "finished" / "checkpoints").exists() and not (target / "diverged" / "checkpoints").exists()
+    assert not (target / "finished" / "model.zip").exists() and not (target / "finished" / "vecnormalize.pkl").exists()
+    assert [p.name for p in (target / "running" / "checkpoints").iterdir()] == ["step_000000000006.ckpt"]
+    assert run_status(target / "running") == "incomplete" and run_status(target / "finished") == "finished"
+
+    # the next session: the run went on (new checkpoint) and then finished
+    (source / "running" / "checkpoints" / "step_000000000009.ckpt").write_bytes(b"y")
+    archive.archive(source, target)
+    assert [p.name for p in (target / "running" / "checkpoints").iterdir()] == ["step_000000000009.ckpt"]
+    (source / "running" / "summary.json").write_text(json.dumps({"status": "finished", "steps": 10}))
+    archive.main([str(source), str(target)])
+    assert not (target / "running" / "checkpoints").exists()
+
+
+def test_an_archived_unfinished_run_resumes_from_its_copied_checkpoint(tmp_path):
+    archive = _archive_module()
+    source = tmp_path / "sweep"
+    run_dir = source / "run"
+    assert cli.main(["train", "stream_q", "--env", "CartPole-v1", "--steps", "600", "--run-dir", str(run_dir),
+                     "progress=false", "checkpoint_interval=200"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    uninterrupted = episode_rows(run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed after its last checkpoint
+    (run_dir / "checkpoints" / "step_000000000600.ckpt").unlink(missing_ok=True)
+    target = tmp_path / "results"
+    archive.archive(source, target)
+    assert cli.main(["train", "--resume", str(target / "run")]) == 0
+    resumed = json.loads((target / "run" / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["steps"] == summary["steps"] == 600
+    assert len(uninterrupted) > 5 and episode_rows(target / "run") == uninterrupted
