@@ -443,7 +443,7 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
         done[0] += 1
         note = f" ({result['error']})" if result.get("error") else ""
         say(f"  [{done[0]}/{len(todo)}] {Path(result['run_dir']).name}: {result['status']}{note} "
-            f"after {time.perf_counter() - started:.0f} s")
+            f"({time.perf_counter() - started:.0f} s into the sweep)")
 
     options = options or _parser().parse_args([])
     if backend == "local":
