@@ -95,8 +95,7 @@ def kill_9_and_resume(tmp_path: Path, train_args: list[str], steps: int, checkpo
 
 
 def episode_rows(run_dir: Path) -> list[dict]:
-    """episodes.csv without its wall-clock column."""
-    import csv
+    """episodes.csv without its wall-clock column (what two identical runs share)."""
+    from streamx.outputs import read_csv
 
-    with open(Path(run_dir) / "episodes.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(handle)]
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in read_csv(Path(run_dir) / "episodes.csv")]

@@ -8,18 +8,17 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_9_and_resume
+from conftest import episode_rows, kill_9_and_resume
 
 from streamx import cli
 from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters
 from streamx.checkpoint import load_checkpoint
 from streamx.config import Config
 from streamx.outputs import EPISODE_FIELDS, METRIC_FIELDS, read_csv
-from streamx.run import checkpoint_paths, resolve_config, resume, train
+from streamx.run import checkpoint_paths, resolve_config, resume, seed_everything, train
 
 needs_sb3 = pytest.mark.skipif(importlib.util.find_spec("stable_baselines3") is None,
                                reason="the sb3 extra is not installed")
@@ -39,10 +38,6 @@ def _cli(tmp_path, algo, steps=200, seed=0, name=None, *extra):
                      "progress=false", "log_interval=100", *env_overrides, *extra])
     assert code == 0
     return run_dir
-
-
-def _episodes(run_dir):
-    return [{k: v for k, v in row.items() if k != "wall_time"} for row in read_csv(Path(run_dir) / "episodes.csv")]
 
 
 @needs_sb3
@@ -106,8 +101,6 @@ def test_zoo_hyperparameters_for_one_env():
 
 
 def _denormal_survives():
-    import torch
-
     return bool((torch.tensor([1e-39]) * 1.0).item() != 0.0)  # 1e-39 is below float32's normal range
 
 
@@ -119,10 +112,6 @@ def test_numerics_fused_adam_and_flush_denormal_per_run(tmp_path):
     assert _denormal_survives()  # flushing is reset once the baseline run is over
     plain = _model(tmp_path / "plain", "ppo1", sb3_kwargs={"fused_optimizer": False, "flush_denormal": False})
     assert not any(group["fused"] for group in plain.policy.optimizer.param_groups)
-    import torch
-
-    from streamx.run import seed_everything
-
     torch.set_flush_denormal(True)
     seed_everything(0)  # a stream-x run never inherits a baseline's flushing
     assert _denormal_survives()
@@ -138,13 +127,13 @@ def test_sb3_kwargs_override_and_are_saved(tmp_path):
 
 @needs_sb3
 @pytest.mark.parametrize("algo", ["ppo1", "sac1"])
-def test_same_seed_same_episodes(tmp_path, algo):
+def test_same_seed_sameepisode_rows(tmp_path, algo):
     a = _cli(tmp_path, algo, 200, 5, "a")
     b = _cli(tmp_path, algo, 200, 5, "b")
     c = _cli(tmp_path, algo, 200, 6, "c")
-    assert len(_episodes(a)) > 2
-    assert _episodes(a) == _episodes(b)
-    assert _episodes(a) != _episodes(c)
+    assert len(episode_rows(a)) > 2
+    assert episode_rows(a) == episode_rows(b)
+    assert episode_rows(a) != episode_rows(c)
 
 
 @needs_sb3
@@ -209,7 +198,7 @@ def test_signal_then_resume_equals_an_uninterrupted_run(tmp_path, algo, steps, s
     assert checkpoint["loop"]["step"] == checkpoint["sb3"]["counters"]["num_timesteps"] == stopped.steps
     resumed = resume(tmp_path / "run")
     assert resumed.status == "finished" and resumed.steps == steps
-    assert _episodes(tmp_path / "run") == _episodes(tmp_path / "ref")
+    assert episode_rows(tmp_path / "run") == episode_rows(tmp_path / "ref")
     assert [int(row["step"]) for row in read_csv(tmp_path / "run" / "metrics.csv")] == list(range(50, steps + 1, 50))
     assert _same_parameters(resumed.agent, reference.agent)
     if algo in ("sac1", "sac"):
@@ -246,7 +235,7 @@ def test_without_simulator_state_a_resume_starts_a_new_episode(tmp_path, monkeyp
 @needs_sb3
 def test_resume_refuses_a_finished_run_and_restarts_one_without_checkpoints(tmp_path, capsys):
     run_dir = _cli(tmp_path, "dqn1", 200, 2, None, "checkpoint_interval=0")
-    first = _episodes(run_dir)
+    first = episode_rows(run_dir)
     assert cli.main(["train", "--resume", str(run_dir)]) == 2
     assert "finished dqn1 run" in capsys.readouterr().err
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -254,7 +243,7 @@ def test_resume_refuses_a_finished_run_and_restarts_one_without_checkpoints(tmp_
     assert not checkpoint_paths(run_dir)  # e.g. killed before its first checkpoint
     result = resume(run_dir)
     assert "no checkpoint yet; restarting" in capsys.readouterr().err
-    assert result.status == "finished" and _episodes(run_dir) == first
+    assert result.status == "finished" and episode_rows(run_dir) == first
 
 
 @needs_sb3
@@ -277,5 +266,5 @@ def test_same_seed_same_episodes_on_mujoco(tmp_path, algo):
     for name in ("a", "b"):
         assert cli.main(["train", algo, "--env", "Hopper-v5", "--steps", "500", "--seed", "3",
                          "--run-dir", str(tmp_path / name), "progress=false"]) == 0
-        runs.append(_episodes(tmp_path / name))
+        runs.append(episode_rows(tmp_path / name))
     assert len(runs[0]) > 5 and runs[0] == runs[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import pickle
@@ -15,18 +14,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import kill_9_and_resume, streamx_process
+from conftest import episode_rows, kill_9_and_resume, streamx_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamx.checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault
 from streamx.run import checkpoint_paths, resolve_config, resume, train
-
-
-def _episodes(run_dir: Path) -> list[dict]:
-    with open(run_dir / "episodes.csv") as handle:
-        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(handle)]
 
 
 def _final_weights(run_dir: Path) -> dict:
@@ -112,7 +106,7 @@ def test_nan_observation_stops_with_last_good_state_and_keeps_results(tmp_path, 
     assert payload["loop"]["step"] == 700
     for net in payload["agent"]["networks"].values():
         assert all(torch.isfinite(t).all() for t in net.values())
-    assert len(_episodes(run_dir)) > 5
+    assert len(episode_rows(run_dir)) > 5
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "non-finite observation" in summary["error"]
 
@@ -283,7 +277,7 @@ def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
     for path in later:
         path.unlink()
     resume(tmp_path / "resumed")
-    assert _episodes(tmp_path / "resumed") == _episodes(tmp_path / "full")
+    assert episode_rows(tmp_path / "resumed") == episode_rows(tmp_path / "full")
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
     assert all(torch.equal(full[n][k], resumed[n][k]) for n in full for k in full[n])
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
