@@ -265,9 +265,25 @@ def _atari_stream() -> tuple[gym.Env, list[Transition]]:
     return _STREAMS["atari"]
 
 
-@pytest.mark.slow  # about a minute per algorithm here; CI runs it (make test-slow)
+@pytest.fixture(params=["gemm", "torch"])
+def conv_network(request, monkeypatch):
+    """Each of the Atari net's two implementations (streamx.fast.conv): numba + MKL SGEMM
+    (GemmConvNetwork, used where torch exports MKL's sgemm_) and hand-chained torch kernels
+    (TorchConvNetwork, the fallback elsewhere)."""
+    from streamx.fast import gemm
+    from streamx.fast.conv import GemmConvNetwork, TorchConvNetwork
+
+    if request.param == "gemm":
+        if not gemm.AVAILABLE:
+            pytest.skip(f"no MKL sgemm_ in this torch: {gemm.REASON}")
+        return GemmConvNetwork
+    monkeypatch.setattr(gemm, "AVAILABLE", False)
+    return TorchConvNetwork
+
+
+@pytest.mark.slow  # ≈ 10 s per algorithm and network here (the autograd reference dominates); CI runs it
 @pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
-def test_lockstep_matches_autograd_with_the_atari_conv_net(algo):
+def test_lockstep_matches_autograd_with_the_atari_conv_net(algo, conv_network):
     env, stream = _atari_stream()
     assert env.observation_space.shape == (4, 84, 84) and len(stream) >= 1000
     events = _lockstep(algo, env.observation_space, None if algo == "stream_td" else env.action_space, stream,
@@ -285,32 +301,54 @@ def test_lockstep_matches_autograd_with_the_atari_conv_net(algo):
     ("stream_q", {"optimizer": "adaptive_obgd"}, 30, True),
     ("stream_ac", {"optimizer": "sgd", "lr": 0.001, "layer_norm": False}, 120, False),
 ])
-def test_lockstep_matches_autograd_with_the_atari_conv_net_briefly(algo, overrides, steps, float64_twin):
+def test_lockstep_matches_autograd_with_the_atari_conv_net_briefly(algo, overrides, steps, float64_twin,
+                                                                    conv_network):
     """The default suite's short version of the test above (which is marked slow)."""
     env, stream = _atari_stream()
     _lockstep(algo, env.observation_space, env.action_space, stream[:steps], float64_twin=float64_twin, **overrides)
 
 
-def test_atari_agents_use_the_torch_kernel_path_and_reuse_the_act_forward_pass():
+def test_atari_agents_use_a_conv_network_and_reuse_the_act_forward_pass(conv_network):
     from streamx.fast.conv import CONV_AGENTS
 
     image = gym.spaces.Box(-np.inf, np.inf, (4, 84, 84), np.float32)
     torch.manual_seed(0)
     agent = make_agent("stream_q", image, gym.spaces.Discrete(4))  # fast_path=auto
     assert isinstance(agent, CONV_AGENTS["stream_q"])
+    network = agent._flat["q_network"]
+    assert type(network) is conv_network
     obs, next_obs = np.random.default_rng(0).normal(size=(2, 4, 84, 84)).astype(np.float32)
     agent.act(obs)
-    network = agent._flat["q_network"]
     assert network.holds(obs.reshape(-1))
     np.testing.assert_allclose(agent.q_values(obs).numpy(),
                                agent.q_network(torch.as_tensor(obs)[None])[0].detach().numpy(), rtol=1e-5, atol=1e-6)
     agent.update(obs, 0, 1.0, next_obs, False, False)
     assert not network.holds(obs.reshape(-1))  # the weights changed: the kept pass is dropped
     agent.act(next_obs)  # takes over the first conv's patches of next_obs from the update
+    assert network.holds(next_obs.reshape(-1))
+    np.testing.assert_allclose(agent.q_values(next_obs).numpy(),
+                               agent.q_network(torch.as_tensor(next_obs)[None])[0].detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
     twin = copy.deepcopy(agent)  # a copy shares its own buffers and keeps no stale passes
     assert twin.update(next_obs, 1, 0.5, obs, True, False) == agent.update(next_obs, 1, 0.5, obs, True, False)
     assert next(twin.q_network.parameters()).data_ptr() != next(agent.q_network.parameters()).data_ptr()
     assert make_agent("stream_q", image, gym.spaces.Discrete(4), fast_path="off").__class__.__name__ == "StreamQ"
+
+
+def test_gemm_trace_norms_are_torchs_bitwise():
+    """ObGD's bound uses Σ‖z‖₁, whose float32 sum over 65k entries torch rounds by up to
+    ≈ 4e-5 relative: GemmConvNetwork sums each tensor in torch's order to give the same bits."""
+    from streamx.fast import gemm
+
+    sizes = [8192, 32, 32768, 64, 36864, 64, 65536, 256, 1024, 4, 7]
+    rng = np.random.default_rng(0)
+    trace = (rng.standard_normal(sum(sizes)) * rng.random(sum(sizes)) ** 4).astype(np.float32)
+    norms = np.zeros(len(sizes), dtype=np.float32)
+    gemm.torch_l1_norms(trace, gemm.norm_groups(sizes), norms)
+    expected = torch.stack(torch._foreach_norm(list(torch.split(torch.from_numpy(trace), sizes)), 1))
+    assert np.array_equal(norms, expected.numpy())
+    assert not np.array_equal(norms, np.array([np.abs(part.astype(np.float64)).sum()
+                                               for part in np.split(trace, np.cumsum(sizes)[:-1])], np.float32))
 
 
 @pytest.mark.parametrize(("algo", "overrides"), [

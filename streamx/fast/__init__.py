@@ -6,8 +6,10 @@ mechanisms, each picked by measurement (docs/performance.md):
 
 * MLPs and the MinAtar conv net: each act / update is ONE fused numba kernel over flat float32
   buffers (:mod:`streamx.fast.kernels`, agents in :mod:`streamx.fast.agents`);
-* the Atari conv net, whose update is arithmetic-bound: torch's GEMM kernels chained by hand
-  for one sample, with the act's forward pass reused and the numba optimizer step
+* the Atari conv net, whose update is arithmetic-bound: one numba call per forward and per
+  backward pass that calls torch's own MKL SGEMM for the matrix products
+  (:mod:`streamx.fast.gemm`), or, where torch has no MKL, torch's kernels chained by hand for
+  one sample; either way with the act's forward pass reused and the numba optimizer step
   (:mod:`streamx.fast.conv`).
 
 The fast agents are subclasses of the autograd agents, match them in lock-step to float32
@@ -71,16 +73,19 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
             or (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)):
         return False, f"stream_ac needs a Discrete or 1-D Box action space, got {action_space}"
     if is_atari_shape(shape):
-        return True, ("Atari conv net with a supported optimizer: hand-chained torch kernels on flat buffers "
-                      "with the numba optimizer step apply")
+        from streamx.fast import gemm
+
+        how = ("numba kernels calling torch's MKL SGEMM" if gemm.AVAILABLE
+               else f"hand-chained torch kernels ({gemm.REASON})")
+        return True, f"Atari conv net with a supported optimizer: {how} with the numba optimizer step apply"
     network = "MLP" if len(shape) == 1 else "MinAtar conv net"
     return True, f"{network} with a supported optimizer: fused numba kernels apply"
 
 
 def is_atari_shape(shape: tuple[int, ...] | None) -> bool:
     """Whether observations of this shape get the Atari conv net (``(C, 84, 84)``, PAPER §3),
-    which the fast path runs with torch kernels (:mod:`streamx.fast.conv`) rather than the
-    fused numba kernels."""
+    which the fast path runs with :mod:`streamx.fast.conv` rather than the fused numba kernels
+    of :mod:`streamx.fast.kernels`."""
     return shape is not None and len(shape) == 3 and tuple(shape[1:]) == (84, 84)
 
 

@@ -1,25 +1,32 @@
 """The fast path for the Atari conv net (PAPER §3: Conv 32 8×8 s5 → Conv 64 4×4 s3 → Conv 64
-3×3 s2 → FC 256): hand-chained torch kernels on flat buffers, the numba optimizer step.
+3×3 s2 → FC 256), in two implementations with one interface:
 
-Why not the numba kernels of :mod:`streamx.fast.kernels`: on the Atari net an update is
+* :class:`GemmConvNetwork` (used where torch exports MKL's ``sgemm_``: torch's Linux x86-64
+  wheels): each forward pass and each backward pass is ONE numba call
+  (:mod:`streamx.fast.gemm`) that calls SGEMM for the matrix products and runs im2row,
+  LayerNorm, LeakyReLU, their backward, the trace update and ‖z‖₁ in compiled loops;
+* :class:`TorchConvNetwork` (the fallback elsewhere): the same steps as hand-chained torch
+  kernels (``addmm`` on im2col patches gathered by ``index_select``, ``native_layer_norm`` and
+  its backward, …), ≈ 70 small calls per step.
+
+Why not the numba kernels of :mod:`streamx.fast.kernels` alone: on the Atari net an update is
 arithmetic-bound (≈10 M multiply-adds: two forward passes and one backward), and a plain numba
-loop nest does that 5–10× slower than oneDNN's convolutions. What autograd adds on top of those
-convolutions is overhead this module removes:
+loop nest does that several times slower than MKL's SGEMM. What autograd adds on top of those
+products is overhead both implementations remove:
 
 * the forward pass of ``s`` that ``act`` already did is kept and reused by ``update`` (weights
   unchanged, same observation), so each step runs two forward passes (``s'`` with the old
-  weights, ``s`` with the new ones at the next ``act``) instead of three;
-* the backward pass is the same ATen kernels autograd calls (``convolution_backward``,
-  ``native_layer_norm_backward``, ``leaky_relu_backward``, ``mm``) chained by hand for ONE
-  sample (autograd differentiates the batch of s and s' whose second row has zero gradient),
-  with no input gradient for the first conv and no graph bookkeeping;
-* each parameter gradient is added straight into its slice of ONE flat trace, decayed by one
-  multiplication, and the ObGD / AdaptiveObGD / traced-SGD step is the numba
-  :func:`~streamx.fast.kernels.optimizer_step` over the flat arrays (no per-tensor loops).
+  weights, ``s`` with the new ones at the next ``act``) instead of three, and the second
+  reuses the first layer's patches of the first (they depend on the observation only);
+* the backward pass is chained by hand for ONE sample (autograd differentiates the batch of
+  s and s' whose second row has zero gradient), with no input gradient for the first conv
+  and no graph bookkeeping;
+* each parameter gradient is added straight into its slice of ONE flat trace, and the ObGD /
+  AdaptiveObGD / traced-SGD step is the numba :func:`~streamx.fast.kernels.optimizer_step`
+  over the flat arrays (no per-tensor loops).
 
-Measured on the development machine (docs/performance.md), interleaved in one process on a
-busy machine: act+update of Stream Q on the Atari net 1.4 ms, against 3.7 ms for the autograd
-agent and 3.0 ms for the naive baseline of ``benchmarks/naive.py``.
+Measured on the development machine (docs/performance.md), one process, Stream Q on Breakout:
+act+update 0.57 ms with GemmConvNetwork, 1.6 ms with TorchConvNetwork.
 
 The agents here subclass the autograd agents exactly as those in :mod:`streamx.fast.agents`
 do, share memory with their modules and optimizer state, and keep their ``state_dict`` format.
@@ -27,6 +34,7 @@ do, share memory with their modules and optimizer state, and keep their ``state_
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -40,26 +48,159 @@ from streamx.agents.base import td_target_mask
 from streamx.agents.td import StreamTD
 from streamx.config import Config
 from streamx.errors import ConfigError
-from streamx.fast import kernels
+from streamx.fast import gemm, kernels
 from streamx.fast.agents import (
     FastStreamQ,
     FastStreamSARSA,
     FlatParameters,
+    _conv_geometry,
     _FastActionValue,
     _FastAgent,
     _weight_layers,
 )
 from streamx.nn import LEAKY_RELU_SLOPE
 
-__all__ = ["CONV_AGENTS", "ConvNetwork"]
+__all__ = ["CONV_AGENTS", "ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", "conv_network_class"]
 
 _LAYER_NORM_EPS = 1e-5  # FeatureLayerNorm's eps
 
 
-class ConvNetwork(FlatParameters):
+class GemmConvNetwork(FlatParameters):
+    """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
+    LayerNorm over all its features and LeakyReLU; Linear heads) on flat buffers, run by the
+    numba kernels of :mod:`streamx.fast.gemm` (one call per forward pass, one per backward
+    pass, matrix products by torch's MKL SGEMM).
+
+    Workspace rows 0 and 1 take turns holding the kept pass (the one :meth:`accumulate_trace`
+    differentiates): the other row takes the passes with ``keep=False`` (s' of an update),
+    and when ``act`` then asks for that same input with the new weights, the pass is redone
+    in that row, keeping its input and first-layer patches, and that row becomes the kept one.
+    """
+
+    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+        super().__init__(module, optimizer)
+        layers = hidden + heads
+        self._check_layers(layers)
+        _check_convolutions(hidden)
+        if not hidden:
+            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
+        self.num_hidden = len(hidden)
+        self.layer_norm = bool(layer_norm)
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_outputs = sum(head.out_features for head in heads)
+        self.layers, width = self._layer_table(layers)
+        self.workspace = _aligned_rows(3, width)
+        self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
+        self._row = 0  # the workspace row of the kept pass
+        self._norm_groups = gemm.norm_groups([p.numel() for p in self.parameters])
+        self._norms = np.zeros(len(self.parameters), dtype=np.float32)
+        self._make_views()
+        self.load_from_torch()
+
+    def _layer_table(self, layers: list[nn.Module]) -> tuple[np.ndarray, int]:
+        """The kernels' layer table and the workspace width. Every block starts on a 64-byte
+        boundary (the SGEMM operands)."""
+        table = np.zeros((len(layers), gemm.LAYER_COLUMNS), dtype=np.int64)
+        shape = self.input_shape
+
+        def allocate(size: int) -> int:
+            nonlocal cursor
+            at = cursor
+            cursor += -(-size // 16) * 16
+            return at
+
+        cursor = 0
+        previous_at = allocate(math.prod(shape))  # the input sits at offset 0
+        for row, layer in enumerate(layers):
+            table[row, kernels.W_AT] = self.offsets[id(layer.weight)]
+            table[row, kernels.B_AT] = self.offsets[id(layer.bias)]
+            table[row, kernels.N_IN] = math.prod(shape)
+            table[row, kernels.IN_AT] = previous_at
+            if isinstance(layer, nn.Conv2d) and row < self.num_hidden:
+                out_shape: tuple[int, ...] = _conv_geometry(layer, shape, table[row])
+                table[row, gemm.FAN_IN] = layer.weight[0].numel()
+                table[row, gemm.POSITIONS] = out_shape[1] * out_shape[2]
+                table[row, gemm.PATCH_AT] = allocate(out_shape[1] * out_shape[2] * layer.weight[0].numel())
+            elif isinstance(layer, nn.Linear) and math.prod(shape) == layer.in_features:
+                out_shape = (layer.out_features,)
+                table[row, kernels.KIND] = kernels.LINEAR
+                table[row, gemm.FAN_IN] = layer.in_features
+                table[row, gemm.POSITIONS] = 1
+            else:
+                raise ConfigError(f"the fast path cannot run layer {layer} on inputs of shape {shape}; "
+                                  "use fast_path=off")
+            table[row, kernels.N_OUT] = math.prod(out_shape)
+            # the heads' outputs are contiguous: one block for all of them
+            is_head = row >= self.num_hidden
+            if not is_head or row == self.num_hidden:
+                table[row, kernels.PRE_AT] = allocate(
+                    self.num_outputs if is_head else math.prod(out_shape))
+            else:
+                table[row, kernels.PRE_AT] = table[row - 1, kernels.PRE_AT] + table[row - 1, kernels.N_OUT]
+            if not is_head:  # the next layer (for the last: every head) reads its activation
+                table[row, kernels.ACT_AT] = previous_at = allocate(math.prod(out_shape))
+                shape = out_shape
+        return table, cursor
+
+    def _make_views(self) -> None:
+        super()._make_views()
+        output_at = int(self.layers[self.num_hidden, kernels.PRE_AT])
+        self._rows = list(self.workspace)
+        self._row_outputs = [row[output_at:output_at + self.num_outputs] for row in self._rows[:2]]
+        self.forget()
+
+    def load_from_torch(self) -> None:
+        super().load_from_torch()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the kept forward pass (the weights changed)."""
+        self._kept = False
+
+    def holds(self, x: np.ndarray) -> bool:
+        """Whether the kept forward pass is of exactly ``x`` with the current weights."""
+        return self._kept and np.array_equal(self._rows[self._row][:x.shape[0]], x)
+
+    def forward_kept(self, x: np.ndarray) -> np.ndarray:
+        """The heads' outputs at ``x``, kept for the backward pass: the kept pass when it is of
+        ``x`` with the current weights (``act`` ran it; ``update`` reuses it), else a new one."""
+        self._row = gemm.forward_kept(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm,
+                                      self.workspace, x, self._row, self._kept)
+        self._kept = True
+        self.outputs[:] = self._row_outputs[self._row]
+        return self.outputs
+
+    def forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
+        """The heads' outputs (float32, concatenated) for one flat float32 input ``x``; with
+        ``keep`` (:meth:`forward_kept`), the pass is kept for the backward pass and the outputs
+        are :attr:`outputs`; without, they are a new array."""
+        if keep:
+            return self.forward_kept(x)
+        row = 1 - self._row
+        gemm.forward(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm, self._rows[row], x)
+        return self._row_outputs[row].copy()
+
+    def accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
+        """``z ← γλ z + ∇(output_gradient · outputs)`` at the kept input (PAPER §1.1);
+        returns ``Σ‖z‖₁``."""
+        if not self._kept:
+            raise RuntimeError("accumulate_trace needs a kept forward pass (forward(x, keep=True)) first")
+        return gemm.backward(self.state[kernels.WEIGHTS], self.state[kernels.TRACE], self.layers, self.num_hidden,
+                             self.layer_norm, self._rows[self._row], self._rows[2],
+                             np.ascontiguousarray(output_gradient, dtype=np.float32),
+                             self.settings[kernels.TRACE_DECAY], self._norm_groups, self._norms)
+
+    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
+        step_size = super().step(td_error, reset, trace_norm)
+        self.forget()
+        return step_size
+
+
+class TorchConvNetwork(FlatParameters):
     """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
     LayerNorm over all its features and LeakyReLU; Linear heads) on flat buffers, run by torch
-    kernels for one sample at a time.
+    kernels for one sample at a time (the fallback where :class:`GemmConvNetwork` cannot run).
 
     ``forward(x, keep=True)`` keeps the activations of ``x`` for :meth:`accumulate_trace`
     until the weights change (:meth:`step`, :meth:`load_from_torch`).
@@ -70,12 +211,7 @@ class ConvNetwork(FlatParameters):
         super().__init__(module, optimizer)
         layers = hidden + heads
         self._check_layers(layers)
-        for layer in hidden:
-            if isinstance(layer, nn.Conv2d) and (
-                    layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]
-                    or layer.padding not in (0, (0, 0)) or layer.dilation != (1, 1) or layer.groups != 1):
-                raise ConfigError(f"the fast path supports square, unpadded, ungrouped convolutions only, not "
-                                  f"{layer}; use fast_path=off")
+        _check_convolutions(hidden)
         self.hidden = hidden
         self.heads = heads
         self.layer_norm = bool(layer_norm)
@@ -235,6 +371,31 @@ class ConvNetwork(FlatParameters):
         return step_size
 
 
+ConvNetwork = GemmConvNetwork | TorchConvNetwork
+
+
+def conv_network_class() -> type[GemmConvNetwork] | type[TorchConvNetwork]:
+    """:class:`GemmConvNetwork` where torch exports MKL's SGEMM (:data:`streamx.fast.gemm.AVAILABLE`),
+    else :class:`TorchConvNetwork`."""
+    return GemmConvNetwork if gemm.AVAILABLE else TorchConvNetwork
+
+
+def _check_convolutions(hidden: list[nn.Module]) -> None:
+    for layer in hidden:
+        if isinstance(layer, nn.Conv2d) and (
+                layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]
+                or layer.padding not in (0, (0, 0)) or layer.dilation != (1, 1) or layer.groups != 1):
+            raise ConfigError(f"the fast path supports square, unpadded, ungrouped convolutions only, not "
+                              f"{layer}; use fast_path=off")
+
+
+def _aligned_rows(rows: int, width: int) -> np.ndarray:
+    """Zeros ``[rows, width]`` (float32) starting on a 64-byte boundary, ``width`` a multiple of 16."""
+    raw = np.zeros(rows * width + 16, dtype=np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + rows * width].reshape(rows, width)
+
+
 def _patch_index(shape: tuple[int, ...], conv: nn.Conv2d) -> tuple[Tensor, tuple[int, int, int]]:
     """im2col as a gather: ``index[r, p]`` is the flat input position that patch row
     ``r = (c, i, j)`` (a conv weight's [C, k, k] order) reads at output position ``p``; and the
@@ -252,19 +413,21 @@ def _as_input(obs: Any) -> np.ndarray:
 
 
 class _ConvAgent(_FastAgent):
-    """Builds :class:`ConvNetwork` s instead of numba :class:`~streamx.fast.agents.FlatNetwork` s."""
+    """Builds conv networks (:func:`conv_network_class`) instead of numba
+    :class:`~streamx.fast.agents.FlatNetwork` s."""
 
     def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Module], list[Any]]]) -> None:
         shape = tuple(self.observation_space.shape or ())
+        network = conv_network_class()
         self._flat = {  # type: ignore[assignment]
-            name: ConvNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
+            name: network(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
                               shape)
             for name, (hidden, heads) in layouts.items()
         }
 
 
 # ==============================================================================================
-# Stream Q(λ) and SARSA(λ): the action-value core of streamx.fast.agents with torch kernels
+# Stream Q(λ) and SARSA(λ): the action-value core of streamx.fast.agents on a conv network
 # ==============================================================================================
 
 class _ConvActionValue(_ConvAgent, _FastActionValue):
@@ -288,11 +451,11 @@ class _ConvActionValue(_ConvAgent, _FastActionValue):
 
 
 class ConvStreamQ(FastStreamQ, _ConvActionValue):
-    """Stream Q(λ) on the Atari conv net with the torch-kernel fast path."""
+    """Stream Q(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
 
 
 class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):
-    """Stream SARSA(λ) on the Atari conv net with the torch-kernel fast path."""
+    """Stream SARSA(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
 
 
 # ==============================================================================================
@@ -300,7 +463,7 @@ class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):
 # ==============================================================================================
 
 class ConvStreamTD(StreamTD, _ConvAgent):
-    """Stream TD(λ) on the Atari conv net with the torch-kernel fast path."""
+    """Stream TD(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
         super().__init__(observation_space, action_space, config)
@@ -331,7 +494,7 @@ class ConvStreamTD(StreamTD, _ConvAgent):
 # ==============================================================================================
 
 class ConvStreamAC(StreamAC, _ConvAgent):
-    """Stream AC(λ) on the Atari conv net with the torch-kernel fast path; the policy heads'
+    """Stream AC(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork); the policy heads'
     gradients are the numba kernels' closed forms (as in :class:`~streamx.fast.agents.FastStreamAC`)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
