@@ -449,7 +449,29 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
 
 
 class FastStreamQ(StreamQ, _FastActionValue):
-    """:class:`~streamx.agents.q.StreamQ` (Watkins-style Q(λ)) with fused kernels (PAPER §2)."""
+    """:class:`~streamx.agents.q.StreamQ` (Watkins-style Q(λ)) with fused kernels (PAPER §2);
+    an update is one kernel call (:func:`~streamx.fast.kernels.q_update`)."""
+
+    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
+               truncated: bool) -> dict[str, float]:
+        net = self._q
+        action = int(action)
+        if not 0 <= action < self.num_actions:
+            raise IndexError(f"stream_q: action {action} is not one of the {self.num_actions} actions")
+        bootstrap = td_target_mask(terminated, truncated, self.config)
+        # The float32 expression of ActionValueAgent.update (discount rounded as torch rounds γ·mask)
+        td_error, step_size, trace_norm, _ = kernels.q_update(
+            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs), _as_input(next_obs),
+            self._forward_current, action, np.float32(reward), np.float32(self.config.gamma * bootstrap),
+            bootstrap != 0.0, bool(terminated or truncated), net.rule, net.settings, net.next_bias_correction(),
+            net.conv)
+        self._forward_current = False
+        self._check_finite(td_error)
+        self._forward_current = True  # the step was fused with the pass of s' under the new weights
+        net.record_step(step_size, trace_norm)
+        self.num_updates += 1
+        return {"td_error": float(td_error), "effective_step_size": float(step_size),
+                "trace_norm": float(trace_norm), "epsilon": self.epsilon}
 
 
 class FastStreamSARSA(StreamSARSA, _FastActionValue):

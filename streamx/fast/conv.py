@@ -453,6 +453,8 @@ class _ConvActionValue(_ConvAgent, _FastActionValue):
 class ConvStreamQ(FastStreamQ, _ConvActionValue):
     """Stream Q(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
 
+    update = _ConvActionValue.update  # through the conv network's hooks, not FastStreamQ's fused kernel
+
 
 class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):
     """Stream SARSA(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""

@@ -554,10 +554,11 @@ def optimizer_step(state: np.ndarray, rule: int, settings: np.ndarray, td_error:
 
 @_reduction
 def _step_rows_and_dot(weights: np.ndarray, direction: np.ndarray, scaled_step: np.float32, n_in: int,
-                       x: np.ndarray, out: np.ndarray) -> None:
+                       x: np.ndarray, out: np.ndarray, trace: np.ndarray, reset: bool) -> None:
     """For a Linear weight block [n_out, n_in]: ``w ← w + d·(α̂δ)`` row by row (the same
     float32 operation as ``_apply_step``) and, while the row is in cache, ``out = w_new · x``
-    summed as in ``_linear``."""
+    summed as in ``_linear``; with ``reset``, each row of ``trace`` is zeroed once it was read
+    (instead of a pass of its own over the whole trace after the step)."""
     for i in range(out.shape[0]):
         weight = weights[i * n_in:(i + 1) * n_in]
         row_direction = direction[i * n_in:(i + 1) * n_in]
@@ -567,17 +568,22 @@ def _step_rows_and_dot(weights: np.ndarray, direction: np.ndarray, scaled_step: 
             weight[j] = w
             total += w * x[j]
         out[i] = total
+        if reset:
+            row_trace = trace[i * n_in:(i + 1) * n_in]
+            for j in range(n_in):
+                row_trace[j] = ZERO
 
 
 @_inline
 def _step_and_forward(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
                       direction: np.ndarray, scaled_step: np.float32, x: np.ndarray, activations: np.ndarray,
-                      conv: Any) -> None:
+                      reset: bool, conv: Any) -> None:
     """The step ``w ← w + d·(α̂δ)`` fused with the forward pass of ``x`` under the new weights
     (into ``activations``), layer by layer: each weight row is stepped and then read once more
-    while still in cache, instead of a full step pass and a full forward pass. The weights end
+    while still in cache, instead of a full step pass and a full forward pass. With ``reset``
+    the trace is zeroed layer by layer likewise (after its use in ``d``). The weights end
     exactly as after ``_apply_step``; every parameter belongs to a layer (FlatNetwork checks)."""
-    weights = state[WEIGHTS]
+    weights, trace = state[WEIGHTS], state[TRACE]
     _copy_input(x, activations)
     for layer in range(layers.shape[0]):
         w_at, b_at, n_in, n_out = layers[layer, W_AT], layers[layer, B_AT], layers[layer, N_IN], layers[layer, N_OUT]
@@ -588,14 +594,20 @@ def _step_and_forward(state: np.ndarray, layers: np.ndarray, num_hidden: int, la
                 count = channels_out * layers[0, C_IN] * layers[0, KERNEL] * layers[0, KERNEL]
                 _apply_step(weights[w_at:w_at + count], direction[w_at:w_at + count], scaled_step)
                 _apply_step(weights[b_at:b_at + channels_out], direction[b_at:b_at + channels_out], scaled_step)
+                if reset:
+                    _zero(trace, w_at, count)
+                    _zero(trace, b_at, channels_out)
                 _conv(weights, layers, activations)
                 done = True
         if not done:
             in_at, pre_at = layers[layer, IN_AT], layers[layer, PRE_AT]
             _step_rows_and_dot(weights[w_at:w_at + n_in * n_out], direction[w_at:w_at + n_in * n_out], scaled_step,
-                               n_in, activations[in_at:in_at + n_in], activations[pre_at:pre_at + n_out])
+                               n_in, activations[in_at:in_at + n_in], activations[pre_at:pre_at + n_out],
+                               trace[w_at:w_at + n_in * n_out], reset)
             bias = weights[b_at:b_at + n_out]
             _apply_step(bias, direction[b_at:b_at + n_out], scaled_step)
+            if reset:
+                _zero(trace, b_at, n_out)
             out = activations[pre_at:pre_at + n_out]
             for i in range(n_out):
                 out[i] = out[i] + bias[i]
@@ -652,9 +664,7 @@ def learn_output(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
         return optimizer_step(state, rule, settings, td_error, bias_correction, reset, trace_norm), trace_norm
     direction, step_size = _step_size(state, rule, settings, td_error, bias_correction, trace_norm)
     _step_and_forward(state, layers, num_hidden, layer_norm, direction, step_size * td_error, next_x, workspace[0],
-                      conv)
-    if reset:
-        _zero(state[TRACE], 0, state.shape[1])
+                      reset, conv)
     return step_size, trace_norm
 
 
@@ -679,6 +689,50 @@ def value_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     step_size, trace_norm = learn_output(state, layers, num_hidden, layer_norm, workspace, 0, rule, settings,
                                          td_error, bias_correction, reset, None, conv)
     return td_error, step_size, trace_norm, value
+
+
+@_kernel
+def q_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
+             x: np.ndarray, next_x: np.ndarray, reuse_first: bool, action: int, reward: np.float32,
+             discount: np.float32, bootstrap: bool, episode_end: bool, rule: int, settings: np.ndarray,
+             bias_correction: np.float32, conv: Any) -> tuple[np.float32, np.float32, np.float32, bool]:
+    """Stream Q(λ) (PAPER §2, Watkins): ``δ = r + γ(1−done)·max_a' Q(s', a') − Q(s, a)``, the
+    trace of ∇Q(s, a), the step fused with the forward pass of s' under the new weights (left
+    in workspace row 0 for the next ``act``), and the trace cut after the step when the episode
+    ended or ``a`` was not greedy (the first maximum, as ``argmax``). One call per update.
+
+    Returns (δ, α̂, Σ‖z‖₁, cut); a non-finite δ returns at once with nothing learned (the
+    caller raises)."""
+    forward_pair(state, layers, num_hidden, layer_norm, workspace, x, next_x, reuse_first, _no(x), conv)
+    out_at, num_actions = layers[num_hidden, PRE_AT], layers[num_hidden, N_OUT]
+    target = ZERO
+    if bootstrap:  # max(), NaN propagating as in torch
+        target = workspace[1, out_at]
+        for k in range(1, num_actions):
+            value = workspace[1, out_at + k]
+            if math.isnan(value):
+                target = value
+                break
+            if value > target:
+                target = value
+    td_error = td_error_of(reward, discount, target, workspace[0, out_at + action])
+    if not math.isfinite(td_error):
+        return td_error, NAN, NAN, False
+    greedy = 0  # argmax(): the first maximum, or the first NaN, as in torch
+    best = workspace[0, out_at]
+    if not math.isnan(best):
+        for k in range(1, num_actions):
+            value = workspace[0, out_at + k]
+            if math.isnan(value):
+                greedy = k
+                break
+            if value > best:
+                best = value
+                greedy = k
+    cut = episode_end or action != greedy
+    step_size, trace_norm = learn_output(state, layers, num_hidden, layer_norm, workspace, action, rule, settings,
+                                         td_error, bias_correction, cut, workspace[1, :x.shape[0]], conv)
+    return td_error, step_size, trace_norm, cut
 
 
 # -- policies (PAPER §2, Stream AC) -----------------------------------------------------------
