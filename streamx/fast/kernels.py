@@ -369,7 +369,35 @@ def _linear_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray,
     accumulated = np.zeros(n_in if propagate else 0, dtype=np.float32)
     x = activations[in_at:in_at + n_in]
     norm = 0.0
-    for i in range(n_out):  # row slices indexed by range variables: see _linear
+    first = 0
+    if propagate:
+        # two rows at a time: each accumulated[j] is loaded and stored once for both (the
+        # sums keep their row-by-row order), which unburdens the load/store ports
+        for pair in range(n_out // 2):
+            i = 2 * pair
+            grad, next_grad = gradients[pre_at + i], gradients[pre_at + i + 1]
+            weight_trace = trace[w_at + i * n_in:w_at + (i + 1) * n_in]
+            next_trace = trace[w_at + (i + 1) * n_in:w_at + (i + 2) * n_in]
+            weight = weights[w_at + i * n_in:w_at + (i + 1) * n_in]
+            next_weight = weights[w_at + (i + 1) * n_in:w_at + (i + 2) * n_in]
+            row_norm = ZERO
+            next_norm = ZERO
+            for j in range(n_in):
+                z = weight_trace[j] * trace_decay + grad * x[j]
+                weight_trace[j] = z
+                row_norm += abs(z)
+                next_z = next_trace[j] * trace_decay + next_grad * x[j]
+                next_trace[j] = next_z
+                next_norm += abs(next_z)
+                accumulated[j] = (accumulated[j] + weight[j] * grad) + next_weight[j] * next_grad
+            bias = trace[b_at + i] * trace_decay + grad
+            trace[b_at + i] = bias
+            next_bias = trace[b_at + i + 1] * trace_decay + next_grad
+            trace[b_at + i + 1] = next_bias
+            norm += np.float64(row_norm) + abs(np.float64(bias))
+            norm += np.float64(next_norm) + abs(np.float64(next_bias))
+        first = n_out // 2 * 2
+    for i in range(first, n_out):  # row slices indexed by range variables: see _linear
         grad = gradients[pre_at + i]
         weight_trace = trace[w_at + i * n_in:w_at + (i + 1) * n_in]
         row_norm = ZERO
