@@ -450,7 +450,8 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
 
 class FastStreamQ(StreamQ, _FastActionValue):
     """:class:`~streamx.agents.q.StreamQ` (Watkins-style Q(λ)) with fused kernels (PAPER §2);
-    an update is one kernel call (:func:`~streamx.fast.kernels.q_update`)."""
+    an update is two kernel calls (``forward_pair``, then :func:`~streamx.fast.kernels.q_update`
+    for δ, the trace cut, the trace and the step) with little Python between them."""
 
     def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
                truncated: bool) -> dict[str, float]:
@@ -459,13 +460,14 @@ class FastStreamQ(StreamQ, _FastActionValue):
         if not 0 <= action < self.num_actions:
             raise IndexError(f"stream_q: action {action} is not one of the {self.num_actions} actions")
         bootstrap = td_target_mask(terminated, truncated, self.config)
+        kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs),
+                             _as_input(next_obs), self._forward_current, False, net.conv)
+        self._forward_current = False
         # The float32 expression of ActionValueAgent.update (discount rounded as torch rounds γ·mask)
         td_error, step_size, trace_norm, _ = kernels.q_update(
-            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs), _as_input(next_obs),
-            self._forward_current, action, np.float32(reward), np.float32(self.config.gamma * bootstrap),
-            bootstrap != 0.0, bool(terminated or truncated), net.rule, net.settings, net.next_bias_correction(),
-            net.conv)
-        self._forward_current = False
+            net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, action, np.float32(reward),
+            np.float32(self.config.gamma * bootstrap), bootstrap != 0.0, bool(terminated or truncated), net.rule,
+            net.settings, net.next_bias_correction(), net.workspace[1, :net.input_size], net.conv)
         self._check_finite(td_error)
         self._forward_current = True  # the step was fused with the pass of s' under the new weights
         net.record_step(step_size, trace_norm)
