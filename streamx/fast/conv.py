@@ -65,7 +65,38 @@ __all__ = ["CONV_AGENTS", "ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", 
 _LAYER_NORM_EPS = 1e-5  # FeatureLayerNorm's eps
 
 
-class GemmConvNetwork(FlatParameters):
+class _KeptPassNetwork(FlatParameters):
+    """A conv net (hidden Conv2d then Linear layers; Linear heads) that keeps one forward pass
+    for the backward pass and drops it whenever the weights change (a step, or new weights from
+    torch). Subclasses lay out their buffers, then call ``_make_views`` and ``load_from_torch``."""
+
+    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+        super().__init__(module, optimizer)
+        self._check_layers(hidden + heads)
+        _check_convolutions(hidden)
+        if not hidden:
+            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
+        self.num_hidden = len(hidden)
+        self.layer_norm = bool(layer_norm)
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.num_outputs = sum(head.out_features for head in heads)
+        self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
+
+    def forget(self) -> None:
+        raise NotImplementedError
+
+    def load_from_torch(self) -> None:
+        super().load_from_torch()
+        self.forget()
+
+    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
+        step_size = super().step(td_error, reset, trace_norm)
+        self.forget()
+        return step_size
+
+
+class GemmConvNetwork(_KeptPassNetwork):
     """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
     LayerNorm over all its features and LeakyReLU; Linear heads) on flat buffers, run by the
     numba kernels of :mod:`streamx.fast.gemm` (one call per forward pass, one per backward
@@ -79,19 +110,9 @@ class GemmConvNetwork(FlatParameters):
 
     def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
                  optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
-        super().__init__(module, optimizer)
-        layers = hidden + heads
-        self._check_layers(layers)
-        _check_convolutions(hidden)
-        if not hidden:
-            raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
-        self.num_hidden = len(hidden)
-        self.layer_norm = bool(layer_norm)
-        self.input_shape = tuple(int(n) for n in input_shape)
-        self.num_outputs = sum(head.out_features for head in heads)
-        self.layers, width = self._layer_table(layers)
+        super().__init__(module, hidden, heads, layer_norm, optimizer, input_shape)
+        self.layers, width = self._layer_table(hidden + heads)
         self.workspace = _aligned_rows(3, width)
-        self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
         self._row = 0  # the workspace row of the kept pass
         self._norm_groups = gemm.norm_groups([p.numel() for p in self.parameters])
         self._norms = np.zeros(len(self.parameters), dtype=np.float32)
@@ -150,10 +171,6 @@ class GemmConvNetwork(FlatParameters):
         self._row_outputs = [row[output_at:output_at + self.num_outputs] for row in self._rows[:2]]
         self.forget()
 
-    def load_from_torch(self) -> None:
-        super().load_from_torch()
-        self.forget()
-
     def forget(self) -> None:
         """Drop the kept forward pass (the weights changed)."""
         self._kept = False
@@ -191,13 +208,7 @@ class GemmConvNetwork(FlatParameters):
                              np.ascontiguousarray(output_gradient, dtype=np.float32),
                              self.settings[kernels.TRACE_DECAY], self._norm_groups, self._norms)
 
-    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
-        step_size = super().step(td_error, reset, trace_norm)
-        self.forget()
-        return step_size
-
-
-class TorchConvNetwork(FlatParameters):
+class TorchConvNetwork(_KeptPassNetwork):
     """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
     LayerNorm over all its features and LeakyReLU; Linear heads) on flat buffers, run by torch
     kernels for one sample at a time (the fallback where :class:`GemmConvNetwork` cannot run).
@@ -208,19 +219,12 @@ class TorchConvNetwork(FlatParameters):
 
     def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
                  optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
-        super().__init__(module, optimizer)
-        layers = hidden + heads
-        self._check_layers(layers)
-        _check_convolutions(hidden)
+        super().__init__(module, hidden, heads, layer_norm, optimizer, input_shape)
         self.hidden = hidden
         self.heads = heads
-        self.layer_norm = bool(layer_norm)
-        self.input_shape = tuple(int(n) for n in input_shape)
-        self.num_outputs = sum(head.out_features for head in heads)
         self._saved: list[tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]] = []
         self._saved_features: Tensor | None = None
         self._saved_input: np.ndarray | None = None
-        self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
         self._make_views()
         self.load_from_torch()
 
@@ -254,10 +258,6 @@ class TorchConvNetwork(FlatParameters):
                           for index, *_ in self._hidden_views] for _ in range(2)]
         self._bias_columns = [bias[:, None] for _, _, bias, _, _ in self._hidden_views]
         self._other_input: np.ndarray | None = None  # the input whose first-layer patches are in slot 1
-        self.forget()
-
-    def load_from_torch(self) -> None:
-        super().load_from_torch()
         self.forget()
 
     def forget(self) -> None:
@@ -364,12 +364,6 @@ class TorchConvNetwork(FlatParameters):
         # sum): over 145k entries a float32 sum is off by up to ~3e-5 relative, and the
         # autograd path's effective step size carries that error; this one matches it.
         return np.float32(torch.stack(torch._foreach_norm(self._trace_tensors, 1)).sum().item())
-
-    def step(self, td_error: np.float32, reset: bool, trace_norm: np.float32) -> np.float32:
-        step_size = super().step(td_error, reset, trace_norm)
-        self.forget()
-        return step_size
-
 
 ConvNetwork = GemmConvNetwork | TorchConvNetwork
 

@@ -119,25 +119,35 @@ def _gemm(transpose_a: int, transpose_b: int, m: int, n: int, k: int, a: np.ndar
 # ============================================================================================
 
 @_kernel
-def _im2row(layers: np.ndarray, layer: int, row: np.ndarray) -> None:
-    """row[patches][p, (c, i, j)] = row[in][c, y·s + i, x·s + j] for output position p = (y, x):
-    each (p, c, i) is a contiguous run of k input pixels."""
+def _patches(layers: np.ndarray, layer: int, buffer: np.ndarray, to_patches: bool) -> None:
+    """im2row and its transpose for a conv layer. ``to_patches``: buffer[patches][p, (c, i, j)] =
+    buffer[in][c, y·s + i, x·s + j] for output position p = (y, x), each (p, c, i) a contiguous
+    run of k input pixels. Otherwise (col2im, on gradients): buffer[in] = the sum, for each
+    input pixel, of the patch entries that read it. One function for both (a run-time flag):
+    one compilation."""
     channels, height, width = layers[layer, C_IN], layers[layer, H_IN], layers[layer, W_IN]
     kernel, stride = layers[layer, KERNEL], layers[layer, STRIDE]
     height_out, width_out = layers[layer, H_OUT], layers[layer, W_OUT]
     fan_in = layers[layer, FAN_IN]
-    source = row[layers[layer, IN_AT]:layers[layer, IN_AT] + channels * height * width]
-    patches = row[layers[layer, PATCH_AT]:layers[layer, PATCH_AT] + height_out * width_out * fan_in]
+    image = buffer[layers[layer, IN_AT]:layers[layer, IN_AT] + channels * height * width]
+    patches = buffer[layers[layer, PATCH_AT]:layers[layer, PATCH_AT] + height_out * width_out * fan_in]
+    if not to_patches:
+        for j in range(image.shape[0]):
+            image[j] = ZERO
     for y in range(height_out):
         for x in range(width_out):
             at = (y * width_out + x) * fan_in
             for c in range(channels):
                 for i in range(kernel):
                     start = (c * height + y * stride + i) * width + x * stride
-                    run = source[start:start + kernel]
-                    target = patches[at:at + kernel]
-                    for j in range(kernel):
-                        target[j] = run[j]
+                    pixels = image[start:start + kernel]
+                    entries = patches[at:at + kernel]
+                    if to_patches:
+                        for j in range(kernel):
+                            entries[j] = pixels[j]
+                    else:
+                        for j in range(kernel):
+                            pixels[j] += entries[j]
                     at += kernel
 
 
@@ -177,7 +187,7 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
     for layer in range(layers.shape[0]):
         if layers[layer, KIND] == CONV:
             if not (same and layer == 0):
-                _im2row(layers, layer, row)
+                _patches(layers, layer, row, layer >= 0)  # True: to patches (a run-time bool)
             _conv_forward(weights, layers, layer, row)
         else:
             kernels._linear(weights, layers, layer, row, row, kernels._no(x))
@@ -251,31 +261,6 @@ def norm_groups(sizes: list[int]) -> np.ndarray:
 
 
 @_kernel
-def _col2im(layers: np.ndarray, layer: int, gradients: np.ndarray) -> None:
-    """gradients[in][c, y·s + i, x·s + j] = Σ over the patch entries that read it of
-    gradients[patches][p, (c, i, j)] (the transpose of :func:`_im2row`)."""
-    channels, height, width = layers[layer, C_IN], layers[layer, H_IN], layers[layer, W_IN]
-    kernel, stride = layers[layer, KERNEL], layers[layer, STRIDE]
-    height_out, width_out = layers[layer, H_OUT], layers[layer, W_OUT]
-    fan_in = layers[layer, FAN_IN]
-    target = gradients[layers[layer, IN_AT]:layers[layer, IN_AT] + channels * height * width]
-    for j in range(target.shape[0]):
-        target[j] = ZERO
-    patches = gradients[layers[layer, PATCH_AT]:layers[layer, PATCH_AT] + height_out * width_out * fan_in]
-    for y in range(height_out):
-        for x in range(width_out):
-            at = (y * width_out + x) * fan_in
-            for c in range(channels):
-                for i in range(kernel):
-                    start = (c * height + y * stride + i) * width + x * stride
-                    run = target[start:start + kernel]
-                    source = patches[at:at + kernel]
-                    for j in range(kernel):
-                        run[j] += source[j]
-                    at += kernel
-
-
-@_kernel
 def _conv_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, layer: int, row: np.ndarray,
                    gradients: np.ndarray, trace_decay: np.float32, propagate: bool) -> None:
     """A conv layer with output gradient G = gradients[pre] ([C_out, positions]):
@@ -296,7 +281,7 @@ def _conv_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, l
     if propagate:
         _gemm(_NO, _TRANSPOSE, fan_in, positions, channels_out, weights[w_at:], fan_in, grad, positions,
               np.float32(0.0), gradients[patch_at:], fan_in)
-        _col2im(layers, layer, gradients)
+        _patches(layers, layer, gradients, layer < 0)  # False: back to the input (col2im)
 
 
 @_kernel

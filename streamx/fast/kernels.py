@@ -255,6 +255,14 @@ def _conv_scatter(layers: np.ndarray, activations: np.ndarray, source: np.ndarra
                             sums[o] += terms[o] * value64
 
 
+@_inline
+def _first_conv_shape(layers: np.ndarray) -> tuple[int, int, int]:
+    """The first (conv) layer's output positions, output channels and fan-in (C_in·k·k)."""
+    kernel = layers[0, KERNEL]
+    positions = layers[0, H_OUT] * layers[0, W_OUT]
+    return positions, layers[0, N_OUT] // positions, layers[0, C_IN] * kernel * kernel
+
+
 @_kernel
 def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> None:
     """activations[pre] = Conv2d(activations[in]) for the first layer (valid padding),
@@ -263,10 +271,7 @@ def _conv(weights: np.ndarray, layers: np.ndarray, activations: np.ndarray) -> N
     vectorizes; zero input pixels (MinAtar observations are binary and mostly zero) are skipped.
     float32·float32 products are exact in float64 and each output sums them in the direct loop's
     order, so the result is the same as the direct loop's."""
-    kernel = layers[0, KERNEL]
-    positions = layers[0, H_OUT] * layers[0, W_OUT]
-    channels_out = layers[0, N_OUT] // positions
-    fan_in = layers[0, C_IN] * kernel * kernel
+    positions, channels_out, fan_in = _first_conv_shape(layers)
     w_at, b_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, PRE_AT]
     weight = weights[w_at:w_at + channels_out * fan_in]
     transposed = np.empty(fan_in * channels_out)  # [c, i, j, o]
@@ -430,10 +435,7 @@ def _conv_backward(trace: np.ndarray, layers: np.ndarray, activations: np.ndarra
     Scattered from the nonzero input pixels channels-last, like ``_conv``; each weight's sum
     still runs over the positions p in ascending order. No gradient reaches the observation.
     Returns the layer's new ‖z‖₁ (float64)."""
-    kernel = layers[0, KERNEL]
-    positions = layers[0, H_OUT] * layers[0, W_OUT]
-    channels_out = layers[0, N_OUT] // positions
-    fan_in = layers[0, C_IN] * kernel * kernel
+    positions, channels_out, fan_in = _first_conv_shape(layers)
     w_at, b_at, pre_at = layers[0, W_AT], layers[0, B_AT], layers[0, PRE_AT]
     output_gradient = gradients[pre_at:pre_at + channels_out * positions]
     transposed = np.empty(positions * channels_out)  # g as [y, x, o]
@@ -719,6 +721,18 @@ def value_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_n
     return td_error, step_size, trace_norm, value
 
 
+@_inline
+def _argmax(values: np.ndarray, at: int, n: int) -> int:
+    """The index in values[at:at+n] of the first maximum, or of the first NaN (torch's argmax)."""
+    best = 0
+    for k in range(n):
+        if math.isnan(values[at + k]):
+            return k
+        if values[at + k] > values[at + best]:
+            best = k
+    return best
+
+
 @_kernel
 def q_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, workspace: np.ndarray,
              action: int, reward: np.float32, discount: np.float32, bootstrap: bool, episode_end: bool, rule: int,
@@ -735,30 +749,12 @@ def q_update(state: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm:
     Returns (δ, α̂, Σ‖z‖₁, cut); a non-finite δ returns at once with nothing learned (the
     caller raises)."""
     out_at, num_actions = layers[num_hidden, PRE_AT], layers[num_hidden, N_OUT]
-    target = ZERO
-    if bootstrap:  # max(), NaN propagating as in torch
-        target = workspace[1, out_at]
-        for k in range(1, num_actions):
-            value = workspace[1, out_at + k]
-            if math.isnan(value):
-                target = value
-                break
-            if value > target:
-                target = value
+    # max() and argmax() as torch's: the first maximum, or the first NaN (so max() is NaN)
+    target = workspace[1, out_at + _argmax(workspace[1], out_at, num_actions)] if bootstrap else ZERO
     td_error = td_error_of(reward, discount, target, workspace[0, out_at + action])
     if not math.isfinite(td_error):
         return td_error, NAN, NAN, False
-    greedy = 0  # argmax(): the first maximum, or the first NaN, as in torch
-    best = workspace[0, out_at]
-    if not math.isnan(best):
-        for k in range(1, num_actions):
-            value = workspace[0, out_at + k]
-            if math.isnan(value):
-                greedy = k
-                break
-            if value > best:
-                best = value
-                greedy = k
+    greedy = _argmax(workspace[0], out_at, num_actions)
     cut = episode_end or action != greedy
     step_size, trace_norm = learn_output(state, layers, num_hidden, layer_norm, workspace, action, rule, settings,
                                          td_error, bias_correction, cut, next_x, conv)
