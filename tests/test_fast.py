@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -333,6 +334,20 @@ def test_atari_agents_use_a_conv_network_and_reuse_the_act_forward_pass(conv_net
     assert twin.update(next_obs, 1, 0.5, obs, True, False) == agent.update(next_obs, 1, 0.5, obs, True, False)
     assert next(twin.q_network.parameters()).data_ptr() != next(agent.q_network.parameters()).data_ptr()
     assert make_agent("stream_q", image, gym.spaces.Discrete(4), fast_path="off").__class__.__name__ == "StreamQ"
+
+
+def test_gemm_checks_the_sgemm_it_binds():
+    """streamx.fast.gemm binds torch's sgemm_ only after a small product with transposes comes
+    out right (a guard against another integer width or calling convention)."""
+    import ctypes
+
+    from streamx.fast import gemm
+
+    if gemm.AVAILABLE:
+        library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        assert gemm._sgemm_works(library.sgemm_)
+    does_nothing = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(lambda *args: None)
+    assert not gemm._sgemm_works(does_nothing)
 
 
 def test_gemm_trace_norms_are_torchs_bitwise():

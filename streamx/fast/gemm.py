@@ -17,8 +17,8 @@ call that runs the non-GEMM work in compiled loops and calls SGEMM directly:
   step sizes are the autograd path's.
 
 SGEMM is MKL's ``sgemm_``, which torch's Linux x86-64 wheels link statically and export. Its
-address is registered with LLVM under a fixed name, so the compiled kernels reference it by
-name and stay cacheable across runs. :data:`AVAILABLE` is False where torch exports no
+address is registered with LLVM under a fixed name (after a small product through ctypes
+came out right), so the compiled kernels reference it by name and stay cacheable across runs. :data:`AVAILABLE` is False where torch exports no
 ``sgemm_`` (other platforms / BLAS builds); :mod:`streamx.fast.conv` then uses its
 torch-kernel network instead. MKL runs with torch's thread setting (one thread per run by
 default; streamx sets it).
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,10 +80,33 @@ def _register_sgemm() -> tuple[bool, str]:
         function = ctypes.CDLL(library).sgemm_
     except (OSError, AttributeError):
         return False, "torch's libtorch_cpu exports no sgemm_ (not an MKL build)"
+    if not _sgemm_works(function):
+        return False, "torch's sgemm_ does not take the standard 32-bit Fortran interface"
     import llvmlite.binding as llvm
 
     llvm.add_symbol(_SYMBOL, ctypes.cast(function, ctypes.c_void_p).value)
     return True, "torch's MKL sgemm_"
+
+
+def _sgemm_works(function: Any) -> bool:
+    """Whether ``function`` computes a small product with transposes as the Fortran SGEMM with
+    32-bit integers does (a guard against another integer width or calling convention)."""
+    a = np.arange(1.0, 7.0, dtype=np.float32)  # column-major 3×2, used transposed: 2×3
+    b = np.arange(1.0, 13.0, dtype=np.float32)  # column-major 3×4
+    c = np.full(8, 1.0, dtype=np.float32)  # column-major 2×4, β = 0.5
+    expected = (a.reshape(2, 3) @ b.reshape(4, 3).T).T.reshape(-1) + np.float32(0.5)
+
+    def ref(value: Any) -> Any:
+        return ctypes.byref(value)
+
+    def pointer(array: np.ndarray) -> Any:
+        return array.ctypes.data_as(ctypes.c_void_p)
+
+    function.restype = None
+    function(ref(ctypes.c_char(b"T")), ref(ctypes.c_char(b"N")), ref(ctypes.c_int(2)), ref(ctypes.c_int(4)),
+             ref(ctypes.c_int(3)), ref(ctypes.c_float(1.0)), pointer(a), ref(ctypes.c_int(3)), pointer(b),
+             ref(ctypes.c_int(3)), ref(ctypes.c_float(0.5)), pointer(c), ref(ctypes.c_int(2)))
+    return bool(np.array_equal(c, expected))
 
 
 AVAILABLE, REASON = _register_sgemm()
