@@ -45,12 +45,12 @@ from torch import Tensor, nn
 
 from streamx.agents.ac import StreamAC
 from streamx.agents.base import td_target_mask
+from streamx.agents.q import StreamQ
 from streamx.agents.td import StreamTD
 from streamx.config import Config
 from streamx.errors import ConfigError
 from streamx.fast import gemm, kernels
 from streamx.fast.agents import (
-    FastStreamQ,
     FastStreamSARSA,
     FlatParameters,
     _conv_geometry,
@@ -444,10 +444,9 @@ class _ConvActionValue(_ConvAgent, _FastActionValue):
         return self._q.step(td_error, reset, trace_norm), trace_norm
 
 
-class ConvStreamQ(FastStreamQ, _ConvActionValue):
-    """Stream Q(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
-
-    update = _ConvActionValue.update  # through the conv network's hooks, not FastStreamQ's fused kernel
+class ConvStreamQ(StreamQ, _ConvActionValue):
+    """Stream Q(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork); not a
+    FastStreamQ, whose act and update call the MLP/MinAtar kernels directly."""
 
 
 class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):

@@ -18,10 +18,10 @@ call that runs the non-GEMM work in compiled loops and calls SGEMM directly:
 
 SGEMM is MKL's ``sgemm_``, which torch's Linux x86-64 wheels link statically and export. Its
 address is registered with LLVM under a fixed name (after a small product through ctypes
-came out right), so the compiled kernels reference it by name and stay cacheable across runs. :data:`AVAILABLE` is False where torch exports no
-``sgemm_`` (other platforms / BLAS builds); :mod:`streamx.fast.conv` then uses its
-torch-kernel network instead. MKL runs with torch's thread setting (one thread per run by
-default; streamx sets it).
+came out right), so the compiled kernels reference it by name and stay cacheable across
+runs. :data:`AVAILABLE` is False where torch exports no ``sgemm_`` (other platforms / BLAS
+builds); :mod:`streamx.fast.conv` then uses its torch-kernel network instead. MKL runs with
+torch's thread setting (one thread per run by default; streamx sets it).
 
 Table and workspace: as :mod:`streamx.fast.kernels` (``W_AT … W_OUT``), plus ``PATCH_AT``
 (workspace offset of a conv layer's patches), ``FAN_IN`` (C·k·k or in_features) and
