@@ -13,8 +13,8 @@ call that runs the non-GEMM work in compiled loops and calls SGEMM directly:
   accumulation fused), and the input gradient is ``Gᵀ W`` scattered back (col2im);
 * Linear layers, LayerNorm, LeakyReLU and their backward are the MLP kernels of
   :mod:`streamx.fast.kernels` (same table columns and workspace layout);
-* ‖z‖₁ is summed per tensor exactly as torch's L1 norm sums it (bitwise), so the effective
-  step sizes are the autograd path's.
+* ‖z‖₁ is summed per tensor exactly as torch's L1 norm sums it (bitwise on the same trace),
+  so ObGD's bound rounds as the autograd path's does.
 
 SGEMM is MKL's ``sgemm_``, which torch's Linux x86-64 wheels link statically and export. Its
 address is registered with LLVM under a fixed name (after a small product through ctypes
