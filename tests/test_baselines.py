@@ -127,7 +127,7 @@ def test_sb3_kwargs_override_and_are_saved(tmp_path):
 
 @needs_sb3
 @pytest.mark.parametrize("algo", ["ppo1", "sac1"])
-def test_same_seed_sameepisode_rows(tmp_path, algo):
+def test_same_seed_same_episodes(tmp_path, algo):
     a = _cli(tmp_path, algo, 200, 5, "a")
     b = _cli(tmp_path, algo, 200, 5, "b")
     c = _cli(tmp_path, algo, 200, 6, "c")

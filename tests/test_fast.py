@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -344,8 +343,7 @@ def test_gemm_checks_the_sgemm_it_binds():
     from streamx.fast import gemm
 
     if gemm.AVAILABLE:
-        library = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        assert gemm._sgemm_works(library.sgemm_)
+        assert gemm._sgemm_works(ctypes.CDLL(gemm.TORCH_LIBRARY).sgemm_)
     does_nothing = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(lambda *args: None)
     assert not gemm._sgemm_works(does_nothing)
 

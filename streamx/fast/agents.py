@@ -58,16 +58,22 @@ def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
     raise ConfigError(f"the fast path has no kernel for optimizer {type(optimizer).__name__}; use fast_path=off")
 
 
+def _aligned_zeros(rows: int, columns: int) -> np.ndarray:
+    """Zeros ``[rows, n]`` (float32) with ``n`` = ``columns`` rounded up to 16 and the array
+    starting on a 64-byte cache line, so every row does too."""
+    columns = -(-columns // 16) * 16
+    raw = np.zeros(rows * columns + 16, dtype=np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + rows * columns].reshape(rows, columns)
+
+
 def _aligned_state(num_params: int) -> np.ndarray:
     """Zeros ``[STATE_ROWS, n]`` (float32) with ``n`` = ``num_params`` rounded up to 16 and the
     array starting on a 64-byte cache line, so every row does too: the kernels stream weights
     and trace side by side, and rows misaligned against each other split AVX loads across
     cache lines (measured: up to ≈20% slower on the MinAtar net, varying with where the
     allocator put the array). The padding stays zero: every kernel leaves zeros zero."""
-    columns = -(-num_params // 16) * 16
-    raw = np.zeros(kernels.STATE_ROWS * columns + 16, dtype=np.float32)
-    start = (-raw.ctypes.data % 64) // 4
-    return raw[start:start + kernels.STATE_ROWS * columns].reshape(kernels.STATE_ROWS, columns)
+    return _aligned_zeros(kernels.STATE_ROWS, num_params)
 
 
 class FlatParameters:

@@ -53,6 +53,7 @@ from streamx.fast import gemm, kernels
 from streamx.fast.agents import (
     FastStreamSARSA,
     FlatParameters,
+    _aligned_zeros,
     _conv_geometry,
     _FastActionValue,
     _FastAgent,
@@ -112,7 +113,7 @@ class GemmConvNetwork(_KeptPassNetwork):
                  optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
         super().__init__(module, hidden, heads, layer_norm, optimizer, input_shape)
         self.layers, width = self._layer_table(hidden + heads)
-        self.workspace = _aligned_rows(3, width)
+        self.workspace = _aligned_zeros(3, width)
         self._row = 0  # the workspace row of the kept pass
         self._norm_groups = gemm.norm_groups([p.numel() for p in self.parameters])
         self._norms = np.zeros(len(self.parameters), dtype=np.float32)
@@ -195,7 +196,8 @@ class GemmConvNetwork(_KeptPassNetwork):
         if keep:
             return self.forward_kept(x)
         row = 1 - self._row
-        gemm.forward(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm, self._rows[row], x)
+        gemm.forward(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm, self._rows[row], x,
+                     False)
         return self._row_outputs[row].copy()
 
     def accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
@@ -207,6 +209,7 @@ class GemmConvNetwork(_KeptPassNetwork):
                              self.layer_norm, self._rows[self._row], self._rows[2],
                              np.ascontiguousarray(output_gradient, dtype=np.float32),
                              self.settings[kernels.TRACE_DECAY], self._norm_groups, self._norms)
+
 
 class TorchConvNetwork(_KeptPassNetwork):
     """A conv net (any stack of square, unpadded Conv2d layers, then Linear layers, each with
@@ -365,6 +368,7 @@ class TorchConvNetwork(_KeptPassNetwork):
         # autograd path's effective step size carries that error; this one matches it.
         return np.float32(torch.stack(torch._foreach_norm(self._trace_tensors, 1)).sum().item())
 
+
 ConvNetwork = GemmConvNetwork | TorchConvNetwork
 
 
@@ -381,13 +385,6 @@ def _check_convolutions(hidden: list[nn.Module]) -> None:
                 or layer.padding not in (0, (0, 0)) or layer.dilation != (1, 1) or layer.groups != 1):
             raise ConfigError(f"the fast path supports square, unpadded, ungrouped convolutions only, not "
                               f"{layer}; use fast_path=off")
-
-
-def _aligned_rows(rows: int, width: int) -> np.ndarray:
-    """Zeros ``[rows, width]`` (float32) starting on a 64-byte boundary, ``width`` a multiple of 16."""
-    raw = np.zeros(rows * width + 16, dtype=np.float32)
-    start = (-raw.ctypes.data % 64) // 4
-    return raw[start:start + rows * width].reshape(rows, width)
 
 
 def _patch_index(shape: tuple[int, ...], conv: nn.Conv2d) -> tuple[Tensor, tuple[int, int, int]]:

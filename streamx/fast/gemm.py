@@ -71,13 +71,15 @@ LAYER_COLUMNS = PATCH_AT + 3
 _SYMBOL = "streamx_torch_sgemm"
 
 
+TORCH_LIBRARY = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+
+
 def _register_sgemm() -> tuple[bool, str]:
     """Register the address of torch's ``sgemm_`` with LLVM as :data:`_SYMBOL`."""
-    library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
-    if not os.path.isfile(library):
-        return False, f"no {os.path.basename(library)} in the torch installation (not a Linux build)"
+    if not os.path.isfile(TORCH_LIBRARY):
+        return False, f"no {os.path.basename(TORCH_LIBRARY)} in the torch installation (not a Linux build)"
     try:
-        function = ctypes.CDLL(library).sgemm_
+        function = ctypes.CDLL(TORCH_LIBRARY).sgemm_
     except (OSError, AttributeError):
         return False, "torch's libtorch_cpu exports no sgemm_ (not an MKL build)"
     if not _sgemm_works(function):
@@ -194,20 +196,15 @@ def _conv_forward(weights: np.ndarray, layers: np.ndarray, layer: int, row: np.n
 
 @_kernel
 def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool, row: np.ndarray,
-            x: np.ndarray) -> bool:
+            x: np.ndarray, known_same: bool) -> None:
     """The network on input ``x`` in workspace row ``row``; the heads' outputs end at
     ``row[layers[num_hidden, PRE_AT]:]``. When the row's input already is ``x`` (it held a pass
     of ``x``, e.g. s' of the last update is the s of this act), the input copy and the first
-    conv layer's patches are kept: they depend on the input only. Returns whether they were."""
-    n = layers[0, N_IN]
-    same = True
-    for j in range(n):
-        if row[j] != x[j]:
-            same = False
-            break
+    conv layer's patches are kept: they depend on the input only. ``known_same``: the caller
+    already found that it is (the comparison is not repeated)."""
+    same = known_same or kernels.same_input(layers, x, row)
     if not same:
-        for j in range(n):
-            row[j] = x[j]
+        kernels._copy_input(x, row)
     for layer in range(layers.shape[0]):
         if layers[layer, KIND] == CONV:
             if not (same and layer == 0):
@@ -217,7 +214,6 @@ def forward(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm
             kernels._linear(weights, layers, layer, row, row, kernels._no(x))
         if layer < num_hidden:
             kernels._normalize_and_activate(layers, layer, layer_norm, row)
-    return same
 
 
 @_kernel
@@ -231,9 +227,10 @@ def forward_kept(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer
     if kept and kernels.same_input(layers, x, workspace[row]):
         return row
     other = 1 - row
-    if kernels.same_input(layers, x, workspace[other]):
+    same = kernels.same_input(layers, x, workspace[other])
+    if same:
         row = other
-    forward(weights, layers, num_hidden, layer_norm, workspace[row], x)
+    forward(weights, layers, num_hidden, layer_norm, workspace[row], x, same)
     return row
 
 

@@ -620,8 +620,8 @@ def _step_and_forward(state: np.ndarray, layers: np.ndarray, num_hidden: int, la
         done = False
         if conv is not None:  # noqa: SIM102 - alone, so numba prunes it for conv=None
             if layer == 0:
-                channels_out = n_out // (layers[0, H_OUT] * layers[0, W_OUT])
-                count = channels_out * layers[0, C_IN] * layers[0, KERNEL] * layers[0, KERNEL]
+                _, channels_out, fan_in = _first_conv_shape(layers)
+                count = channels_out * fan_in
                 _apply_step(weights[w_at:w_at + count], direction[w_at:w_at + count], scaled_step)
                 _apply_step(weights[b_at:b_at + channels_out], direction[b_at:b_at + channels_out], scaled_step)
                 if reset:
