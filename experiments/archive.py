@@ -12,6 +12,13 @@ checkpoints, no SB3 ``model.zip`` and no pickled ``vecnormalize.pkl`` (the newes
 holds the normalizer statistics). Existing files in DST are replaced, older checkpoints of a run
 in DST removed. Prints one line per run.
 
+    python experiments/archive.py --rekey experiments/results/stream_barrier_mujoco/laptop
+
+renames every run directory of an archive to the name ``streamx sweep`` gives that run today
+(a hash of the values that decide its results, read from its config.json; fields a run's
+config.json lacks take the value they had before the field existed) and updates sweep.json, so
+archived runs are skipped or resumed, never re-run, after the way runs are named changes.
+
 The figures of docs/reproduce.md are made from such copies under experiments/results/, so
 ``streamx plot experiments/results/<experiment>/<budget>`` redraws them.
 """
@@ -23,8 +30,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import json
+
+from streamx.outputs import atomic_write_text
 from streamx.run import checkpoint_paths
-from streamx.sweep import run_status
+from streamx.sweep import config_hash, run_status
 
 RESULT_FILES = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.csv")
 
@@ -58,11 +68,41 @@ def archive(source: Path, target: Path) -> list[tuple[str, str, bool]]:
     return done
 
 
+def rekey(directory: Path) -> list[tuple[str, str]]:
+    """Rename ``directory``'s runs to their current sweep names; returns (old, new) per renamed run."""
+    if not directory.is_dir():
+        raise SystemExit(f"archive: {directory} is not a directory (pass an archive, e.g. experiments/results/X/full)")
+    renamed = {}
+    for run_dir in sorted(path for path in directory.iterdir() if (path / "config.json").is_file()):
+        key = config_hash(json.loads((run_dir / "config.json").read_text()))
+        if key != run_dir.name:
+            if (directory / key).exists():
+                raise SystemExit(f"archive: {run_dir.name} and {key} are the same run; keep one of them")
+            run_dir.rename(directory / key)
+            renamed[run_dir.name] = key
+    manifest = directory / "sweep.json"
+    if renamed and manifest.is_file():
+        data = json.loads(manifest.read_text())
+        for run in data.get("runs", []):
+            run["dir"] = renamed.get(run["dir"], run["dir"])
+        atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
+    return sorted(renamed.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a sweep directory, e.g. runs/sweeps/stream_barrier_mujoco/laptop")
-    parser.add_argument("target", type=Path, help="e.g. experiments/results/stream_barrier_mujoco/laptop")
+    parser.add_argument("target", type=Path, nargs="?",
+                        help="e.g. experiments/results/stream_barrier_mujoco/laptop")
+    parser.add_argument("--rekey", action="store_true",
+                        help="rename SOURCE's runs to the names streamx sweep gives them now (no copy)")
     args = parser.parse_args(argv)
+    if args.rekey:
+        for old, new in rekey(args.source):
+            print(f"{old} -> {new}")
+        return 0
+    if args.target is None:
+        parser.error("pass a TARGET directory to copy into (or --rekey)")
     for run, status, checkpoint in archive(args.source, args.target):
         print(f"{run}  {status}{'  + newest checkpoint' if checkpoint else ''}")
     return 0

@@ -215,7 +215,7 @@ def baseline_hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
     return hyper
 
 
-def _numeric(value: Any) -> Any:
+def numeric_values(value: Any) -> Any:
     """YAML 1.1 reads ``1e-3`` as a string: make such strings numbers (``lin_…`` and ``auto`` stay)."""
     if isinstance(value, str):
         try:
@@ -223,9 +223,9 @@ def _numeric(value: Any) -> Any:
         except ValueError:
             return value
     if isinstance(value, dict):
-        return {key: _numeric(v) for key, v in value.items()}
+        return {key: numeric_values(v) for key, v in value.items()}
     if isinstance(value, list):
-        return [_numeric(v) for v in value]
+        return [numeric_values(v) for v in value]
     return value
 
 
@@ -242,7 +242,7 @@ def resolve_hyperparameters(config: Config) -> dict[str, Any]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown {family.upper()} hyperparameter '{key}' in sb3_kwargs{hint}; "
                               f"choose from: {', '.join(sorted(allowed))}")
-    return {**baseline_hyperparameters(config.algo, config.env), **_numeric(dict(config.sb3_kwargs))}
+    return {**baseline_hyperparameters(config.algo, config.env), **numeric_values(dict(config.sb3_kwargs))}
 
 
 # --- from JSON values to SB3 arguments ------------------------------------------------------

@@ -22,12 +22,15 @@ import yaml
 
 from streamx.errors import ConfigError
 
-__all__ = ["ALGORITHMS", "BASELINES", "OPTIMIZERS", "Config", "field_help", "load_yaml", "parse_value"]
+__all__ = ["ALGORITHMS", "BASELINES", "OPTIMIZERS", "VALUES_BEFORE_FIELD", "Config", "decisive_values", "field_help",
+           "load_yaml", "parse_value"]
 
 ALGORITHMS = ("stream_td", "stream_q", "stream_sarsa", "stream_ac")
 BASELINES = ("ppo", "sac", "dqn", "ppo1", "sac1", "dqn1")
 """Batch baselines run through Stable-Baselines3 (``streamx.baselines``; the ``sb3`` extra)."""
 OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
+LIFE_LOSS = ("continue", "reset")
+ETT_CUMULANTS = ("paper", "same_row")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -58,7 +61,12 @@ class Config:
     entropy_coef: float = _f(0.01, "Entropy coefficient τ of the actor (stream_ac).")
     epsilon_start: float = _f(1.0, "Initial ε of ε-greedy exploration (stream_q, stream_sarsa).")
     epsilon_end: float = _f(0.01, "Final ε of ε-greedy exploration.")
-    exploration_fraction: float = _f(0.05, "Fraction of total_steps over which ε decays linearly.")
+    exploration_fraction: float = _f(
+        0.05, "Fraction of the budget over which ε decays linearly (used when exploration_steps is None).")
+    exploration_steps: int | None = _f(
+        None, "Steps over which ε decays linearly; None = exploration_fraction × total_steps. The suite "
+        "presets set the paper's horizon (fraction × the paper's budget), so a shorter run follows the "
+        "start of the paper's schedule instead of annealing faster.")
     hidden_sizes: list[int] = _f([128, 128], "Hidden layer widths of every MLP (classic control: 32 32).")
 
     # --- stabilizers: each a switch, so classic baselines and ablations are configs -----
@@ -77,10 +85,23 @@ class Config:
         "as the paper does (the time feature makes the limit part of the state).",
     )
 
+    policy_prob_clamp: bool = _f(
+        True, "Discrete stream_ac: clamp action probabilities to [eps, 1 − eps] (float32 eps) before the log, "
+        "as the paper's categorical does (a saturated action then has zero log-probability gradient); "
+        "false = an unclamped log-softmax.")
+
     # --- environment ---------------------------------------------------------------------
     max_episode_steps: int | None = _f(
         None, "Episode time limit; None = gymnasium's registered limit (classic control defaults to 10000).")
     env_kwargs: dict[str, Any] = _f({}, "Extra keyword arguments for gymnasium.make.")
+    life_loss: str = _f(
+        "continue", "Atari: what a lost life does. continue (the paper's procedure): terminal for the learner "
+        "(no bootstrap, traces cut) while the same game goes on from the next frame (the agent presses FIRE "
+        "itself), the env resets only at game over, and the learner never sees truncation; reset: every lost "
+        "life also resets the env and truncation ends the learner's episode (what SB3/CleanRL users expect).")
+    ett_cumulant: str = _f(
+        "paper", "ETT prediction task: which row's oil temperature a step returns. paper: the step into "
+        "observation t returns the target of row t + 1 (the authors' pairing); same_row: the target of row t.")
 
     # --- batch baselines (algo ppo | sac | dqn | ppo1 | sac1 | dqn1) -----------------------
     sb3_kwargs: dict[str, Any] = _f(
@@ -102,6 +123,10 @@ class Config:
     checkpoint_interval: int = _f(
         100_000, "Steps between checkpoints (0: only at the end and on SIGINT/SIGTERM/faults).")
     keep_checkpoints: int = _f(3, "How many of the newest checkpoints to keep.")
+    wandb: bool = _f(False, "Also log metrics and episode returns to Weights & Biases (needs the wandb extra).")
+    wandb_project: str = _f("streamx", "Weights & Biases project of the run (with wandb=true).")
+    wandb_entity: str | None = _f(None, "Weights & Biases entity (user or team); None = your default.")
+    wandb_group: str | None = _f(None, "Weights & Biases group, e.g. a sweep's name; None = no group.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,6 +137,10 @@ class Config:
             raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS + BASELINES))
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(_unknown("optimizer", self.optimizer, OPTIMIZERS))
+        if self.life_loss not in LIFE_LOSS:
+            raise ConfigError(_unknown("life_loss setting", self.life_loss, LIFE_LOSS))
+        if self.ett_cumulant not in ETT_CUMULANTS:
+            raise ConfigError(_unknown("ett_cumulant setting", self.ett_cumulant, ETT_CUMULANTS))
         if self.fast_path not in ("auto", "on", "off"):
             raise ConfigError(_unknown("fast_path setting", self.fast_path, ("auto", "on", "off")))
         checks: list[tuple[bool, str]] = [
@@ -125,6 +154,8 @@ class Config:
              f"epsilon_start={self.epsilon_start} and epsilon_end={self.epsilon_end} must lie in [0, 1]"),
             (0 < self.exploration_fraction <= 1,
              f"exploration_fraction={self.exploration_fraction} must lie in (0, 1]"),
+            (self.exploration_steps is None or self.exploration_steps > 0,
+             f"exploration_steps={self.exploration_steps} must be a positive number of steps or None"),
             (len(self.hidden_sizes) > 0 and all(isinstance(h, int) and h > 0 for h in self.hidden_sizes),
              f"hidden_sizes={self.hidden_sizes} must be a non-empty list of positive ints, e.g. 32,32"),
             (0 <= self.beta2 < 1, f"beta2={self.beta2} must lie in [0, 1)"),
@@ -159,11 +190,74 @@ class Config:
             kwargs[name] = _coerce(name, value, _field_types()[name], source)
         return cls(**kwargs)
 
+    @classmethod
+    def from_saved(cls, values: Mapping[str, Any], source: str = "config") -> Config:
+        """Build from a run's saved config.json. A field the file lacks was added to streamx after
+        the run was made: it takes the value that reproduces what the run computed then
+        (:data:`VALUES_BEFORE_FIELD`), not today's default, so a resumed run keeps its behaviour."""
+        missing = {k: v for k, v in VALUES_BEFORE_FIELD.items() if k not in values}
+        return cls.from_dict({**values, **missing}, source=source)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> Config:
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+# Fields added after runs had been made, each with the value that reproduces what streamx computed
+# before the field existed (a saved config without the field means that value).
+VALUES_BEFORE_FIELD: dict[str, Any] = {
+    "exploration_steps": None,
+    "policy_prob_clamp": False,
+    "life_loss": "reset",
+    "ett_cumulant": "same_row",
+}
+
+# Fields that cannot change what a run computes (where it writes, how it reports, how often it
+# checkpoints): left out of a run's identity.
+NOT_DECISIVE = ("run_dir", "progress", "tensorboard", "checkpoint_interval", "keep_checkpoints", "log_interval",
+                "threads", "wandb", "wandb_project", "wandb_entity", "wandb_group")
+_EXPLORATION = ("epsilon_start", "epsilon_end", "exploration_fraction", "exploration_steps")
+_STREAM_ONLY = ("lr", "gamma", "lamda", "kappa_value", "kappa_policy", "entropy_coef", "hidden_sizes", "optimizer",
+                "beta2", "adaptive_eps", "sparse_init", "sparsity", "layer_norm", "obs_normalization",
+                "reward_scaling", "time_feature", "bootstrap_on_truncation", "fast_path", "policy_prob_clamp",
+                *_EXPLORATION)
+# classic-control ids with a continuous action space (every MuJoCo and DM Control task has one)
+_CONTINUOUS_CLASSIC = ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3")
+
+
+def decisive_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a resolved config that decide a run's results: every field, the defaults
+    included, except those that cannot change the results (:data:`NOT_DECISIVE`) and those the
+    run's algorithm or environment never reads (e.g. ε for stream_ac, ``life_loss`` outside Atari).
+    Missing fields take :data:`VALUES_BEFORE_FIELD`. A sweep names a run's directory by a hash of
+    these values, so changing any default that a run uses gives it a new directory.
+    """
+    from streamx.envs import suite_of
+
+    values = {**VALUES_BEFORE_FIELD, **config}
+    algo, env = values.get("algo"), str(values.get("env"))
+    try:
+        suite = suite_of(env)
+    except Exception:  # an env whose suite is not installed here: keep every field
+        suite = None
+    dropped: set[str] = set(NOT_DECISIVE)
+    if algo in BASELINES:
+        dropped.update(_STREAM_ONLY, ("life_loss", "ett_cumulant"))
+    else:
+        dropped.add("sb3_kwargs")
+        if algo not in ("stream_q", "stream_sarsa"):
+            dropped.update(_EXPLORATION)
+        if algo != "stream_ac":
+            dropped.update(("kappa_policy", "entropy_coef", "policy_prob_clamp"))
+        if suite in ("mujoco", "dmc") or env in _CONTINUOUS_CLASSIC:
+            dropped.add("policy_prob_clamp")
+    if suite is not None and suite != "atari":
+        dropped.add("life_loss")
+    if suite is not None and suite != "ett":
+        dropped.add("ett_cumulant")
+    return {k: v for k, v in values.items() if k not in dropped}
 
 
 def field_help() -> list[tuple[str, str, Any]]:

@@ -285,7 +285,7 @@ def _load_run_config(run_dir: Path) -> Config:
                           "pass the directory a `streamx train` run wrote") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run directory is damaged") from None
-    return Config.from_dict(values, source=str(path))
+    return Config.from_saved(values, source=str(path))
 
 
 def checkpoint_paths(run_dir: str | Path) -> list[Path]:
@@ -353,12 +353,16 @@ class _Training:
         if resume_from is None:
             resolved = config.replace(run_dir=str(self.run_dir))
             self.writer = RunWriter(self.run_dir, resolved.to_dict(), extra_fields=self.stats.fields,
-                                    tensorboard=config.tensorboard)
+                                    tensorboard=config.tensorboard, wandb=config.wandb,
+                                    wandb_project=config.wandb_project, wandb_entity=config.wandb_entity,
+                                    wandb_group=config.wandb_group)
         else:
             self.writer = RunWriter.reopen(self.run_dir, extra_fields=self.stats.fields,
                                            episode_rows=resume_from["loop"]["episode_rows"],
                                            metric_rows=resume_from["loop"]["metric_rows"],
-                                           tensorboard=config.tensorboard, step=int(resume_from["loop"]["step"]))
+                                           tensorboard=config.tensorboard, step=int(resume_from["loop"]["step"]),
+                                           wandb=config.wandb, wandb_project=config.wandb_project,
+                                           wandb_entity=config.wandb_entity, wandb_group=config.wandb_group)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
 
     # -- checkpoints ------------------------------------------------------------------------

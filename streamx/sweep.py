@@ -56,9 +56,6 @@ BACKENDS = ("local", "slurm", "ray")
 _EXPERIMENT_KEYS = {"name", "description", "envs", "methods", "budgets", "overrides", "window"}
 _METHOD_KEYS = {"algo", "config", "overrides", "envs"}
 _BUDGET_KEYS = {"total_steps", "seeds", "window", "envs", "methods", "overrides", "method_overrides"}
-# fields that do not change what a run computes: left out of the hash, so toggling them
-# never turns a finished run into a new one
-_UNHASHED = ("run_dir", "progress", "tensorboard", "checkpoint_interval", "keep_checkpoints", "log_interval")
 
 
 @dataclass(frozen=True)
@@ -158,16 +155,21 @@ def _preset_path(experiment: Experiment, preset: str) -> Path:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """A short, stable hash of a resolved config.
+    """A short, stable hash of the values that decide a run's results
+    (:func:`streamx.config.decisive_values`: every field the run uses, defaults included).
 
-    Taken over the values that differ from Config's defaults (so a field added to streamx later,
-    with a default, leaves existing sweeps' directories valid), without the fields that cannot
-    change the results. Changing a *default* is therefore invisible here: start a new ``--out``.
+    A run made under an earlier default therefore never answers for a run of today's default: it
+    has another directory. Fields that cannot change the results (run_dir, logging, checkpoint
+    interval, threads) are left out, so toggling them never turns a finished run into a new one.
     """
-    from streamx.config import Config
+    from streamx.config import BASELINES, decisive_values
 
-    defaults = Config().to_dict()
-    kept = {k: v for k, v in config.items() if k not in _UNHASHED and (k not in defaults or defaults[k] != v)}
+    if config.get("algo") in BASELINES:  # the zoo's hyperparameters decide a baseline's results too
+        from streamx.baselines import baseline_hyperparameters, numeric_values
+
+        zoo = baseline_hyperparameters(config["algo"], config["env"])
+        config = {**config, "sb3_kwargs": {**zoo, **numeric_values(dict(config.get("sb3_kwargs") or {}))}}
+    kept = decisive_values(config)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -253,6 +255,23 @@ def run_status(run_dir: str | Path) -> str:
     return "incomplete" if run_dir.exists() else "new"
 
 
+def _settings_mismatch(run_dir: Path, config: Mapping[str, Any]) -> str | None:
+    """Why the run already in ``run_dir`` cannot stand for ``config`` (None when it can): a run
+    made with other decisive values is never skipped or resumed as if it were this one."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # nothing usable was written yet: the run starts afresh
+    if not isinstance(saved, dict) or config_hash(saved) == config_hash(config):
+        return None
+    from streamx.config import decisive_values
+
+    ours, theirs = decisive_values(config), decisive_values(saved)
+    differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k != "sb3_kwargs")
+    return (f"{run_dir} holds a run made with other settings ({', '.join(differing) or 'sb3_kwargs'} differ); "
+            "it is neither skipped nor resumed: move it away, or sweep into another --out")
+
+
 def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """Run (or continue, or skip) one run; return {"run_dir", "status", "error"}.
 
@@ -266,6 +285,9 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
         spec = RunSpec(**spec)
     run_dir = Path(spec.run_dir)
     state = run_status(run_dir)
+    mismatch = _settings_mismatch(run_dir, spec.config)
+    if mismatch is not None:
+        return {"run_dir": str(run_dir), "status": "failed", "error": mismatch}
     if state in ("finished", "diverged"):
         return {"run_dir": str(run_dir), "status": "skipped", "error": None}
     try:

@@ -84,3 +84,21 @@ def test_an_archived_unfinished_run_resumes_from_its_copied_checkpoint(tmp_path)
     resumed = json.loads((target / "run" / "summary.json").read_text())
     assert resumed["status"] == "finished" and resumed["steps"] == summary["steps"] == 600
     assert len(uninterrupted) > 5 and episode_rows(target / "run") == uninterrupted
+
+
+def test_rekey_renames_runs_to_their_current_sweep_names(tmp_path):
+    from streamx.config import Config
+    from streamx.sweep import config_hash
+
+    archive = _archive_module()
+    config = Config(algo="stream_q", env="CartPole-v1", total_steps=100, label="stream_q").to_dict()
+    run_dir = tmp_path / "oldname12345"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
+    manifest = {"runs": [{"dir": "oldname12345", "method": "stream_q", "env": "CartPole-v1", "seed": 0}]}
+    (tmp_path / "sweep.json").write_text(json.dumps(manifest))
+    assert archive.rekey(tmp_path) == [("oldname12345", config_hash(config))]
+    assert (tmp_path / config_hash(config) / "summary.json").is_file() and not run_dir.exists()
+    assert json.loads((tmp_path / "sweep.json").read_text())["runs"][0]["dir"] == config_hash(config)
+    assert archive.rekey(tmp_path) == []  # already current: nothing to do

@@ -247,3 +247,44 @@ def test_sigterm_stops_the_whole_sweep_and_its_workers_checkpoint(tmp_path):
     for run_dir in dirs:
         assert run_status(run_dir) == "interrupted"
         assert list((run_dir / "checkpoints").glob("*.ckpt"))
+
+
+def test_run_identity_covers_every_decisive_value_defaults_included(tmp_path):
+    """A run made under an earlier default never answers for a run of today's default."""
+    from streamx.config import Config, decisive_values
+
+    experiment = load_experiment(_experiment(tmp_path))
+    run = expand(experiment, "smoke", tmp_path / "out")[0]
+    before = config_hash(run.config)
+    # values at their defaults are part of the identity, so a default that changes moves the run
+    assert decisive_values(run.config)["kappa_value"] == Config().kappa_value
+    assert config_hash({**run.config, "kappa_value": 3.0}) != before
+    # values a run never reads are not part of its identity; values it reads are
+    assert config_hash({**run.config, "life_loss": "reset"}) == before  # CartPole is not Atari
+    assert config_hash({**run.config, "kappa_policy": 9.0}) == before  # stream_q has no policy
+    assert config_hash({**run.config, "exploration_steps": 123}) != before
+    assert config_hash({**run.config, "threads": 2, "checkpoint_interval": 7}) == before
+
+
+def test_saved_configs_without_a_new_field_mean_its_earlier_behaviour():
+    from streamx.config import VALUES_BEFORE_FIELD, Config, decisive_values
+
+    saved = Config(algo="stream_q", env="BreakoutNoFrameskip-v4").to_dict()
+    for name in VALUES_BEFORE_FIELD:
+        saved.pop(name)
+    restored = Config.from_saved(saved)
+    assert restored.life_loss == "reset" and restored.exploration_steps is None
+    assert Config.from_dict(saved).life_loss == "continue"  # today's default: the paper's procedure
+    assert decisive_values(saved)["life_loss"] == "reset"
+    assert config_hash(saved) != config_hash(Config(algo="stream_q", env="BreakoutNoFrameskip-v4").to_dict())
+
+
+def test_a_run_made_with_other_settings_is_never_skipped_or_resumed(tmp_path):
+    experiment = load_experiment(_experiment(tmp_path, steps=50))
+    run = expand(experiment, "smoke", tmp_path / "out")[0]
+    assert execute_run(run)["status"] == "finished"
+    saved = json.loads((Path(run.run_dir) / "config.json").read_text())
+    (Path(run.run_dir) / "config.json").write_text(json.dumps({**saved, "lamda": 0.5}))
+    result = execute_run(run)
+    assert result["status"] == "failed" and "other settings (lamda differ)" in result["error"]
+    assert run_status(run.run_dir) == "finished"  # nothing written over it
