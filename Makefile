@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup train test test-slow lint
+.PHONY: setup train test test-slow lint docs docs-serve typecheck
 
 $(BIN)/streamx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
+	@# the distribution was once named streamx (the import name still is): drop that install first
+	$(BIN)/pip uninstall --quiet --yes streamx 2>/dev/null || true
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
@@ -29,3 +31,15 @@ test-slow: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Static type check of the package (configuration: [tool.mypy] in pyproject.toml).
+typecheck: setup
+	$(BIN)/mypy
+
+# The documentation site (mkdocs.yml) into ./site; --strict: a broken link or reference fails.
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# Serve the documentation site at http://127.0.0.1:8000 while editing docs/.
+docs-serve: setup
+	$(BIN)/mkdocs serve
