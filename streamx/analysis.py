@@ -13,22 +13,33 @@ Every definition here is written out so a figure can be checked by hand (docs/pl
   resampled with replacement within each task, i.e. environment).
 * **performance profile**: for each τ, the fraction of runs whose normalized score is > τ, averaged
   over tasks (each task weighs the same, as in rliable's ``create_performance_profile``).
+* **probability of improvement** P(X > Y) (rliable's ``probability_of_improvement``): per task, the
+  Mann–Whitney U statistic of X's scores against Y's divided by ``n_X · n_Y``, i.e. the fraction of
+  (X run, Y run) pairs in which X scores higher, a tie counting one half; averaged over the tasks
+  both methods ran. Its CI resamples X's and Y's runs independently within each task.
 * **normalization**: Atari scores are human-normalized, ``(score - random) / (human - random)``
   with the reference scores in :data:`ATARI_REFERENCE_SCORES`; every other environment is min–max
   normalized over all run scores of that environment (all methods and seeds): 0 = the worst run,
   1 = the best.
 
-No matplotlib here: the figures live in ``streamx.plot``; this module only needs numpy.
+* **paper marks**: the paper's final returns (``streamx/data/paper_results.yaml``), matched to runs
+  by exact environment id (a ``-v4`` value is never matched to a ``-v5`` environment) and method
+  name.
+
+No matplotlib here: the figures live in ``streamx.plot``; this module only needs numpy (and PyYAML
+for the paper's numbers).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +50,10 @@ from streamx.outputs import read_csv
 
 __all__ = [
     "ATARI_REFERENCE_SCORES", "DEFAULT_WINDOW", "Run", "atari_game", "bootstrap_ci", "curve_rows", "default_window",
-    "final_return", "final_rows", "find_run_dirs", "human_normalized", "interquartile_mean", "is_run_dir", "load_run",
-    "load_sweep", "mean_stderr", "method_sort_key", "normalize_scores", "performance_profile", "rliable_rows",
-    "stratified_bootstrap", "window_ends", "window_means",
+    "final_return", "final_rows", "find_run_dirs", "human_normalized", "improvement_bootstrap", "improvement_rows",
+    "interquartile_mean", "is_run_dir", "load_run", "load_sweep", "mean_stderr", "method_sort_key",
+    "normalize_scores", "paper_marks", "paper_method", "paper_other_versions", "paper_results", "performance_profile",
+    "probability_of_improvement", "rliable_rows", "stratified_bootstrap", "window_ends", "window_means",
 ]
 
 DEFAULT_WINDOW = 50_000
@@ -182,6 +194,52 @@ def method_sort_key(method: str) -> tuple[int, str]:
     return len(_METHOD_ORDER), name
 
 
+# --- the paper's numbers ------------------------------------------------------------------------
+
+
+@functools.cache
+def paper_results() -> dict[str, Any]:
+    """The paper's final returns shipped with streamx (``streamx/data/paper_results.yaml``):
+    ``source`` (a citation), ``methods`` (streamx method → the paper's label) and ``results``
+    (env id → {streamx method → final return})."""
+    import yaml
+
+    text = resources.files("streamx").joinpath("data", "paper_results.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise ConfigError("streamx/data/paper_results.yaml is damaged (no results table); reinstall streamx-rl")
+    return data
+
+
+def paper_method(method: str) -> str | None:
+    """The paper table's key of a streamx method name (``stream_ac``, ``PPO_1`` → ``ppo1``, …),
+    or None for a method the paper did not run (ablations, custom labels)."""
+    name = re.sub(r"_(\d+)$", r"\1", method.strip().lower())
+    return name if name in paper_results()["methods"] else None
+
+
+def paper_marks(env: str, methods: Iterable[str]) -> list[dict[str, Any]]:
+    """The paper's final return of each of ``methods`` on exactly ``env`` (same id and version),
+    in the methods' order; a method the paper has no number for on ``env`` is left out."""
+    data = paper_results()
+    table = data["results"].get(env, {})
+    marks = []
+    for method in methods:
+        key = paper_method(method)
+        if key is not None and key in table:
+            marks.append({"method": method, "env": env, "paper_method": data["methods"][key],
+                          "paper_return": float(table[key]), "source": data.get("source", "")})
+    return marks
+
+
+def paper_other_versions(env: str) -> list[str]:
+    """The paper's environment ids that are another version of ``env`` (``Hopper-v5`` →
+    ``["Hopper-v4"]``): numbers not comparable with ``env``'s, so never drawn on its figures."""
+    base = re.sub(r"-v\d+$", "", env)
+    return sorted(other for other in paper_results()["results"]
+                  if other != env and re.sub(r"-v\d+$", "", other) == base)
+
+
 # --- per-run aggregation ------------------------------------------------------------------------
 
 
@@ -280,6 +338,38 @@ def performance_profile(scores_by_task: Sequence[np.ndarray], taus: np.ndarray) 
     taus = np.asarray(taus, dtype=np.float64)
     fractions = [(np.asarray(s, dtype=np.float64)[:, None] > taus[None, :]).mean(axis=0) for s in scores_by_task]
     return np.mean(fractions, axis=0)
+
+
+def probability_of_improvement(x_by_task: Sequence[np.ndarray], y_by_task: Sequence[np.ndarray]) -> float:
+    """P(X > Y) averaged over tasks (parallel lists, one array of run scores per task): per task,
+    the fraction of (x, y) pairs with x > y, ties counting one half (the Mann–Whitney U statistic
+    of x over ``n_x · n_y``), as rliable's ``probability_of_improvement``."""
+    if len(x_by_task) != len(y_by_task) or not x_by_task:
+        raise ValueError("probability_of_improvement needs the same, non-empty list of tasks for X and Y")
+    per_task = [_pairwise_wins(np.asarray(x, dtype=np.float64)[None, :], np.asarray(y, dtype=np.float64)[None, :])[0]
+                for x, y in zip(x_by_task, y_by_task)]
+    return float(np.mean(per_task))
+
+
+def improvement_bootstrap(x_by_task: Sequence[np.ndarray], y_by_task: Sequence[np.ndarray], n_resamples: int = 2000,
+                          seed: int = 0) -> np.ndarray:
+    """P(X > Y) of ``n_resamples`` resamples that draw, within each task, X's runs and Y's runs
+    independently with replacement (rliable's ``StratifiedIndependentBootstrap``)."""
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples)
+    for x, y in zip(x_by_task, y_by_task):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x_samples = x[rng.integers(0, len(x), size=(n_resamples, len(x)))]
+        y_samples = y[rng.integers(0, len(y), size=(n_resamples, len(y)))]
+        total += _pairwise_wins(x_samples, y_samples)
+    return total / len(x_by_task)
+
+
+def _pairwise_wins(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows of x (k, n) against rows of y (k, m): the fraction of pairs with x > y, ties ½."""
+    wins = (x[:, :, None] > y[:, None, :]).mean(axis=(1, 2))
+    ties = (x[:, :, None] == y[:, None, :]).mean(axis=(1, 2))
+    return np.asarray(wins + 0.5 * ties, dtype=np.float64)
 
 
 def _finite(values: Iterable[float]) -> np.ndarray:
@@ -430,4 +520,35 @@ def rliable_rows(per_run: Sequence[dict[str, Any]], taus: np.ndarray, n_resample
         for tau, value, low, high in zip(taus, profile, lows, highs):
             rows.append({**common, "statistic": "profile", "tau": float(tau), "value": float(value),
                          "ci_low": float(low), "ci_high": float(high)})
+    return rows
+
+
+def improvement_rows(per_run: Sequence[dict[str, Any]], n_resamples: int = 2000, seed: int = 0,
+                     key: str = "normalized_score") -> list[dict[str, Any]]:
+    """For every ordered pair of methods (X, Y) that share at least one environment: P(X > Y) over
+    the environments both ran (statistic "prob_improvement", ``versus`` = Y) with its 95 %
+    stratified bootstrap CI. Scores are each run's ``key`` (a per-task monotone normalization
+    does not change it)."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    for r in per_run:
+        value = float(r[key])
+        if math.isfinite(value):
+            scores.setdefault(r["method"], {}).setdefault(r["env"], []).append(value)
+    methods = sorted(scores, key=method_sort_key)
+    rows: list[dict[str, Any]] = []
+    tail = 2.5
+    for x_method, y_method in itertools.permutations(methods, 2):
+        tasks = sorted(set(scores[x_method]) & set(scores[y_method]))
+        if not tasks:
+            continue
+        x_by_task = [np.array(scores[x_method][env]) for env in tasks]
+        y_by_task = [np.array(scores[y_method][env]) for env in tasks]
+        boot = improvement_bootstrap(x_by_task, y_by_task, n_resamples, seed)
+        low, high = np.percentile(boot, [tail, 100 - tail])
+        rows.append({"method": x_method, "versus": y_method, "statistic": "prob_improvement", "tau": math.nan,
+                     "value": probability_of_improvement(x_by_task, y_by_task), "ci_low": float(low),
+                     "ci_high": float(high), "n_tasks": len(tasks),
+                     "n_runs": sum(len(t) for t in x_by_task) + sum(len(t) for t in y_by_task),
+                     "normalization": "+".join(sorted({r["normalization"] for r in per_run
+                                                       if r["method"] in (x_method, y_method)}))})
     return rows

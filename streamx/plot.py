@@ -10,10 +10,14 @@ PDF with the aggregated numbers beside it as CSV:
     curves_<env>.png/.pdf   curves.csv       mean return per window (PAPER §6), mean ± s.e., 95 % CI
     barrier.png/.pdf        final.csv        final return per method and env (the stream-barrier
                             final_runs.csv   figure), and the per-run numbers behind it
-    aggregates.png/.pdf     aggregates.csv   IQM / mean of normalized scores, performance profiles
+    aggregates.png/.pdf     aggregates.csv   IQM / mean of normalized scores, performance profiles,
+                                             probability of improvement P(X > Y)
+                            paper.csv        the paper's final returns drawn as reference marks
 
-Every definition is in ``streamx.analysis`` and docs/plotting.md. Without matplotlib the CSVs are
-still written.
+The paper's final returns (streamx/data/paper_results.yaml) are drawn on the curves and the
+stream-barrier figure of the environments they were measured on (same id and version; --no-paper
+leaves them out). Every definition is in ``streamx.analysis`` and docs/plotting.md. Without
+matplotlib the CSVs are still written.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,13 @@ _FINAL_FIELDS = ("method", "env", "n_runs", "n_unfinished", "n_diverged", "mean"
 _RUN_FIELDS = ("method", "env", "seed", "final_return", "normalized_score", "normalization", "window",
                "total_steps", "episodes", "finished", "status", "path")
 _AGGREGATE_FIELDS = ("method", "statistic", "tau", "value", "ci_low", "ci_high", "n_tasks", "n_runs",
-                     "normalization")
+                     "normalization", "versus")
+_PAPER_FIELDS = ("env", "method", "paper_method", "paper_return", "source")
+_MOST_IMPROVEMENT_PAIRS = 20
+"""At most this many P(X > Y) pairs in aggregates.png (aggregates.csv has every pair)."""
+
+NewFigure = Callable[..., Any]
+"""Makes a matplotlib Figure with the Agg canvas (see ``_figure_class``)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="png,pdf", help="figure formats, comma-separated (png, pdf, svg)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    parser.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
+                        help="draw the paper's final returns as dashed reference marks on the figures of the "
+                        "environments the paper used, same id and version (default on; --no-paper: off)")
     return parser
 
 
@@ -151,7 +165,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...]) 
     atomic_write_text(path, buffer.getvalue())
 
 
-def _figure_class() -> Any:
+def _figure_class() -> NewFigure | None:
     """matplotlib's Figure with the Agg canvas, or None when matplotlib is not installed. pyplot is
     never imported: no global state, no display needed."""
     try:
@@ -204,15 +218,16 @@ def _colors(methods: list[str]) -> dict[str, Any]:
 
 
 def _seed_label(runs: list[Run]) -> str:
-    counts = {}
+    counts: dict[tuple[str, str], set[int]] = {}
     for run in runs:
         counts.setdefault((run.method, run.env), set()).add(run.seed)
     sizes = sorted({len(seeds) for seeds in counts.values()})
     return _count(sizes[0], "seed") if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} seeds"
 
 
-def _curve_figures(new_figure: Any, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],
-                   colors: dict[str, Any], subtitle: str, out: Path, formats: list[str]) -> list[Path]:
+def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],
+                   colors: dict[str, Any], subtitle: str, out: Path, formats: list[str],
+                   marks: list[dict[str, Any]] | None = None) -> list[Path]:
     from matplotlib.ticker import EngFormatter
 
     written = []
@@ -229,6 +244,10 @@ def _curve_figures(new_figure: Any, rows: list[dict[str, Any]], runs: list[Run],
             axes.plot(x, mean, color=color, label=f"{method} (n={n})", marker="." if len(x) < 30 else None)
             axes.fill_between(x, mean - stderr, mean + stderr, color=color, alpha=0.3, linewidth=0)
             axes.fill_between(x, low, high, color=color, alpha=0.1, linewidth=0)
+        for mark in marks or []:  # the paper's final return: a dashed line in the method's colour
+            if mark["env"] == env:
+                axes.axhline(mark["paper_return"], color=colors[mark["method"]], linestyle="--", linewidth=1.2,
+                             label=_paper_label(mark))
         env_runs = [run for run in runs if run.env == env]
         axes.set_title(f"{env} — {', '.join(part for part in (subtitle, _seed_label(env_runs)) if part)}", fontsize=10)
         axes.set_xlabel("agent steps")
@@ -241,8 +260,12 @@ def _curve_figures(new_figure: Any, rows: list[dict[str, Any]], runs: list[Run],
     return written
 
 
-def _barrier_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[str, Any], subtitle: str,
-                    out: Path, formats: list[str]) -> list[Path]:
+def _paper_label(mark: dict[str, Any]) -> str:
+    return f"paper: {mark['paper_method']} {mark['paper_return']:g}"
+
+
+def _barrier_figure(new_figure: NewFigure, rows: list[dict[str, Any]], colors: dict[str, Any], subtitle: str,
+                    out: Path, formats: list[str], marks: list[dict[str, Any]] | None = None) -> list[Path]:
     envs = sorted({r["env"] for r in rows})
     columns = min(len(envs), 3)
     lines = math.ceil(len(envs) / columns)
@@ -267,6 +290,15 @@ def _barrier_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[st
                           fontsize=7)
         axes.set_xticks(x, [f"{r['method']} (n={r['n_runs']})" for r in cell], fontsize=8, rotation=35,
                         ha="right", rotation_mode="anchor")
+        position = {r["method"]: i for i, r in enumerate(cell)}
+        env_marks = [m for m in marks or [] if m["env"] == env and m["method"] in position]
+        for mark in env_marks:  # the paper's final return: a dashed mark across the method's bar
+            i = position[mark["method"]]
+            axes.plot([x[i] - 0.45, x[i] + 0.45], [mark["paper_return"]] * 2, color=colors[mark["method"]],
+                      linestyle="--", linewidth=1.6, label=_paper_label(mark),
+                      path_effects=[_outline()])
+        if env_marks:
+            axes.legend(fontsize=7, loc="upper left", handlelength=2.5)
         axes.set_title(env, fontsize=10)
         axes.axhline(0, color="black", linewidth=0.6)
         axes.grid(axis="y", alpha=0.3)
@@ -277,12 +309,34 @@ def _barrier_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[st
     return _save(figure, out, "barrier", formats)
 
 
-def _aggregate_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[str, Any], subtitle: str,
+def _outline() -> Any:
+    """A thin black outline, so a dashed mark in a bar's own colour shows on the bar."""
+    from matplotlib import patheffects
+
+    return patheffects.withStroke(linewidth=2.8, foreground="black")
+
+
+def _improvement_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The P(X > Y) rows aggregates.png shows: each stream method against every other method
+    (or, without one, each method against the methods after it in the paper's order)."""
+    pairs = [r for r in rows if r["statistic"] == "prob_improvement"]
+    stream = [r for r in pairs if analysis.method_sort_key(r["method"])[0] == 3]
+    if stream:
+        pairs = stream
+    else:
+        pairs = [r for r in pairs
+                 if analysis.method_sort_key(r["method"]) < analysis.method_sort_key(r["versus"])]
+    return pairs[:_MOST_IMPROVEMENT_PAIRS]
+
+
+def _aggregate_figure(new_figure: NewFigure, rows: list[dict[str, Any]], colors: dict[str, Any], subtitle: str,
                       out: Path, formats: list[str]) -> list[Path]:
-    methods = sorted({r["method"] for r in rows}, key=analysis.method_sort_key)
+    methods = sorted({r["method"] for r in rows if r["statistic"] == "iqm"}, key=analysis.method_sort_key)
     kinds = sorted({k for r in rows for k in r["normalization"].split("+")})
-    figure = new_figure(figsize=(11, 4))
-    left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    pairs = _improvement_pairs(rows)
+    figure = new_figure(figsize=(16.5 if pairs else 11, max(4.0, 0.3 * len(pairs) + 1.5)))
+    columns = 3 if pairs else 2
+    left, right = figure.add_subplot(1, columns, 1), figure.add_subplot(1, columns, 2)
     for y, method in enumerate(methods):
         iqm = next(r for r in rows if r["method"] == method and r["statistic"] == "iqm")
         left.errorbar([iqm["value"]], [y], xerr=[[iqm["value"] - iqm["ci_low"]], [iqm["ci_high"] - iqm["value"]]],
@@ -301,6 +355,17 @@ def _aggregate_figure(new_figure: Any, rows: list[dict[str, Any]], colors: dict[
     right.set_ylim(-0.02, 1.02)
     right.legend(fontsize=8, loc="lower left")
     right.grid(alpha=0.3)
+    if pairs:
+        third = figure.add_subplot(1, columns, 3)
+        for y, r in enumerate(pairs):
+            third.errorbar([r["value"]], [y], xerr=[[r["value"] - r["ci_low"]], [r["ci_high"] - r["value"]]],
+                           fmt="o", color=colors[r["method"]], capsize=4, linewidth=2)
+        third.set_yticks(range(len(pairs)), [f"P({r['method']} > {r['versus']})" for r in pairs], fontsize=8)
+        third.invert_yaxis()
+        third.axvline(0.5, color="gray", linestyle=":", linewidth=1)
+        third.set_xlim(-0.02, 1.02)
+        third.set_xlabel("probability of improvement, 95% stratified bootstrap CI")
+        third.grid(axis="x", alpha=0.3)
     figure.suptitle(f"Aggregates over environments — {subtitle}", fontsize=11)
     figure.tight_layout()
     return _save(figure, out, "aggregates", formats)
@@ -341,24 +406,32 @@ def main(argv: list[str]) -> int:
     scores = scores[np.isfinite(scores)]
     low, high = (min(0.0, scores.min()), max(1.0, scores.max())) if len(scores) else (0.0, 1.0)
     aggregates = analysis.rliable_rows(per_run, np.linspace(low, high, 101), args.bootstrap, args.seed)
+    aggregates += analysis.improvement_rows(per_run, args.bootstrap, args.seed)
+    envs_sorted = sorted({run.env for run in runs})
+    methods_sorted = sorted({run.method for run in runs}, key=analysis.method_sort_key)
+    marks = [mark for env in envs_sorted for mark in analysis.paper_marks(env, methods_sorted)] if args.paper else []
 
     written = [out / name for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv")]
     _write_csv(written[0], curves, _CURVE_FIELDS)
     _write_csv(written[1], final, _FINAL_FIELDS)
     _write_csv(written[2], per_run, _RUN_FIELDS)
     _write_csv(written[3], aggregates, _AGGREGATE_FIELDS)
+    if marks:
+        written.append(out / "paper.csv")
+        _write_csv(written[-1], marks, _PAPER_FIELDS)
 
     budget = f"budget {info['budget']}" if info["budget"] else ""
     subtitle = ", ".join(part for part in (budget, _seed_label(runs)) if part)
     new_figure = _figure_class()
     if new_figure is None:
         print("streamx plot: matplotlib is not installed, so only the CSV files were written; "
-              "pip install 'streamx[plot]' for figures")
+              "pip install 'streamx-rl[plot]' for figures")
     else:
         colors = _colors(sorted({run.method for run in runs}, key=analysis.method_sort_key))
-        written += _curve_figures(new_figure, curves, runs, windows, colors, budget, out, formats)  # seeds per env
-        written += _barrier_figure(new_figure, final, colors, subtitle, out, formats)
-        if aggregates:
+        written += _curve_figures(new_figure, curves, runs, windows, colors, budget, out, formats,  # seeds per env
+                                  marks)
+        written += _barrier_figure(new_figure, final, colors, subtitle, out, formats, marks)
+        if any(r["statistic"] == "iqm" for r in aggregates):
             written += _aggregate_figure(new_figure, aggregates, colors, subtitle, out, formats)
 
     methods, envs = {r.method for r in runs}, {r.env for r in runs}
@@ -377,5 +450,13 @@ def main(argv: list[str]) -> int:
               "and the aggregates")
     if info["missing"]:
         print(f"  {info['missing']} run(s) listed in sweep.json have no results yet")
+    if marks:
+        print(f"  paper reference marks: {', '.join(sorted({m['env'] for m in marks}))} "
+              f"({analysis.paper_results().get('source', 'the paper')})")
+    if args.paper:
+        for env in envs_sorted:
+            others = analysis.paper_other_versions(env)
+            if others and not any(m["env"] == env for m in marks):
+                print(f"  the paper's numbers are for {', '.join(others)}, not {env}: not drawn")
     print(f"  wrote {len(written)} files to {out}/")
     return 0

@@ -89,6 +89,56 @@ def test_human_normalization():
     assert kinds == ["min-max", "min-max", "min-max", "human"]
 
 
+def test_probability_of_improvement_by_hand():
+    # task A: x = 1, 2, 3 against y = 2, 2: pairs won 0 + 0 + 1·2, tied 0 + 2 + 0 → (2 + ½·2) / 6 = ½
+    # task B: x = 3, 4 against y = 1, 2, 3: won 2 + 3, tied 1 → (5 + ½) / 6 = 11/12
+    x = [np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])]
+    y = [np.array([2.0, 2.0]), np.array([1.0, 2.0, 3.0])]
+    assert analysis.probability_of_improvement(x, y) == pytest.approx((1 / 2 + 11 / 12) / 2)
+    assert analysis.probability_of_improvement(y, x) == pytest.approx(1 - (1 / 2 + 11 / 12) / 2)
+    assert analysis.probability_of_improvement([np.array([5.0, 5.0])], [np.array([5.0])]) == 0.5
+    boot = analysis.improvement_bootstrap([np.array([5.0, 6.0])], [np.array([1.0, 2.0])], 100, seed=2)
+    assert boot.shape == (100,) and np.all(boot == 1.0)  # every resample: x wins every pair
+    boot = analysis.improvement_bootstrap(x, y, 300, seed=4)
+    assert np.array_equal(boot, analysis.improvement_bootstrap(x, y, 300, seed=4))
+    assert boot.min() >= 0.25 and boot.max() <= 1.0  # task A in [0, 1], task B in [½, 1]
+    with pytest.raises(ValueError, match="same, non-empty list of tasks"):
+        analysis.probability_of_improvement(x, y[:1])
+
+
+def test_improvement_rows_use_the_shared_environments_only():
+    per_run = [{"method": m, "env": e, "normalized_score": v, "normalization": "min-max"} for m, e, v in [
+        ("stream_ac", "A", 3.0), ("stream_ac", "A", 4.0), ("stream_ac", "B", 9.0),
+        ("ppo", "A", 1.0), ("ppo", "A", 2.0), ("ppo", "A", 3.0), ("ppo", "C", 0.0), ("ppo", "A", math.nan)]]
+    rows = {(r["method"], r["versus"]): r for r in analysis.improvement_rows(per_run, 200, seed=0)}
+    assert list(rows) == [("stream_ac", "ppo"), ("ppo", "stream_ac")]  # the paper's order: stream-x, then PPO
+    assert rows["stream_ac", "ppo"]["value"] == pytest.approx(11 / 12)  # task A only (B, C not shared)
+    assert rows["ppo", "stream_ac"]["value"] == pytest.approx(1 / 12)
+    assert rows["stream_ac", "ppo"]["n_tasks"] == 1 and rows["stream_ac", "ppo"]["n_runs"] == 5
+    assert rows["stream_ac", "ppo"]["ci_low"] <= 11 / 12 <= rows["stream_ac", "ppo"]["ci_high"] == 1.0
+
+
+def test_the_shipped_paper_results_are_the_papers_table():
+    data = analysis.paper_results()
+    table = data["results"]
+    assert sorted(table) == sorted(["Hopper-v4", "Walker2d-v4", "dm_control/dog-stand-v0",
+                                    "dm_control/cheetah-run-v0", "BreakoutNoFrameskip-v4", "EnduroNoFrameskip-v4"])
+    assert table["Hopper-v4"] == {"classic_ac": 0, "ppo1": 449, "sac1": 276, "stream_ac": 2173, "ppo": 2041,
+                                  "sac": 2304}
+    assert table["Walker2d-v4"]["sac"] == 5098 and table["dm_control/dog-stand-v0"]["stream_ac"] == 757
+    assert table["dm_control/cheetah-run-v0"]["ppo1"] == 180
+    assert table["BreakoutNoFrameskip-v4"] == {"classic_q": 43, "dqn1": 2, "stream_q": 225, "dqn": 385}
+    assert table["EnduroNoFrameskip-v4"]["stream_q"] == 1156  # no SAC / SAC1 on Atari: absent, not 0
+    assert analysis.paper_method("PPO_1") == "ppo1" and analysis.paper_method("no_obgd") is None
+    marks = analysis.paper_marks("Hopper-v4", ["classic_ac", "no_obgd", "stream_ac"])
+    assert [(m["method"], m["paper_method"], m["paper_return"]) for m in marks] == [
+        ("classic_ac", "classic", 0.0), ("stream_ac", "stream-x", 2173.0)]
+    assert analysis.paper_marks("Hopper-v5", ["stream_ac"]) == []  # never a -v4 number on -v5
+    assert analysis.paper_marks("ALE/Breakout-v5", ["stream_q"]) == []
+    assert analysis.paper_other_versions("Hopper-v5") == ["Hopper-v4"]
+    assert analysis.paper_other_versions("Hopper-v4") == [] and analysis.paper_other_versions("CartPole-v1") == []
+
+
 def test_method_order_follows_the_paper():
     methods = ["sac", "stream_ac", "dqn", "ppo1", "classic_ac", "sac1", "zzz", "dqn1"]
     assert sorted(methods, key=analysis.method_sort_key) == [
@@ -200,6 +250,13 @@ def test_plot_writes_every_file_with_hand_computed_numbers(tmp_path, capsys):
     assert float(at_zero["stream_ac"]["value"]) == 1.0
     # min-max puts classic_ac's Hopper seed 0 at exactly 0, not > 0: (3/3 + 2/3) / 2 over the two tasks
     assert float(at_zero["classic_ac"]["value"]) == pytest.approx(5 / 6)
+    # every stream_ac run beats every classic_ac run of the same environment by 100
+    improvement = {(r["method"], r["versus"]): r for r in aggregates if r["statistic"] == "prob_improvement"}
+    assert list(improvement) == [("classic_ac", "stream_ac"), ("stream_ac", "classic_ac")]
+    assert [float(improvement["stream_ac", "classic_ac"][k]) for k in ("value", "ci_low", "ci_high")] == [1, 1, 1]
+    assert float(improvement["classic_ac", "stream_ac"]["value"]) == 0.0
+    assert improvement["stream_ac", "classic_ac"]["n_tasks"] == "2"
+    assert improvement["stream_ac", "classic_ac"]["n_runs"] == "12"
 
 
 def test_plot_of_a_sweep_root_uses_its_labels_and_window(tmp_path, capsys):
@@ -255,7 +312,7 @@ def test_without_matplotlib_every_csv_is_still_written(tmp_path, monkeypatch, ca
     out = tmp_path / "out"
     assert plot.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["aggregates.csv", "curves.csv", "final.csv", "final_runs.csv"]
-    assert "pip install 'streamx[plot]'" in capsys.readouterr().out
+    assert "pip install 'streamx-rl[plot]'" in capsys.readouterr().out
 
 
 def test_paper_methods_keep_their_colour_in_every_figure():
@@ -267,3 +324,77 @@ def test_paper_methods_keep_their_colour_in_every_figure():
     assert barrier["classic_ac"] == ablations["classic_ac"]
     assert len(set(ablations.values())) == 4 and len(set(barrier.values())) == 5
     assert ablations["no_obgd"] not in barrier.values()  # the others take the colours the paper's methods leave
+
+
+def _captured_figures(monkeypatch) -> dict:
+    """Replace plot._save so each figure is kept (by file stem) as well as written."""
+    figures = {}
+    save = plot._save
+
+    def keep(figure, out, stem, formats):
+        figures[stem] = figure
+        return save(figure, out, stem, formats)
+
+    monkeypatch.setattr(plot, "_save", keep)
+    return figures
+
+
+def _paper_lines(axes) -> dict:
+    return {line.get_label(): line for line in axes.get_lines() if line.get_label().startswith("paper:")}
+
+
+def test_paper_marks_only_on_the_papers_environment_version(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    for env in ("Hopper-v4", "Hopper-v5"):
+        for method in METHODS:
+            for seed in (0, 1):
+                _write_run(tmp_path / "runs" / env / method / str(seed), method, "Hopper-v5", seed, method)
+                config = json.loads((tmp_path / "runs" / env / method / str(seed) / "config.json").read_text())
+                config["env"] = env
+                (tmp_path / "runs" / env / method / str(seed) / "config.json").write_text(json.dumps(config))
+    figures = _captured_figures(monkeypatch)
+    out = tmp_path / "out"
+    assert plot.main([str(tmp_path / "runs"), "--out", str(out), "--format", "png", "--bootstrap", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "paper reference marks: Hopper-v4" in printed
+    assert "the paper's numbers are for Hopper-v4, not Hopper-v5: not drawn" in printed
+    assert _read(out / "paper.csv") == [
+        {"env": "Hopper-v4", "method": "classic_ac", "paper_method": "classic", "paper_return": "0.0",
+         "source": analysis.paper_results()["source"]},
+        {"env": "Hopper-v4", "method": "stream_ac", "paper_method": "stream-x", "paper_return": "2173.0",
+         "source": analysis.paper_results()["source"]}]
+    colors = plot._colors(list(METHODS))
+
+    (axes,) = figures["curves_Hopper-v4"].axes
+    lines = _paper_lines(axes)
+    assert sorted(lines) == ["paper: classic 0", "paper: stream-x 2173"]
+    stream = lines["paper: stream-x 2173"]
+    assert stream.get_linestyle() == "--" and stream.get_color() == colors["stream_ac"]
+    assert list(stream.get_ydata()) == [2173, 2173]
+    assert "paper: stream-x 2173" in [t.get_text() for t in axes.get_legend().get_texts()]
+    (axes,) = figures["curves_Hopper-v5"].axes
+    assert _paper_lines(axes) == {}
+
+    panels = {axes.get_title(): axes for axes in figures["barrier"].axes}
+    marks = _paper_lines(panels["Hopper-v4"])
+    assert sorted(marks) == ["paper: classic 0", "paper: stream-x 2173"]
+    bar_x = [t.get_text() for t in panels["Hopper-v4"].get_xticklabels()].index("stream_ac (n=2)")
+    assert marks["paper: stream-x 2173"].get_xdata().mean() == pytest.approx(bar_x)  # across its own bar
+    assert _paper_lines(panels["Hopper-v5"]) == {}
+
+    figures.clear()
+    assert plot.main([str(tmp_path / "runs"), "--out", str(tmp_path / "plain"), "--format", "png",
+                      "--bootstrap", "50", "--no-paper"]) == 0
+    assert not (tmp_path / "plain" / "paper.csv").exists()
+    assert all(_paper_lines(axes) == {} for figure in figures.values() for axes in figure.axes)
+
+
+def test_aggregates_figure_shows_probability_of_improvement(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    _fake_runs(tmp_path / "runs")
+    figures = _captured_figures(monkeypatch)
+    assert plot.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--format", "png",
+                      "--bootstrap", "50"]) == 0
+    assert len(figures["aggregates"].axes) == 3
+    third = figures["aggregates"].axes[2]
+    assert [t.get_text() for t in third.get_yticklabels()] == ["P(stream_ac > classic_ac)"]
