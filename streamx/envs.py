@@ -61,7 +61,10 @@ class Suite:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
 
 
-_IMAGE_DEFAULTS = {"time_feature": False, "total_steps": 10_000_000, "exploration_fraction": 0.05}
+# ε horizons are the paper's (PAPER §5, §9): exploration fraction × the paper's budget for the suite,
+# absolute, so that a shorter run follows the start of the paper's schedule instead of annealing faster
+_IMAGE_DEFAULTS = {"time_feature": False, "total_steps": 10_000_000, "exploration_fraction": 0.05,
+                   "exploration_steps": 500_000}
 
 SUITES: dict[str, Suite] = {
     "classic": Suite(
@@ -69,7 +72,7 @@ SUITES: dict[str, Suite] = {
         "gymnasium classic control; MLP 32-32, time limit raised to 10,000 steps, 500k-step budget",
         ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1"),
         {"hidden_sizes": [32, 32], "max_episode_steps": 10_000, "total_steps": 500_000,
-         "exploration_fraction": 0.05},
+         "exploration_fraction": 0.05, "exploration_steps": 25_000},
     ),
     "mujoco": Suite(
         "mujoco",
@@ -99,7 +102,8 @@ SUITES: dict[str, Suite] = {
         ("MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/Freeway-v1", "MinAtar/Seaquest-v1",
          "MinAtar/SpaceInvaders-v1"),
         dict(_IMAGE_DEFAULTS),
-        algo_defaults={"stream_q": {"total_steps": 5_000_000, "exploration_fraction": 0.2}},
+        algo_defaults={"stream_q": {"total_steps": 5_000_000, "exploration_fraction": 0.2,
+                                    "exploration_steps": 1_000_000}},
         extra="minatar", requires="minatar", id_prefixes=("MinAtar/",),
     ),
     "ett": Suite(

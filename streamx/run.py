@@ -81,10 +81,18 @@ def resolve_config(algo: str, env: str | None = None, preset: str | Path | None 
         raise ConfigError("no environment given: pass --env <id> (or a preset that sets env)")
     values: dict[str, Any] = {"algo": algo, "env": env, **suite_defaults(env, algo)}
     if preset is not None:
-        values.update({**preset_values, "algo": algo, "env": env})
+        values.update({**_fraction_rules(preset_values), "algo": algo, "env": env})
         Config.from_dict(values, source=f"config file {preset}")  # name the file in any error
-    values.update(overrides or {})
+    values.update(_fraction_rules(dict(overrides or {})))
     return Config.from_dict(values, source="the overrides")
+
+
+def _fraction_rules(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer (preset or overrides) that sets ``exploration_fraction`` but not ``exploration_steps``
+    asks for the fraction: the suite's absolute ε horizon then gives way to it."""
+    if "exploration_fraction" in layer and "exploration_steps" not in layer:
+        return {**layer, "exploration_steps": None}
+    return layer
 
 
 def default_run_dir(config: Config) -> Path:

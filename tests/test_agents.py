@@ -100,6 +100,31 @@ def test_stream_q_target_uses_max_and_epsilon_decays_linearly():
     assert agent.epsilon == pytest.approx(0.01)
 
 
+def test_epsilon_horizon_is_absolute_when_exploration_steps_is_set():
+    """PAPER §9: a shorter run keeps the paper's ε horizon instead of annealing faster."""
+    agent = make_agent("stream_q", OBS_SPACE, gym.spaces.Discrete(3), hidden_sizes=[8], total_steps=1000,
+                       exploration_fraction=0.5, exploration_steps=4000)
+    agent.num_updates = 1000  # the run's end: a quarter of the way down the paper's schedule
+    assert agent.epsilon == pytest.approx(1.0 - 0.99 * 0.25)
+
+
+def test_suites_give_the_papers_epsilon_horizon_at_any_budget():
+    from streamx.run import resolve_config
+
+    assert resolve_config("stream_q", "CartPole-v1", overrides={"total_steps": 50_000}).exploration_steps == 25_000
+    minatar = pytest.importorskip("minatar") and resolve_config("stream_q", "MinAtar/Breakout-v1",
+                                                                 overrides={"total_steps": 100_000})
+    assert minatar.exploration_steps == 1_000_000  # 0.2 × the paper's 5M steps
+    assert resolve_config("stream_sarsa", "MinAtar/Breakout-v1").exploration_steps == 500_000  # 0.05 × 10M
+    # asking for a fraction (without steps) gets the fraction, of this run's length
+    custom = resolve_config("stream_q", "CartPole-v1", overrides={"total_steps": 50_000, "exploration_fraction": 0.1})
+    assert custom.exploration_steps is None
+    agent = make_agent("stream_q", OBS_SPACE, gym.spaces.Discrete(3), **{
+        k: v for k, v in custom.to_dict().items() if k in ("total_steps", "exploration_fraction", "exploration_steps")})
+    agent.num_updates = 2500  # half of 0.1 × 50k
+    assert agent.epsilon == pytest.approx(1.0 - 0.99 * 0.5)
+
+
 def test_stream_sarsa_bootstraps_on_the_next_action_it_then_takes():
     torch.manual_seed(0)
     agent = make_agent("stream_sarsa", OBS_SPACE, gym.spaces.Discrete(3), hidden_sizes=[8], epsilon_start=0.5,
@@ -125,11 +150,42 @@ def test_gaussian_and_categorical_closed_forms_match_torch_distributions():
     reference = torch.distributions.Normal(mean[0], std[0])
     assert float(log_prob) == pytest.approx(float(reference.log_prob(action).sum()), rel=1e-5)
     assert float(entropy) == pytest.approx(float(reference.entropy().sum()), rel=1e-5)
-    categorical = CategoricalPolicy(mlp(4, [8]), 8, 3)
+    categorical = CategoricalPolicy(mlp(4, [8]), 8, 3, prob_clamp=False)
     log_prob, entropy = categorical.log_prob_and_entropy(obs, torch.tensor(2))
     reference = torch.distributions.Categorical(logits=categorical(obs)[0])
     assert float(log_prob) == pytest.approx(float(reference.log_prob(torch.tensor(2))), rel=1e-5)
     assert float(entropy) == pytest.approx(float(reference.entropy()), rel=1e-5)
+
+
+@pytest.mark.parametrize("saturated", [False, True])
+def test_clamped_categorical_is_torchs_categorical_from_probabilities(saturated):
+    """PAPER §9: the categorical built from probabilities clamps them to [eps, 1 − eps] before the
+    log, so a saturated action's log-probability passes no gradient."""
+    torch.manual_seed(0)
+    policy = CategoricalPolicy(mlp(4, [8]), 8, 3)
+    obs = torch.randn(1, 4)
+    if saturated:  # the head drives action 0's probability far below float32 eps
+        with torch.no_grad():
+            policy.logits_head.weight.zero_()
+            policy.logits_head.bias.copy_(torch.tensor([-30.0, 5.0, 4.0]))
+    for action in range(3):
+        log_prob, entropy = policy.log_prob_and_entropy(obs, torch.tensor(action))
+        ours = torch.autograd.grad(log_prob + 0.3 * entropy, list(policy.parameters()))
+        reference = torch.distributions.Categorical(probs=torch.softmax(policy(obs)[0], dim=-1))
+        theirs = torch.autograd.grad(reference.log_prob(torch.tensor(action)) + 0.3 * reference.entropy(),
+                                     list(policy.parameters()))
+        assert float(log_prob) == pytest.approx(float(reference.log_prob(torch.tensor(action))), rel=1e-5)
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    if saturated:
+        log_prob, _ = policy.log_prob_and_entropy(obs, torch.tensor(0))
+        assert float(log_prob) == pytest.approx(np.log(np.finfo(np.float32).eps), rel=1e-6)
+        head_gradient = torch.autograd.grad(log_prob, policy.logits_head.bias)[0]
+        assert torch.count_nonzero(head_gradient) == 0  # clamped: no gradient at all
+        unclamped = CategoricalPolicy(policy.trunk, 8, 3, prob_clamp=False)
+        unclamped.logits_head = policy.logits_head
+        log_prob, _ = unclamped.log_prob_and_entropy(obs, torch.tensor(0))
+        assert float(log_prob) < -30 and torch.autograd.grad(log_prob, policy.logits_head.bias)[0].abs().sum() > 1
 
 
 @pytest.mark.parametrize("continuous", [True, False])

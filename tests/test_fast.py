@@ -369,10 +369,38 @@ def test_gemm_trace_norms_are_torchs_bitwise():
     ("stream_ac", {"optimizer": "adaptive_obgd"}),
     ("stream_sarsa", {"optimizer": "sgd", "lr": 0.01}),
     ("stream_ac", {"optimizer": "obgd", "layer_norm": False, "bootstrap_on_truncation": True}),
+    ("stream_ac", {"policy_prob_clamp": False}),
 ])
 def test_lockstep_matches_autograd_for_other_optimizers_and_switches(algo, overrides):
     env, stream = _cartpole_stream()
     _lockstep(algo, env.observation_space, env.action_space, stream[:300], **overrides)
+
+
+@pytest.mark.parametrize("prob_clamp", [True, False])
+def test_categorical_gradient_at_saturation_matches_autograd(prob_clamp):
+    """A policy so sure of one action that another's probability is below float32 eps: with the
+    clamp that action's log-probability passes no gradient, on both paths alike."""
+    env, stream = _cartpole_stream()
+    torch.manual_seed(0)
+    reference = make_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                           fast_path="off", policy_prob_clamp=prob_clamp)
+    with torch.no_grad():
+        reference.actor.logits_head.weight.zero_()
+        reference.actor.logits_head.bias.copy_(torch.tensor([-20.0, 20.0]))
+    fast = make_fast_agent("stream_ac", env.observation_space, env.action_space, hidden_sizes=HIDDEN,
+                           policy_prob_clamp=prob_clamp)
+    fast.load_state_dict(reference.state_dict())
+    obs, _, reward, next_obs, _, _ = stream[0]
+    expected = reference.update(obs, 0, reward, next_obs, False, False)  # the saturated action
+    got = fast.update(obs, 0, reward, next_obs, False, False)
+    assert got["entropy"] == pytest.approx(expected["entropy"], rel=1e-4, abs=1e-9)
+    for key, value in _learning_state(reference).items():
+        torch.testing.assert_close(_learning_state(fast)[key], value, rtol=1e-4, atol=1e-7, msg=key)
+    head_trace = reference.actor_optimizer.state[reference.actor.logits_head.bias]["eligibility_trace"]
+    if prob_clamp:  # only the entropy term (τ = 0.01) moves the logits
+        assert head_trace.abs().max() < 1e-6
+    else:  # ∇ log π(0) = e₀ − π ≈ (1, −1)
+        assert head_trace.abs().max() > 0.5
 
 
 @pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])

@@ -5,7 +5,10 @@ trace accumulates ``∇v(s)`` (κ = kappa_value); the actor's accumulates
 ``∇[log π(a|s) + τ·sign(δ)·H(π(·|s))]`` (κ = kappa_policy), so its step is
 ``α̂(δ∇log π + τ|δ|∇H)``. Continuous actions: diagonal Gaussian with a linear mean head and a
 softplus standard-deviation head, no squashing (the env wrapper clips). Discrete actions:
-softmax over a linear head. Log-probabilities and entropies are written out in closed form —
+softmax over a linear head; by default (``policy_prob_clamp``) the log-probabilities are of the
+probabilities clamped to [eps, 1 − eps] (eps = float32 machine epsilon), as the paper's
+categorical built from probabilities takes them, so a saturated action gets no gradient through
+its log-probability (PAPER §9). Log-probabilities and entropies are written out in closed form —
 no distribution objects in the per-step path.
 """
 
@@ -25,9 +28,11 @@ from streamx.config import Config
 from streamx.errors import ConfigError
 from streamx.nn import init_network
 
-__all__ = ["CategoricalPolicy", "GaussianPolicy", "StreamAC"]
+__all__ = ["CLAMP_EPS", "CategoricalPolicy", "GaussianPolicy", "StreamAC"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+CLAMP_EPS = float(torch.finfo(torch.float32).eps)
+"""The clamp of a categorical's probabilities before their logarithm (torch's ``clamp_probs``)."""
 
 
 class GaussianPolicy(nn.Module):
@@ -58,12 +63,14 @@ class GaussianPolicy(nn.Module):
 
 
 class CategoricalPolicy(nn.Module):
-    """Softmax policy over a linear head on the trunk."""
+    """Softmax policy over a linear head on the trunk. With ``prob_clamp`` the log-probabilities
+    (in log π(a) and in the entropy −Σ π log π) are of π clamped to [CLAMP_EPS, 1 − CLAMP_EPS]."""
 
-    def __init__(self, trunk: nn.Module, features: int, num_actions: int):
+    def __init__(self, trunk: nn.Module, features: int, num_actions: int, prob_clamp: bool = True):
         super().__init__()
         self.trunk = trunk
         self.logits_head = nn.Linear(features, num_actions)
+        self.prob_clamp = prob_clamp
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.logits_head(self.trunk(obs))
@@ -75,8 +82,14 @@ class CategoricalPolicy(nn.Module):
         return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[0]
 
     def log_prob_and_entropy(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        log_probs = torch.log_softmax(self(obs)[0], dim=-1)
-        entropy = -(log_probs.exp() * log_probs).sum()
+        logits = self(obs)[0]
+        if self.prob_clamp:
+            probs = torch.softmax(logits, dim=-1)
+            log_probs = torch.log(probs.clamp(CLAMP_EPS, 1.0 - CLAMP_EPS))
+        else:
+            log_probs = torch.log_softmax(logits, dim=-1)
+            probs = log_probs.exp()
+        entropy = -(probs * log_probs).sum()
         return log_probs[action], entropy
 
 
@@ -100,7 +113,7 @@ class StreamAC(StreamAgent):
             self.actor: nn.Module = GaussianPolicy(trunk, features, action_space.shape[0])
         elif isinstance(action_space, gym.spaces.Discrete):
             self.continuous = False
-            self.actor = CategoricalPolicy(trunk, features, int(action_space.n))
+            self.actor = CategoricalPolicy(trunk, features, int(action_space.n), config.policy_prob_clamp)
         else:
             raise ConfigError(
                 f"stream_ac supports Discrete or 1-D Box action spaces, got {action_space}; "

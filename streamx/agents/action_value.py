@@ -31,10 +31,10 @@ class ActionValueAgent(StreamAgent):
 
     @property
     def epsilon(self) -> float:
-        """ε decays linearly from epsilon_start to epsilon_end over
-        ``exploration_fraction × total_steps`` updates, then stays."""
+        """ε decays linearly from epsilon_start to epsilon_end over ``exploration_steps`` updates
+        (``exploration_fraction × total_steps`` when that is None), then stays."""
         c = self.config
-        horizon = c.exploration_fraction * c.total_steps
+        horizon = c.exploration_steps if c.exploration_steps is not None else c.exploration_fraction * c.total_steps
         progress = min(1.0, self.num_updates / horizon)
         return c.epsilon_start + progress * (c.epsilon_end - c.epsilon_start)
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamx.agents.ac import StreamAC
+from streamx.agents.ac import CLAMP_EPS, StreamAC
 from streamx.agents.action_value import ActionValueAgent
 from streamx.agents.base import StreamAgent, td_target_mask
 from streamx.agents.q import StreamQ
@@ -511,6 +511,7 @@ class FastStreamAC(StreamAC, _FastAgent):
         self._no_action_vector = np.zeros(self._num_outputs, dtype=np.float32)
         self._actor_forward_current = False  # workspace row 0 holds a pass with the current weights
         self._entropy_coef = np.float32(config.entropy_coef)
+        self._clamp_eps = np.float64(CLAMP_EPS if config.policy_prob_clamp else 0.0)
         self._gaussian = True if self.continuous else None  # None: the kernels skip compiling the Gaussian code
 
     def sync_from_torch(self) -> None:
@@ -545,7 +546,7 @@ class FastStreamAC(StreamAC, _FastAgent):
         td_error, critic_step, critic_norm, actor_step, actor_norm, entropy = kernels.actor_critic_update(
             critic.state, critic.layers, critic.workspace, actor.state, actor.layers, actor.workspace,
             critic.num_hidden, critic.layer_norm, _as_input(obs), _as_input(next_obs), self._gaussian,
-            action_vector, action_index, np.float32(reward), discount, self._entropy_coef,
+            action_vector, action_index, np.float32(reward), discount, self._entropy_coef, self._clamp_eps,
             self._actor_forward_current, critic.rule, critic.settings, actor.settings,
             critic.next_bias_correction(), actor.next_bias_correction(), bool(terminated or truncated),
             self._scratch, critic.conv)

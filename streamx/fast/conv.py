@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamx.agents.ac import StreamAC
+from streamx.agents.ac import CLAMP_EPS, StreamAC
 from streamx.agents.base import td_target_mask
 from streamx.agents.q import StreamQ
 from streamx.agents.td import StreamTD
@@ -500,6 +500,7 @@ class ConvStreamAC(StreamAC, _ConvAgent):
         self._num_outputs = heads[0].out_features
         self._log_probs = np.zeros(self._num_outputs, dtype=np.float64)
         self._entropy_coef = np.float32(config.entropy_coef)
+        self._clamp_eps = np.float64(CLAMP_EPS if config.policy_prob_clamp else 0.0)
 
     def _distribution(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gaussian: (mean, std); categorical: (probabilities, logits)."""
@@ -542,7 +543,7 @@ class ConvStreamAC(StreamAC, _ConvAgent):
                                                            entropy_sign)
         else:
             entropy = kernels._categorical_objective_gradient(outputs, gradient, 0, self._num_outputs, int(action),
-                                                              entropy_sign, self._log_probs)
+                                                              entropy_sign, self._log_probs, self._clamp_eps)
         reset = bool(terminated or truncated)
         critic_norm = critic.accumulate_trace(np.ones(1, dtype=np.float32))
         critic_step = critic.step(td_error, reset, critic_norm)

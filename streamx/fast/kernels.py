@@ -839,30 +839,37 @@ def _gaussian_objective_gradient(activations: np.ndarray, gradients: np.ndarray,
 @_inline
 def _categorical_objective_gradient(activations: np.ndarray, gradients: np.ndarray, out_at: int,
                                     num_actions: int, action: int, entropy_sign: np.float32,
-                                    log_probs: np.ndarray) -> np.float32:
+                                    log_probs: np.ndarray, clamp_eps: np.float64) -> np.float32:
     """Fill the logits' gradients of ``log π(a) + entropy_sign·H``, H = −Σ π log π; return H.
 
-    With g_k = ∂/∂log π_k = [k = a] − entropy_sign·π_k·(1 + log π_k), the log-softmax
-    backward gives ∂/∂l_k = g_k − π_k Σ_j g_j. Float64 throughout (``log_probs`` is a float64
-    scratch array): near-deterministic policies make these differences cancel."""
+    With ``clamp_eps`` > 0 the logarithms are of π clamped to [eps, 1 − eps], as torch's
+    categorical built from probabilities takes them (PAPER §9): L_k = log clamp(π_k), with u_k = 1
+    where π_k lies inside the clamp (else the clamp passes no gradient), H = −Σ π_k L_k and
+
+        ∂/∂l_k = u_a([k = a] − π_k) + s·(−π_k(L_k + H) − π_k(u_k − Σ_j u_j π_j)),   s = entropy_sign;
+
+    with ``clamp_eps`` = 0 every u_k = 1 and this is the plain log-softmax gradient. Float64
+    throughout (``log_probs`` is a float64 scratch array): near-deterministic policies make these
+    differences cancel."""
     _log_softmax(activations, out_at, num_actions, log_probs)
+    low = math.log(clamp_eps) if clamp_eps > 0.0 else -math.inf  # the clamp, in log space
+    high = math.log1p(-clamp_eps) if clamp_eps > 0.0 else math.inf
     entropy = 0.0
+    inside_mass = 0.0  # Σ_j u_j π_j
     for k in range(num_actions):
-        entropy -= math.exp(log_probs[k]) * log_probs[k]
+        prob = math.exp(log_probs[k])
+        entropy -= prob * min(max(log_probs[k], low), high)
+        if low <= log_probs[k] <= high:
+            inside_mass += prob
     sign = np.float64(entropy_sign)
-    total = 0.0
+    action_inside = low <= log_probs[action] <= high
     for k in range(num_actions):
         prob = math.exp(log_probs[k])
-        grad = -sign * prob * (1.0 + log_probs[k])
-        if k == action:
-            grad += 1.0
-        total += grad
-    for k in range(num_actions):
-        prob = math.exp(log_probs[k])
-        grad = -sign * prob * (1.0 + log_probs[k])
-        if k == action:
-            grad += 1.0
-        gradients[out_at + k] = np.float32(grad - prob * total)
+        inside = 1.0 if low <= log_probs[k] <= high else 0.0
+        grad = -sign * prob * (min(max(log_probs[k], low), high) + entropy) - sign * prob * (inside - inside_mass)
+        if action_inside:
+            grad += (1.0 if k == action else 0.0) - prob
+        gradients[out_at + k] = np.float32(grad)
     return np.float32(entropy)
 
 
@@ -872,7 +879,7 @@ def actor_critic_update(critic: np.ndarray, critic_layers: np.ndarray, critic_wo
                         num_hidden: int, layer_norm: bool, x: np.ndarray, next_x: np.ndarray,
                         continuous: Any, action_vector: np.ndarray, action_index: int,
                         reward: np.float32, discount: np.float32, entropy_coef: np.float32,
-                        reuse_actor_forward: bool, rule: int, critic_settings: np.ndarray,
+                        clamp_eps: np.float64, reuse_actor_forward: bool, rule: int, critic_settings: np.ndarray,
                         actor_settings: np.ndarray, critic_bias_correction: np.float32,
                         actor_bias_correction: np.float32, reset: bool, scratch: np.ndarray, conv: Any,
                         ) -> tuple[np.float32, np.float32, np.float32, np.float32, np.float32, np.float32]:
@@ -901,7 +908,7 @@ def actor_critic_update(critic: np.ndarray, critic_layers: np.ndarray, critic_wo
                                                action_vector, entropy_sign)
     else:
         entropy = _categorical_objective_gradient(activations, gradients, out_at, actor_layers[num_hidden, N_OUT],
-                                                  action_index, entropy_sign, scratch)
+                                                  action_index, entropy_sign, scratch, clamp_eps)
 
     critic_gradients = critic_workspace[2]
     _zero(critic_gradients, value_at, critic_layers[num_hidden, N_OUT])
