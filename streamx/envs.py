@@ -110,7 +110,7 @@ SUITES: dict[str, Suite] = {
         "ett",
         "ETT electricity-transformer prediction task for stream_td (gamma=lambda=0.9, one pass)",
         ("streamx/ETTm2-v0", "streamx/ETTh1-v0", "streamx/ETTh2-v0", "streamx/ETTm1-v0"),
-        {"gamma": 0.9, "lamda": 0.9, "reward_scaling": False, "time_feature": False, "hidden_sizes": [128, 128],
+        {"gamma": 0.9, "lamda": 0.9, "time_feature": False, "hidden_sizes": [128, 128],
          "total_steps": 100_000_000},
         id_prefixes=("streamx/ETT",),
     ),
@@ -253,8 +253,8 @@ def _atari_env(config: Config) -> gym.Env:
 
 
 def _ett_env(config: Config) -> gym.Env:
-    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config))
-    if config.reward_scaling:  # off in the suite's defaults: the cumulant is already in [0, 1]
+    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config, cumulant=config.ett_cumulant))
+    if config.reward_scaling:  # the cumulant is scaled as a reward is in control (PAPER §9)
         env = ScaleReward(env, gamma=config.gamma)
     if config.obs_normalization:
         env = NormalizeObservation(env)

@@ -2,15 +2,18 @@
 
 One pass over a multivariate time series is one episode. At row ``t`` the agent observes the
 seven load/temperature columns smoothed by a bias-corrected exponential moving average, and
-predicts the discounted sum of future cumulants, where the cumulant of the transition
-``t → t+1`` is the oil temperature (OT) at row ``t+1``, min-max normalized over the series.
+predicts the discounted sum of future cumulants: the oil temperature (OT), min-max normalized
+over the series. The step into observation ``t`` returns as its cumulant the OT of row ``t + 1``
+(``cumulant="paper"``, the authors' pairing, PAPER §9: the cumulant of the transition
+``s_t → s_{t+1}`` is OT at row ``t + 2``) or of row ``t`` itself (``cumulant="same_row"``).
 There is no control: the action space is a one-action dummy.
 
-Indexing used throughout this module (``T`` rows, ``n = T − 1`` transitions)::
+Indexing used throughout this module (``T`` rows, lead ``k`` = 2 (paper) or 1 (same_row),
+``n = T − k`` transitions)::
 
-    s_t          = smoothed features of rows 0..t                     t = 0 .. T−1
-    cumulants[t] = c_{t+1} = OT_norm[t+1]   (reward of the step s_t → s_{t+1})   t = 0 .. n−1
-    returns[t]   = G_t = c_{t+1} + γ G_{t+1},  G_{n−1} = c_n  (s_{T−1} is terminal, v = 0)
+    s_t          = smoothed features of rows 0..t                     t = 0 .. n
+    cumulants[t] = c_{t+1} = OT_norm[t+k]   (reward of the step s_t → s_{t+1})   t = 0 .. n−1
+    returns[t]   = G_t = c_{t+1} + γ G_{t+1},  G_{n−1} = c_n  (s_n is terminal, v = 0)
     TD error     δ_t = c_{t+1} + γ v(s_{t+1}) − v(s_t)
 
 so ``predictions[t] = v(s_t)`` (what ``StreamTD.update`` returns as ``"prediction"``) is
@@ -185,12 +188,17 @@ def smoothed_features(data: np.ndarray, beta: float = 0.999) -> np.ndarray:
     return out
 
 
+CUMULANT_LEADS = {"paper": 2, "same_row": 1}
+"""How many rows after s_t the cumulant of the transition s_t → s_{t+1} is read."""
+
+
 class ETTPrediction(gym.Env):
     """One pass over an ETT series as one episode of a prediction task (PAPER §4).
 
     ``reset`` returns ``s_0``; the ``t``-th ``step`` returns ``s_{t+1}``, the cumulant
-    ``c_{t+1}`` = min-max-normalized OT at row ``t+1`` (min and max over the whole series) and
-    ``terminated=True`` on the last row. Observations are float32 ``(7,)``: the columns smoothed
+    ``c_{t+1}`` = min-max-normalized OT (min and max over the whole series) at row ``t + 2``
+    (``cumulant="paper"``) or ``t + 1`` (``"same_row"``), and ``terminated=True`` on the last
+    transition. Observations are float32 ``(7,)``: the columns smoothed
     by :func:`smoothed_features`, not yet normalized (wrap in
     :class:`streamx.wrappers.NormalizeObservation`).
 
@@ -200,9 +208,9 @@ class ETTPrediction(gym.Env):
     Data comes from ``data`` (an in-memory ``[T, 7]`` array in :data:`ETT_COLUMNS` order) if
     given, else from :func:`load_ett` (``dataset``, ``path``, ``cache_dir``).
 
-    Attributes for offline evaluation: ``cumulants`` (float64, ``[T − 1]``, ``cumulants[t]`` is
+    Attributes for offline evaluation: ``cumulants`` (float64, ``[n]``, ``cumulants[t]`` is
     the reward of step ``t``), ``features`` (float64 ``[T, 7]``, the smoothed observations),
-    ``data`` (the raw series), ``num_transitions`` (``T − 1``).
+    ``data`` (the raw series), ``num_transitions`` (``n`` = T − 2, or T − 1 with ``same_row``).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -210,15 +218,20 @@ class ETTPrediction(gym.Env):
     """A data stream is learned in one pass: ``streamx.run.train`` stops when the episode ends."""
 
     def __init__(self, dataset: str = "ETTm2", path: str | Path | None = None,
-                 cache_dir: str | Path | None = None, beta: float = 0.999, data: np.ndarray | None = None):
+                 cache_dir: str | Path | None = None, beta: float = 0.999, data: np.ndarray | None = None,
+                 cumulant: str = "paper"):
         if not 0.0 <= beta < 1.0:
             raise ConfigError(f"beta={beta} must lie in [0, 1) (the paper uses 0.999)")
+        if cumulant not in CUMULANT_LEADS:
+            raise ConfigError(f"cumulant={cumulant!r} must be one of {', '.join(CUMULANT_LEADS)} "
+                              "(paper: the step into row t returns OT of row t + 1)")
+        lead = CUMULANT_LEADS[cumulant]
         if data is None:
             data = load_ett(dataset, path=path, cache_dir=cache_dir)
         data = np.asarray(data, dtype=np.float64)
-        if data.ndim != 2 or data.shape[1] != len(ETT_COLUMNS) or data.shape[0] < 2:
+        if data.ndim != 2 or data.shape[1] != len(ETT_COLUMNS) or data.shape[0] < lead + 1:
             raise ConfigError(
-                f"ETT data must have shape [T >= 2, {len(ETT_COLUMNS)}] (columns {','.join(ETT_COLUMNS)}), "
+                f"ETT data must have shape [T >= {lead + 1}, {len(ETT_COLUMNS)}] (columns {','.join(ETT_COLUMNS)}), "
                 f"got {data.shape}"
             )
         if not np.isfinite(data).all():
@@ -231,7 +244,8 @@ class ETTPrediction(gym.Env):
         self.beta = beta
         self.data = data
         self.features = smoothed_features(data, beta)
-        self.cumulants = (target[1:] - self.ot_min) / (self.ot_max - self.ot_min)
+        self.cumulant = cumulant
+        self.cumulants = (target[lead:] - self.ot_min) / (self.ot_max - self.ot_min)
         self.num_transitions = len(self.cumulants)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(len(ETT_COLUMNS),), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(1)

@@ -75,26 +75,34 @@ def test_first_observation_is_first_row_and_later_ones_are_the_ema():
     np.testing.assert_allclose(obs, expected, rtol=1e-6)
 
 
-def test_cumulants_are_next_step_min_max_normalized_ot():
-    data = np.zeros((4, 7))
-    data[:, 0] = [1.0, 2.0, 3.0, 4.0]
-    data[:, -1] = [10.0, 20.0, 15.0, 30.0]  # OT: min 10, max 30
+def test_cumulants_are_min_max_normalized_ot_of_the_row_after_the_observation():
+    """PAPER §9: the step into observation t returns the normalized OT of row t + 1, so the
+    transition s_t → s_{t+1} carries the OT of row t + 2."""
+    data = np.zeros((5, 7))
+    data[:, 0] = [1.0, 2.0, 3.0, 4.0, 5.0]
+    data[:, -1] = [10.0, 20.0, 15.0, 30.0, 25.0]  # OT: min 10, max 30
     env = ETTPrediction(data=data)
-    np.testing.assert_allclose(env.cumulants, [0.5, 0.25, 1.0])
+    np.testing.assert_allclose(env.cumulants, [0.25, 1.0, 0.75])  # rows 2, 3, 4
     assert env.num_transitions == 3
     assert env.action_space == gym.spaces.Discrete(1)
 
     env.reset()
     steps = [env.step(0) for _ in range(3)]
-    assert [reward for _, reward, *_ in steps] == pytest.approx([0.5, 0.25, 1.0])
+    assert [reward for _, reward, *_ in steps] == pytest.approx([0.25, 1.0, 0.75])
     assert [terminated for _, _, terminated, _, _ in steps] == [False, False, True]
     assert not any(truncated for *_, truncated, _ in steps)
-    for t, (obs, *_) in enumerate(steps):
+    for t, (obs, *_) in enumerate(steps):  # observation t + 1 arrives with OT of row t + 2
         np.testing.assert_array_equal(obs, env.features[t + 1].astype(np.float32))
     with pytest.raises(gym.error.ResetNeeded):
         env.step(0)
     obs, _ = env.reset()  # a new pass starts from the first row
     np.testing.assert_array_equal(obs, data[0].astype(np.float32))
+
+    same_row = ETTPrediction(data=data, cumulant="same_row")  # the observed row's own OT
+    np.testing.assert_allclose(same_row.cumulants, [0.5, 0.25, 1.0, 0.75])
+    assert same_row.num_transitions == 4
+    with pytest.raises(ConfigError, match="cumulant="):
+        ETTPrediction(data=data, cumulant="next")
 
 
 def test_environment_rejects_unusable_data():
@@ -239,7 +247,7 @@ def test_load_the_real_etth2():
                                          9.354999542236328, 4.423999786376953, 1.3109999895095823,
                                          38.6619987487793])
     env = ETTPrediction("ETTh2", path=SHARED_ETTH2)
-    assert env.num_transitions == 17419
+    assert env.num_transitions == 17418
     assert env.cumulants.min() >= 0.0 and env.cumulants.max() == 1.0
 
 
@@ -262,10 +270,10 @@ def test_stream_td_pass_over_a_generated_series(tmp_path):
         rewards.append(reward)
         obs = next_obs
     cumulants = env.unwrapped.cumulants
-    assert len(predictions) == len(cumulants) == 499
+    assert len(predictions) == len(cumulants) == 498
     np.testing.assert_array_equal(rewards, cumulants)
     report = prediction_report(np.array(predictions), discounted_returns(cumulants, 0.9), np.array(td_errors))
-    assert report["steps"] == 499
+    assert report["steps"] == 498
     assert all(math.isfinite(value) for value in report.values())
 
 
@@ -276,6 +284,7 @@ def test_train_on_the_registered_id_makes_one_pass(tmp_path):
     config = resolve_config("stream_td", "streamx/ETTh2-v0", overrides={
         "env_kwargs": {"path": str(csv_path)}, "run_dir": str(tmp_path / "run"), "progress": False,
         "hidden_sizes": [16, 16]})
-    assert (config.gamma, config.lamda, config.reward_scaling, config.time_feature) == (0.9, 0.9, False, False)
+    assert (config.gamma, config.lamda, config.reward_scaling, config.time_feature) == (0.9, 0.9, True, False)
+    assert config.ett_cumulant == "paper"
     result = train(config)
-    assert result.steps == 59 and result.episode_lengths == [59]
+    assert result.steps == 58 and result.episode_lengths == [58]

@@ -89,14 +89,14 @@ def test_ett_prediction_one_pass(tmp_path):
         lines = ["date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT"] + [
             f"2016-01-01 {i}," + ",".join(f"{c[i]:.4f}" for c in cols) for i in range(len(t))]
         path.write_text("\n".join(lines) + "\n")
-    # one pass over 600 rows = 599 transitions (tests/test_ett.py checks that a run stops there)
-    run_dir = _train(tmp_path, "stream_td", "streamx/ETTh2-v0", 599, f"env_kwargs={{path: '{path}'}}")
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 599
+    # one pass over 600 rows = 598 transitions (tests/test_ett.py checks that a run stops there)
+    run_dir = _train(tmp_path, "stream_td", "streamx/ETTh2-v0", 598, f"env_kwargs={{path: '{path}'}}")
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 598
     report = json.loads((run_dir / "prediction.json").read_text())
-    assert report["gamma"] == 0.9 and report["steps"] == 599
+    assert report["gamma"] == 0.9 and report["steps"] == 598
     assert 0 <= report["normalized_prediction_error"] < 10
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["lamda"] == 0.9 and config["reward_scaling"] is False
+    assert config["lamda"] == 0.9 and config["reward_scaling"] is True
 
 
 def test_missing_extra_is_one_line(tmp_path, monkeypatch):
