@@ -48,7 +48,7 @@ class Config:
                    "baseline through Stable-Baselines3: ppo | sac | dqn | ppo1 | sac1 | dqn1 (docs/baselines.md).")
     env: str = _f("CartPole-v1", "gymnasium environment id, e.g. CartPole-v1 or Hopper-v5.")
     seed: int = _f(0, "Seed of every random number generator (python, numpy, torch, env).")
-    total_steps: int = _f(500_000, "Agent steps to train for; also the horizon of the ε schedule.")
+    total_steps: int = _f(500_000, "Agent steps to train for.")
     label: str | None = _f(
         None, "Name of this run's method in sweeps and plots, e.g. classic_ac; None = the algorithm name.")
 
