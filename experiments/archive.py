@@ -26,11 +26,10 @@ The figures of docs/reproduce.md are made from such copies under experiments/res
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
-
-import json
 
 from streamx.outputs import atomic_write_text
 from streamx.run import checkpoint_paths
