@@ -39,7 +39,7 @@ from streamx.checkpoint import (
     save_checkpoint,
 )
 from streamx.config import BASELINES, Config, load_yaml
-from streamx.envs import make_env, suite_defaults
+from streamx.envs import make_env, suite_defaults, suite_of
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
@@ -450,6 +450,10 @@ class _Training:
         continuous = isinstance(env.action_space, gym.spaces.Box)
         obs: Any = None
         episode_over = False  # the loop stopped right after an episode end, before the reset
+        # Atari with life_loss=continue (the paper's loop, docs/atari.md): a lost life is terminal for the
+        # learner but the same game goes on; the env resets only when the game is over (the innermost
+        # statistics wrapper reports it in info["episode"]), and the learner never sees truncation.
+        whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
         with _StopSignals() as signals:
             try:
                 if self.resume_from is not None:
@@ -466,7 +470,8 @@ class _Training:
                             f"{config.algo}: the policy produced a non-finite action ({action}): its weights "
                             "diverged — lower lr or keep the stream-x stabilizers (optimizer=obgd)")
                     next_obs, reward, terminated, truncated, info = env.step(action)
-                    metrics = agent.update(obs, action, float(reward), next_obs, terminated, truncated)
+                    metrics = agent.update(obs, action, float(reward), next_obs, terminated,
+                                           False if whole_games else truncated)
                     self.stats.add(metrics)
                     if self.record is not None:
                         # the TD target's episode end: truncation counts only without bootstrapping
@@ -486,7 +491,7 @@ class _Training:
                         self._log_metrics()
                     if config.checkpoint_interval and step % config.checkpoint_interval == 0:
                         self.checkpoint_pending = True
-                    if terminated or truncated:  # the learner's episode ended (Atari: possibly a life)
+                    if ("episode" in info) if whole_games else (terminated or truncated):  # reset the env
                         if self.single_pass or stopped_early:
                             episode_over = True
                             break

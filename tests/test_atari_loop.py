@@ -1,0 +1,174 @@
+"""The training loop on a real Atari game: ``life_loss=continue`` (the paper's procedure) and
+``life_loss=reset``, checked step by step against the emulator (PAPER §4, §9; docs/atari.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx[atari]'")
+pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx[atari]'")
+
+from conftest import episode_rows
+
+from streamx.checkpoint import load_checkpoint
+from streamx.run import _Training, checkpoint_paths, resolve_config, resume
+
+GAME = "BreakoutNoFrameskip-v4"
+FIRE = 1
+
+
+@dataclass
+class Step:
+    obs: np.ndarray
+    action: int
+    next_obs: np.ndarray
+    env_terminated: bool
+    env_truncated: bool
+    game_over: bool  # "episode" in info
+    episode: dict[str, Any] | None
+    lives: int
+    frame: int  # ALE's episode frame number after the step
+    learner_terminated: bool | None = None
+    learner_truncated: bool | None = None
+
+
+@dataclass
+class Recording:
+    steps: list[Step] = field(default_factory=list)
+    resets: list[int] = field(default_factory=list)  # index of the step before each reset (-1: the first)
+
+
+def recorded_run(tmp_path, life_loss: str | None, steps: int, **overrides: Any) -> tuple[Recording, Any]:
+    """Train Stream Q on Breakout (ε ≈ 1 this early, so the play is random) and record, per step,
+    what the env returned and what the learner was given."""
+    values = {"total_steps": steps, "run_dir": str(tmp_path / (life_loss or "default")), "progress": False,
+              "seed": 3, **overrides}
+    if life_loss is not None:
+        values["life_loss"] = life_loss
+    training = _Training(resolve_config("stream_q", GAME, overrides=values), None)
+    env, agent, record = training.env, training.agent, Recording()
+    ale = env.unwrapped.ale
+    real_step, real_reset, real_update = env.step, env.reset, agent.update
+
+    def step(action):
+        next_obs, reward, terminated, truncated, info = real_step(action)
+        record.steps.append(Step(None, int(action), next_obs, bool(terminated), bool(truncated), "episode" in info,
+                                 info.get("episode"), ale.lives(), ale.getEpisodeFrameNumber()))
+        return next_obs, reward, terminated, truncated, info
+
+    def reset(**kwargs):
+        record.resets.append(len(record.steps) - 1)
+        return real_reset(**kwargs)
+
+    def update(obs, action, reward, next_obs, terminated, truncated):
+        last = record.steps[-1]
+        assert next_obs is last.next_obs
+        last.obs, last.learner_terminated, last.learner_truncated = obs, bool(terminated), bool(truncated)
+        return real_update(obs, action, reward, next_obs, terminated, truncated)
+
+    env.step, env.reset, agent.update = step, reset, update
+    result = training.run()
+    return record, result
+
+
+def life_losses(record: Recording) -> list[int]:
+    return [i for i, s in enumerate(record.steps) if s.env_terminated and not s.game_over]
+
+
+def test_continue_a_lost_life_is_terminal_for_the_learner_and_the_same_game_goes_on(tmp_path):
+    record, result = recorded_run(tmp_path, None, 1200)  # life_loss=continue is the default
+    steps = record.steps
+    losses = life_losses(record)
+    games = [i for i, s in enumerate(steps) if s.game_over]
+    assert len(losses) >= 4 and games, "the seeded game should lose lives and end within 1,200 steps"
+    # the env is reset only at the start and when a game is over, never after a lost life
+    assert record.resets == [-1, *games]
+    for i in losses:
+        assert steps[i].learner_terminated is True and steps[i].lives < steps[i - 1].lives
+        after = steps[i + 1]
+        assert after.obs is steps[i].next_obs  # the next action is chosen on the continuing frame
+        np.testing.assert_array_equal(after.next_obs[:3], steps[i].next_obs[1:])  # the stack just shifts
+        assert after.frame == steps[i].frame + 4  # no frames outside the agent's own steps
+        assert after.lives == steps[i].lives
+    # between a life loss and the next point, the ball is served only by the agent's own FIRE
+    for i in losses:
+        following = [s.action for s in steps[i + 1:i + 200]]
+        assert FIRE in following
+    # the learner never sees truncation; every game-over step is terminal
+    assert not any(s.learner_truncated for s in steps)
+    assert all(s.learner_terminated == s.env_terminated for s in steps)
+    # one episodes.csv row per game: the whole game's raw return and frame count
+    rows = episode_rows(result.run_dir)
+    assert [(int(r["step"]), float(r["return"]), int(r["length"])) for r in rows] == [
+        (i + 1, steps[i].episode["r"], steps[i].episode["l"]) for i in games]
+    for i in games:
+        assert steps[i].episode["l"] == steps[i].frame  # the whole game, every life
+    assert all(s.lives == 5 for s in steps[:3])
+
+
+def test_reset_every_lost_life_resets_the_env_and_fire_is_pressed_for_the_agent(tmp_path):
+    record, result = recorded_run(tmp_path, "reset", 600)
+    steps = record.steps
+    losses = life_losses(record)
+    games = [i for i, s in enumerate(steps) if s.game_over]
+    assert len(losses) >= 2
+    assert record.resets == sorted([-1, *losses, *games])
+    for i in losses:
+        after = steps[i + 1]
+        assert after.obs is not steps[i].next_obs
+        assert after.lives == steps[i].lives  # the reset after a lost life continues the same game ...
+        assert after.frame == steps[i].frame + 12 + 4  # ... after NOOP, FIRE and action 2 (4 frames each)
+    assert len(episode_rows(result.run_dir)) == len(games)
+
+
+@pytest.mark.parametrize("life_loss", ["continue", "reset"])
+def test_truncation_reaches_the_learner_only_with_reset(tmp_path, life_loss):
+    record, _ = recorded_run(tmp_path, life_loss, 300, max_episode_steps=60)
+    truncations = [s for s in record.steps if s.env_truncated]
+    assert truncations and all(s.game_over for s in truncations)
+    assert all(s.learner_truncated is (life_loss == "reset") for s in truncations)
+    assert not any(s.learner_truncated for s in record.steps if not s.env_truncated)
+
+
+def test_a_config_saved_without_life_loss_resumes_with_reset(tmp_path):
+    """Runs made before the setting existed keep their behaviour when resumed."""
+    config = resolve_config("stream_q", GAME, overrides={
+        "total_steps": 300, "run_dir": str(tmp_path / "old"), "progress": False, "life_loss": "reset",
+        "checkpoint_interval": 100})
+    _Training(config, None).run()
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["life_loss"]
+    path.write_text(json.dumps(saved))
+    from streamx.run import _load_run_config
+
+    assert _load_run_config(tmp_path / "old").life_loss == "reset"
+
+
+def test_resume_after_a_mid_game_stop_starts_a_new_game_and_merges_no_returns(tmp_path):
+    """A checkpoint taken mid-game (at a stop signal or the end of the run) cannot hold the
+    emulator: the resumed run starts a fresh game, and the abandoned game gets no row."""
+    first, _ = recorded_run(tmp_path, "continue", 500)
+    run_dir = tmp_path / "continue"
+    games_before = [s for s in first.steps if s.game_over]
+    assert not first.steps[-1].game_over  # stopped mid-game
+    checkpoint = load_checkpoint(checkpoint_paths(run_dir)[-1])
+    assert checkpoint["loop"]["mid_episode"] is True  # taken mid-game; not exact for ALE
+    config = json.loads((run_dir / "config.json").read_text())
+    config["total_steps"] = 1400
+    (run_dir / "config.json").write_text(json.dumps(config))
+    result = resume(run_dir)
+    rows = episode_rows(run_dir)
+    assert len(rows) == len(result.episode_returns) and len(rows) > len(games_before)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumes"] == [{"step": 500, "mid_episode": False}]
+    # the first game after the resume starts from ALE frame 0: its length is one game's frames
+    # (no-op and FIRE frames included), not the abandoned game's plus the new one's
+    first_new = rows[len(games_before)]
+    steps_in_new_game = int(first_new["step"]) - 500
+    assert int(first_new["length"]) <= 4 * steps_in_new_game + 30 + 8
