@@ -459,7 +459,7 @@ def final_rows(runs: Sequence[Run], windows: dict[str, int], n_resamples: int = 
                seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-run final returns (with normalized scores) and their per (method, env) aggregate:
     mean, stderr and 95 % bootstrap CI over the runs that have a final return."""
-    per_run = []
+    per_run: list[dict[str, Any]] = []
     for (method, env), group in _groups(runs).items():
         for run in group:
             per_run.append({"method": method, "env": env, "seed": run.seed, "final_return": final_return(

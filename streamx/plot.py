@@ -102,8 +102,8 @@ def _experiment_root(path: Path, budget: str) -> Path:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read experiment file {path}: {exc}") from None
-    name = spec.get("name") if isinstance(spec, dict) and isinstance(spec.get("name"), str) else path.stem
-    root = Path("runs") / "sweeps" / name / budget
+    name = spec["name"] if isinstance(spec, dict) and isinstance(spec.get("name"), str) else path.stem
+    root = Path("runs") / "sweeps" / str(name) / budget
     if not root.is_dir():
         raise ConfigError(f"no results of experiment {name!r} at budget {budget!r} in {root}; "
                           f"run `streamx sweep {path} --budget {budget}` first (or pass --budget)")
