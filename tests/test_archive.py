@@ -102,3 +102,28 @@ def test_rekey_renames_runs_to_their_current_sweep_names(tmp_path):
     assert (tmp_path / config_hash(config) / "summary.json").is_file() and not run_dir.exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["runs"][0]["dir"] == config_hash(config)
     assert archive.rekey(tmp_path) == []  # already current: nothing to do
+
+
+def test_paper_tables_average_finished_runs_and_report_unfinished_ones_as_interim(tmp_path):
+    spec = importlib.util.spec_from_file_location("paper_tables", ROOT / "experiments" / "paper_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    entries = []
+    for seed, (status, episodes) in enumerate([
+        ("finished", [(50, 0.0), (150, 100.0), (180, 300.0)]),  # last window (100, 200]: 200
+        ("finished", [(120, 400.0)]),  # last window: 400
+        ("interrupted", [(60, 10.0), (90, 30.0), (130, 1000.0)]),  # reached 130: interim (0, 100] = 20
+    ]):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps(
+            {"algo": "stream_ac", "env": "Hopper-v4", "total_steps": 200, "seed": seed, "label": "stream_ac"}))
+        (run_dir / "episodes.csv").write_text("step,return,length\n" + "".join(
+            f"{step},{ret},10\n" for step, ret in episodes))
+        (run_dir / "summary.json").write_text(json.dumps({"status": status, "steps_per_second": 100.0 * (seed + 1)}))
+        entries.append({"dir": run_dir.name, "method": "stream_ac", "env": "Hopper-v4", "seed": seed})
+    (tmp_path / "sweep.json").write_text(json.dumps({"window": 100, "runs": entries}))
+    (row,) = tables.table_rows([tmp_path])
+    assert row["paper"] == "2173" and row["seeds"] == "2/3" and row["version"] == "v4"
+    assert row["streamx"].startswith("300 [")  # mean of 200 and 400; the unfinished run is not in it
+    assert row["notes"] == "1 unfinished (20 at 100)" and row["steps_per_second"] == "150"
