@@ -26,7 +26,7 @@ import numpy as np
 
 from streamx.analysis import Run, bootstrap_ci, load_sweep, method_sort_key, paper_results, window_means
 
-__all__ = ["table_rows", "main"]
+__all__ = ["main", "table_rows"]
 
 
 def _interim(run: Run, window: int) -> tuple[float, int]:
