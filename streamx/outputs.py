@@ -104,13 +104,18 @@ def _fmt(value: Any) -> Any:
 
 
 class RunWriter:
-    """Creates the run directory and writes every result file of one run."""
+    """Creates the run directory and writes every result file of one run.
+
+    Weights & Biases logging follows ``wandb``, ``wandb_project``, ``wandb_entity`` and
+    ``wandb_group``; each one left at None takes the run config's field of that name (the
+    ``config`` given here, or the run directory's config.json on ``reopen``)."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], extra_fields: tuple[str, ...] = (),
-                 tensorboard: bool = False, wandb: bool = False, wandb_project: str = "streamx",
+                 tensorboard: bool = False, wandb: bool | None = None, wandb_project: str | None = None,
                  wandb_entity: str | None = None, wandb_group: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        if wandb:
+        enabled, options = _wandb_options(config, wandb, wandb_project, wandb_entity, wandb_group)
+        if enabled:
             _import_wandb()  # a missing package fails before anything is written
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,32 +135,32 @@ class RunWriter:
         self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
         self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
         self._open_tensorboard(tensorboard)
-        self._open_wandb(wandb, {"project": wandb_project, "entity": wandb_entity, "group": wandb_group}, config)
+        self._open_wandb(enabled, options, config)
 
     @classmethod
     def reopen(cls, run_dir: str | Path, extra_fields: tuple[str, ...], episode_rows: int, metric_rows: int,
-               tensorboard: bool = False, step: int | None = None, wandb: bool = False,
-               wandb_project: str = "streamx", wandb_entity: str | None = None,
+               tensorboard: bool = False, step: int | None = None, wandb: bool | None = None,
+               wandb_project: str | None = None, wandb_entity: str | None = None,
                wandb_group: str | None = None) -> RunWriter:
         """Continue writing an existing run directory (resume), keeping the rows a checkpoint
         accounts for; with ``step`` (the checkpoint's), TensorBoard events after it are
         purged too, so the resumed run does not draw a second line over them. With ``wandb``
         the W&B run whose id ``wandb.json`` holds is continued (W&B keeps what it was sent
         after the checkpoint: the resumed run sends those steps again)."""
-        if wandb:
+        config: dict[str, Any] = {}
+        try:
+            config = json.loads((Path(run_dir) / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        enabled, options = _wandb_options(config, wandb, wandb_project, wandb_entity, wandb_group)
+        if enabled:
             _import_wandb()
         writer = cls.__new__(cls)
         writer.run_dir = Path(run_dir)
         writer.episodes = _CsvLog(writer.run_dir / "episodes.csv", EPISODE_FIELDS, keep_rows=episode_rows)
         writer.metrics = _CsvLog(writer.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields, keep_rows=metric_rows)
         writer._open_tensorboard(tensorboard, purge_after=step)
-        config: dict[str, Any] = {}
-        if wandb:
-            try:
-                config = json.loads((writer.run_dir / "config.json").read_text())
-            except (OSError, ValueError):
-                config = {}
-        writer._open_wandb(wandb, {"project": wandb_project, "entity": wandb_entity, "group": wandb_group}, config)
+        writer._open_wandb(enabled, options, config)
         return writer
 
     @property
@@ -194,7 +199,7 @@ class RunWriter:
             run_id = secrets.token_hex(8)  # W&B ids: lower-case letters and digits
             record = {"id": run_id, **options}
             atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        directory = None if os.environ.get("WANDB_DIR") else str(self.run_dir)
+        directory = os.environ.get("WANDB_DIR") or str(self.run_dir)  # read now: W&B's own settings are cached
         name = f"{config.get('label') or config.get('algo', 'run')}-{config.get('env', '')}-s{config.get('seed', 0)}"
         self.wandb = wandb.init(
             id=run_id, resume="allow", project=record.get("project") or options["project"],
@@ -245,6 +250,17 @@ class RunWriter:
         if self.wandb is not None:
             self.wandb.finish(exit_code=self._wandb_exit_code)
             self.wandb = None
+
+
+def _wandb_options(config: dict[str, Any], wandb: bool | None, project: str | None, entity: str | None,
+                   group: str | None) -> tuple[bool, dict[str, str | None]]:
+    """Whether to log to W&B and the run's project, entity and group: each argument, or where it
+    is None the config's field of the same name."""
+    enabled = bool(config.get("wandb", False)) if wandb is None else wandb
+    options = {"project": project or config.get("wandb_project") or "streamx",
+               "entity": entity if entity is not None else config.get("wandb_entity"),
+               "group": group if group is not None else config.get("wandb_group")}
+    return enabled, options
 
 
 def _import_wandb() -> Any:

@@ -27,7 +27,10 @@ def offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(directory))
     for key, name in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
         monkeypatch.setenv(key, str(tmp_path / f"wandb_{name}"))
-    return directory
+    yield directory
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()  # W&B caches its settings per process: the next test starts afresh
 
 
 def _records(path: Path) -> list:
@@ -148,3 +151,30 @@ def test_wandb_missing_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsy
                      str(tmp_path / "cli"), "wandb=true", "progress=false"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and "streamx-rl[wandb]" in error
+
+
+def test_wandb_settings_default_to_the_run_config(tmp_path, offline_wandb):
+    """A caller that passes only the config (the batch baselines do) logs as the config says, and
+    reopening the directory continues the run config.json names."""
+    pytest.importorskip("wandb")
+    config = {"algo": "ppo1", "env": "CartPole-v1", "seed": 1, "label": "ppo_batch1", "wandb": True,
+              "wandb_project": "from-config", "wandb_entity": None, "wandb_group": "sb3"}
+    writer = RunWriter(tmp_path / "run", config)
+    writer.episode(5, 1.0, 5, 0.1)
+    writer.close()
+    reopened = RunWriter.reopen(tmp_path / "run", extra_fields=(), episode_rows=1, metric_rows=0)
+    reopened.episode(9, 2.0, 4, 0.2)
+    reopened.summary({"status": "finished"})
+    reopened.close()
+    runs = _offline_runs(offline_wandb)
+    assert len(runs) == 2
+    record = json.loads((tmp_path / "run" / WANDB_FILE).read_text())
+    assert record["project"] == "from-config" and record["group"] == "sb3"
+    for run in runs:
+        assert run["run"].run_id == record["id"] and run["run"].project == "from-config"
+        assert run["run"].run_group == "sb3" and run["run"].display_name == "ppo_batch1-CartPole-v1-s1"
+    assert [row["env_step"] for run in runs for row in run["history"]] == [5, 9]
+    assert [run["exit_code"] for run in runs] == [1, 0]  # closed without a summary: not a finished run
+    off = RunWriter(tmp_path / "off", {**config, "wandb": True}, wandb=False)  # an argument overrides the config
+    off.close()
+    assert not (tmp_path / "off" / WANDB_FILE).exists()
