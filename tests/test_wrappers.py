@@ -81,6 +81,39 @@ def test_normalize_observation_frozen_and_state_dict(scripted_env):
     np.testing.assert_array_equal(other.stats.mean, env.stats.mean)
 
 
+def test_frozen_normalize_observation_uses_the_stored_statistics(scripted_env):
+    rng = np.random.default_rng(3)
+    obs = rng.normal(4.0, 2.0, size=(6, 2))
+    env = NormalizeObservation(scripted_env(obs, [0.0] * 5))
+    env.reset()
+    env.step(0)  # statistics of obs[0], obs[1]
+    mean, var = obs[:2].mean(axis=0), obs[:2].var(axis=0, ddof=1)
+    env.frozen = True
+    for i in (2, 3, 4):  # normalized with the two-sample statistics, which these observations do not change
+        np.testing.assert_allclose(env.step(0)[0], (obs[i] - mean) / np.sqrt(var + 1e-8), rtol=1e-6)
+    assert env.stats.count == 2
+    np.testing.assert_allclose(env.stats.mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(env.stats.var, var, rtol=1e-12)
+    # a frozen copy loaded from the state dict normalizes the same observation the same way
+    other = NormalizeObservation(scripted_env(obs[4:], [0.0]), frozen=True)
+    other.load_state_dict(env.state_dict())
+    np.testing.assert_allclose(other.reset()[0], (obs[4] - mean) / np.sqrt(var + 1e-8), rtol=1e-6)
+    assert other.stats.count == 2
+
+
+def test_frozen_scale_reward_uses_the_stored_statistics(scripted_env):
+    env = ScaleReward(scripted_env(np.zeros((5, 1)), [1.0, 2.0, 3.0, 4.0]), gamma=0.5)
+    env.reset()
+    env.step(0)
+    env.step(0)  # u = 1, 2.5: Var = 1.125 (ddof 1)
+    env.frozen = True
+    # the trace still follows the rewards (u = 4.25, 6.125) but the statistics stay at Var = 1.125
+    assert env.step(0)[1] == pytest.approx(3.0 / np.sqrt(1.125 + 1e-8), rel=1e-12)
+    assert env.step(0)[1] == pytest.approx(4.0 / np.sqrt(1.125 + 1e-8), rel=1e-12)
+    assert env.stats.count == 2 and env.stats.var == pytest.approx(1.125)
+    assert env.return_trace == pytest.approx(0.5 * 4.25 + 4.0)
+
+
 def test_scale_reward_hand_computed_two_steps(scripted_env):
     env = ScaleReward(scripted_env(np.zeros((3, 1)), [1.0, 2.0]), gamma=0.5)
     env.reset()
