@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,19 @@ def _records(path: Path) -> list:
     return records
 
 
-def _offline_runs(directory: Path) -> list[dict]:
-    """Per offline run directory (oldest first): its run record, history rows, summary and exit code."""
+def _offline_runs(directory: Path, expected: int) -> list[dict]:
+    """Per offline run directory (oldest first): its run record, history rows, summary and exit
+    code. W&B's writer process finishes the files after ``finish()`` returns: wait (up to a
+    minute) until ``expected`` runs have their exit record."""
+    deadline = time.monotonic() + 60
+    while True:
+        runs = _read_offline_runs(directory)
+        if (len(runs) >= expected and all(run["exit_code"] is not None for run in runs)) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)
+
+
+def _read_offline_runs(directory: Path) -> list[dict]:
     runs = []
     for run_dir in sorted((directory / "wandb").glob("offline-run-*")):
         (log,) = run_dir.glob("run-*.wandb")
@@ -101,12 +113,12 @@ def test_wandb_logs_the_csv_numbers_and_a_resume_continues_the_same_run(tmp_path
     record = json.loads((run_dir / WANDB_FILE).read_text())
     assert record["project"] == "streamx-test" and record["group"] == "ci" and record["entity"] is None
     assert not (run_dir / "wandb").exists()  # WANDB_DIR is set: W&B's files go there
-    (before,) = _offline_runs(offline_wandb)
+    (before,) = _offline_runs(offline_wandb, 1)
     assert before["run"].run_id == record["id"] and before["exit_code"] == 0
 
     resumed = resume(run_dir)
     assert resumed.status == "finished" and resumed.steps == 2000
-    runs = _offline_runs(offline_wandb)
+    runs = _offline_runs(offline_wandb, 2)
     assert len(runs) == 2
     for run in runs:  # one W&B run, continued: same id, project, group
         assert run["run"].run_id == record["id"]
@@ -136,7 +148,7 @@ def test_wandb_files_go_to_the_run_directory_without_wandb_dir(tmp_path, offline
     writer.metric({"step": 10, "episodes": 1, "recent_return": 2.5})
     writer.summary({"status": "failed", "steps": 10})
     writer.close()
-    (run,) = _offline_runs(tmp_path / "run")
+    (run,) = _offline_runs(tmp_path / "run", 1)
     assert run["run"].display_name == "stream_q-CartPole-v1-s3" and run["exit_code"] == 1
     assert {"env_step": 7, "episode/return": 2.5, "episode/length": 7}.items() <= run["history"][0].items()
     assert {"env_step": 10, "train/episodes": 1, "train/recent_return": 2.5}.items() <= run["history"][1].items()
@@ -166,7 +178,7 @@ def test_wandb_settings_default_to_the_run_config(tmp_path, offline_wandb):
     reopened.episode(9, 2.0, 4, 0.2)
     reopened.summary({"status": "finished"})
     reopened.close()
-    runs = _offline_runs(offline_wandb)
+    runs = _offline_runs(offline_wandb, 2)
     assert len(runs) == 2
     record = json.loads((tmp_path / "run" / WANDB_FILE).read_text())
     assert record["project"] == "from-config" and record["group"] == "sb3"
