@@ -3,18 +3,20 @@ seeding, and the error messages."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
 import signal
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import episode_rows, kill_9_and_resume
 
 from streamx import cli
-from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters
+from streamx.baselines import BASELINES, ZOO, baseline_hyperparameters, resolve_hyperparameters
 from streamx.checkpoint import load_checkpoint
 from streamx.config import Config
 from streamx.outputs import EPISODE_FIELDS, METRIC_FIELDS, read_csv
@@ -61,10 +63,24 @@ def test_each_baseline_writes_a_run_directory(tmp_path, algo):
 
 
 @needs_sb3
-def test_returns_are_raw_episode_returns(tmp_path):
-    run_dir = _cli(tmp_path, "ppo")  # VecNormalize is off for CartPole PPO; returns = lengths
-    for row in read_csv(run_dir / "episodes.csv"):
-        assert float(row["return"]) == int(row["length"])
+def test_returns_are_raw_episode_returns_under_vecnormalize(tmp_path):
+    """The zoo's Acrobot PPO uses VecNormalize (observations and rewards). Acrobot's raw reward is
+    −1 per step and 0 on the step that reaches the goal, so a raw return is −length (cut at the
+    time limit) or −(length − 1) (goal reached); the rewards PPO learned from were scaled."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    config = resolve_config("ppo", "Acrobot-v1", overrides={
+        "total_steps": 400, "seed": 0, "max_episode_steps": 50, "run_dir": str(tmp_path / "run"), "progress": False})
+    assert resolve_hyperparameters(config)["normalize"] is True
+    venv = train(config).agent.get_env()
+    assert isinstance(venv, VecNormalize) and venv.norm_reward
+    scaled = float(venv.normalize_reward(np.array([-1.0]))[0])
+    assert abs(scaled + 1.0) > 0.05, f"VecNormalize left a reward of -1 at {scaled}: the test would not see scaling"
+    episodes = read_csv(tmp_path / "run" / "episodes.csv")
+    assert len(episodes) >= 7
+    for row in episodes:
+        length = int(row["length"])
+        assert float(row["return"]) in (-float(length), -float(length - 1)), row
 
 
 def _model(tmp_path, algo, **overrides):
@@ -178,11 +194,53 @@ def _sigterm_after(step_at_least):
     return on_episode
 
 
+def _differences(left, right, where="") -> list[str]:
+    """Where two nested structures (dicts, lists, tuples, tensors, arrays, numbers, strings)
+    differ; tensors and arrays must match in dtype, shape and every bit of every value."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        if left.keys() != right.keys():
+            return [f"{where}: keys {sorted(map(str, left.keys() ^ right.keys()))}"]
+        return [d for key in left for d in _differences(left[key], right[key], f"{where}/{key}")]
+    if isinstance(left, (list, tuple)) and isinstance(right, (list, tuple)):
+        if type(left) is not type(right) or len(left) != len(right):
+            return [f"{where}: {type(left).__name__}[{len(left)}] vs {type(right).__name__}[{len(right)}]"]
+        return [d for i, (a, b) in enumerate(zip(left, right)) for d in _differences(a, b, f"{where}[{i}]")]
+    if isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor):
+        same = left.dtype == right.dtype and left.shape == right.shape and torch.equal(left, right)
+        return [] if same else [f"{where}: tensors differ"]
+    if isinstance(left, np.ndarray) and isinstance(right, np.ndarray):
+        same = left.dtype == right.dtype and np.array_equal(left, right, equal_nan=left.dtype.kind == "f")
+        return [] if same else [f"{where}: arrays differ"]
+    if type(left) is not type(right):
+        return [f"{where}: {type(left).__name__} vs {type(right).__name__}"]
+    if isinstance(left, (bool, int, float, str, type(None))):
+        return [] if left == right else [f"{where}: {left!r} vs {right!r}"]
+    raise TypeError(f"{where}: cannot compare {type(left).__name__}")
+
+
+def test_differences_sees_every_kind_of_value():
+    state = {"policy": {"w": torch.ones(2)}, "policy.optimizer": {
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}},
+        "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0], "fused": True}]}}
+    assert _differences(state, copy.deepcopy(state)) == []
+    for path, value in ((("policy.optimizer", "state", 0, "step"), torch.tensor(4.0)),
+                        (("policy.optimizer", "param_groups", 0, "lr"), 2e-3),
+                        (("policy.optimizer", "param_groups", 0, "betas"), (0.9, 0.99)),
+                        (("policy.optimizer", "param_groups", 0, "fused"), False),
+                        (("policy", "w"), torch.ones(2, dtype=torch.float64))):
+        changed = copy.deepcopy(state)
+        target = changed
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        assert _differences(state, changed), path
+
+
 def _same_parameters(a, b):
-    left, right = a.get_parameters(), b.get_parameters()
-    return left.keys() == right.keys() and all(
-        torch.equal(left[name][key], right[name][key]) for name in left for key in left[name]
-        if isinstance(left[name][key], torch.Tensor))
+    """Policy weights AND the optimizers' state (Adam's moments, step counts, param groups)."""
+    differences = _differences(a.get_parameters(), b.get_parameters())
+    assert not differences, differences[:5]
+    return True
 
 
 @needs_sb3
