@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "EnvironmentFault", "NonFiniteError", "StreamxError"]
+__all__ = ["CheckpointError", "ConfigError", "EnvironmentFault", "InputError", "NonFiniteError", "RunLockedError",
+           "StreamxError"]
 
 
 class StreamxError(Exception):
@@ -23,3 +24,19 @@ class CheckpointError(StreamxError, ValueError):
 
 class NonFiniteError(StreamxError, FloatingPointError):
     """Learning produced a NaN/inf (TD error); the update was refused before it touched the weights."""
+
+
+class InputError(StreamxError, ValueError):
+    """Data handed to an agent or policy (observation, action, reward, episode flag) has the
+    wrong shape, type or range, or holds NaN/inf; the call was refused before it changed anything.
+
+    ``argument`` names the offending argument (``obs``, ``next_obs``, ``action``, ``reward``,
+    ``terminated``, ``truncated``), so a caller can tell whose data it was."""
+
+    def __init__(self, message: str, argument: str = ""):
+        super().__init__(message)
+        self.argument = argument
+
+
+class RunLockedError(StreamxError, RuntimeError):
+    """Another live process is writing the run directory (training or resuming it)."""

@@ -35,6 +35,7 @@ pytest.importorskip("numba", reason="the fast path needs numba (pip install numb
 import streamx.run
 from streamx import Config, ConfigError, NonFiniteError, make_agent, resolve_config
 from streamx.envs import make_env
+from streamx.errors import InputError
 from streamx.fast import fast_path_supported, make_fast_agent
 from streamx.fast.agents import FAST_AGENTS
 
@@ -590,9 +591,15 @@ def test_non_finite_td_error_is_refused_before_learning(algo):
     fast = make_fast_agent(algo, env.observation_space, env.action_space, hidden_sizes=HIDDEN)
     obs, action, _reward, next_obs, _terminated, _truncated = stream[0]
     fast.update(obs, action, 1.0, next_obs, False, False)
+    with pytest.raises(InputError, match="reward is nan"):  # refused at the boundary
+        fast.update(obs, action, math.nan, next_obs, False, False)
+    # a diverged value head (inf) gives δ = r + γ·inf − inf = NaN from finite inputs
+    network = fast.networks["critic" if algo == "stream_ac" else "q_network" if algo == "stream_q" else "value_network"]
+    with torch.no_grad():
+        [m for m in network.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(math.inf)
     before = _learning_state(fast)
     with pytest.raises(NonFiniteError, match="non-finite TD error"):
-        fast.update(obs, action, math.nan, next_obs, False, False)
+        fast.update(obs, action, 1.0, next_obs, False, False)
     assert fast.num_updates == 1
     after = _learning_state(fast)
     assert all(torch.equal(before[key], after[key]) for key in before)

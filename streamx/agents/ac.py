@@ -124,18 +124,17 @@ class StreamAC(StreamAgent):
         self.actor_optimizer = self._add_learner("actor", self.actor, config.kappa_policy)
 
     @torch.no_grad()
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
         action = self.actor.sample(self._as_batch(obs), self.torch_generator, deterministic)
         return action.numpy() if self.continuous else int(action)
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         values = self.critic(self._as_batch(obs, next_obs))[:, 0]  # v(s), v(s') in one pass
         bootstrap = td_target_mask(terminated, truncated, self.config)
         td_error = float(reward) + self.config.gamma * bootstrap * values[1].detach() - values[0].detach()
 
-        action_tensor = (torch.as_tensor(np.asarray(action), dtype=torch.float32) if self.continuous
-                         else torch.as_tensor(int(action)))
+        action_tensor = torch.from_numpy(action) if self.continuous else torch.as_tensor(action)
         log_prob, entropy = self.actor.log_prob_and_entropy(self._as_batch(obs), action_tensor)
         actor_objective = log_prob + self.config.entropy_coef * torch.sign(td_error) * entropy
 

@@ -8,6 +8,7 @@ from abc import abstractmethod
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,13 +44,16 @@ class ActionValueAgent(StreamAgent):
             return int(self.np_random.integers(self.num_actions))
         return int(q_values.argmax())
 
-    @torch.no_grad()
     def q_values(self, obs: Any) -> Tensor:
-        """``Q(obs, ·)`` as a 1-D tensor."""
+        """``Q(obs, ·)`` as a 1-D tensor (``obs`` checked as in :meth:`act`)."""
+        return self._q_values(self._check_obs(obs, "obs"))
+
+    @torch.no_grad()
+    def _q_values(self, obs: np.ndarray) -> Tensor:
         return self.q_network(self._as_batch(obs))[0]
 
-    def act(self, obs: Any, deterministic: bool = False) -> int:
-        q_values = self.q_values(obs)
+    def _act(self, obs: np.ndarray, deterministic: bool) -> int:
+        q_values = self._q_values(obs)
         if deterministic:
             return int(q_values.argmax())
         return self._epsilon_greedy(q_values)
@@ -62,9 +66,8 @@ class ActionValueAgent(StreamAgent):
     def _cut_traces(self, action: int, q_values: Tensor) -> bool:
         """Whether traces are cut after this update although the episode goes on."""
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
-        action = int(action)
+    def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         episode_end = bool(terminated or truncated)
         q_both = self.q_network(self._as_batch(obs, next_obs))  # s and s' in one pass
         q_sa = q_both[0, action]

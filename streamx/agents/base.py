@@ -8,6 +8,12 @@ An agent sees one transition at a time::
 
 ``update`` learns from the transition immediately and returns floats for logging
 (``td_error``, ``effective_step_size``, ``trace_norm``, …). Nothing is stored.
+
+``act``, ``update`` (and ``predict`` / ``q_values``) are defined here once: they check their
+arguments with :mod:`streamx.validation` — exact observation shape, a valid action, finite
+values — and only then call the algorithm's ``_act`` / ``_update``, which every agent (autograd
+or fast path) implements on checked float32 arrays. A refused call raises
+:class:`~streamx.errors.InputError` and changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from streamx.config import Config
 from streamx.errors import ConfigError, NonFiniteError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
+from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
 
 __all__ = ["StreamAgent", "build_network", "td_target_mask"]
 
@@ -89,6 +96,12 @@ class StreamAgent(ABC):
         self.np_random = np.random.default_rng(config.seed)
         self._networks: dict[str, nn.Module] = {}
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        # The boundary checks (streamx.validation), built once: the per-call cost is a shape
+        # comparison and one dot product per array.
+        self._check_obs = ArrayCheck(tuple(getattr(observation_space, "shape", None) or ()), self.algo,
+                                     " (the observation space's)")
+        self._check_action_vector = (ArrayCheck(action_space.shape, self.algo, " (the action space's)")
+                                     if isinstance(action_space, gym.spaces.Box) else None)
 
     # -- construction helpers --------------------------------------------------------------
     def _add_learner(self, name: str, network: nn.Module, kappa: float) -> torch.optim.Optimizer:
@@ -136,15 +149,43 @@ class StreamAgent(ABC):
         """Stack observations into one float32 batch (s and s' go through a net together)."""
         return torch.as_tensor(np.stack(observations), dtype=torch.float32)
 
-    # -- the interface --------------------------------------------------------------------
-    @abstractmethod
+    # -- the interface: checked here, computed by the algorithm --------------------------
     def act(self, obs: Any, deterministic: bool = False) -> Any:
-        """The action to take in ``obs`` (greedy / mean action when ``deterministic``)."""
+        """The action to take in ``obs`` (greedy / mean action when ``deterministic``).
 
-    @abstractmethod
+        ``obs`` must have exactly the observation space's shape (one observation, not a batch)
+        and finite values; otherwise :class:`~streamx.errors.InputError`, and nothing changes."""
+        return self._act(self._check_obs(obs, "obs"), deterministic)
+
     def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
                truncated: bool) -> dict[str, float]:
-        """Learn from one transition; return logging metrics as floats."""
+        """Learn from one transition; return logging metrics as floats.
+
+        Every argument is checked first (shapes, a valid finite action, a finite reward, bool
+        flags); a refused transition raises :class:`~streamx.errors.InputError` and changes
+        nothing, as does a non-finite TD error (:class:`~streamx.errors.NonFiniteError`)."""
+        check, who = self._check_obs, self.algo
+        return self._update(check(obs, "obs"), self._check_action(action), check_reward(reward, who),
+                            check(next_obs, "next_obs"), check_flag(terminated, "terminated", who),
+                            check_flag(truncated, "truncated", who))
+
+    def _check_action(self, action: Any) -> Any:
+        """The action as the algorithm uses it: an index of a Discrete space, or a float32
+        vector of a Box space's shape with finite values."""
+        if self._check_action_vector is not None:
+            return self._check_action_vector(action, "action")
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return check_discrete_action(action, int(self.action_space.n), self.algo)
+        return action  # no action space: the action is not used (stream_td on a data stream)
+
+    @abstractmethod
+    def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
+        """:meth:`act` on a checked observation (float32, the observation space's shape)."""
+
+    @abstractmethod
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
+        """:meth:`update` on checked arguments (``action``: an int index or a float32 vector)."""
 
     @property
     def networks(self) -> dict[str, nn.Module]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from streamx.agents.action_value import ActionValueAgent
+from streamx.errors import NonFiniteError
 
 __all__ = ["StreamSARSA"]
 
@@ -24,11 +26,21 @@ class StreamSARSA(ActionValueAgent):
         super().__init__(*args, **kwargs)
         self._next_action: int | None = None
 
-    def act(self, obs: Any, deterministic: bool = False) -> int:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> int:
         action, self._next_action = self._next_action, None  # a pending a' is used once or dropped
         if action is not None and not deterministic:
             return action
-        return super().act(obs, deterministic)
+        return super()._act(obs, deterministic)
+
+    def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
+        # a' is drawn before the TD error can be checked: a refused update must not keep the draw
+        rng_state, next_action = self.np_random.bit_generator.state, self._next_action
+        try:
+            return super()._update(obs, action, reward, next_obs, terminated, truncated)
+        except NonFiniteError:
+            self.np_random.bit_generator.state, self._next_action = rng_state, next_action
+            raise
 
     def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
         next_action = self._epsilon_greedy(next_q_values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from streamx.agents.base import StreamAgent, build_network, td_target_mask
@@ -30,16 +31,22 @@ class StreamTD(StreamAgent):
         if action_space is not None:
             action_space.seed(config.seed)
 
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
         return None if self.action_space is None else self.action_space.sample()
 
-    @torch.no_grad()
+    def _check_action(self, action: Any) -> Any:
+        return action  # evaluation of the behaviour policy: the action is not used
+
     def predict(self, obs: Any) -> float:
-        """The current value estimate ``v(obs)``."""
+        """The current value estimate ``v(obs)`` (``obs`` checked as in :meth:`act`)."""
+        return self._predict(self._check_obs(obs, "obs"))
+
+    @torch.no_grad()
+    def _predict(self, obs: np.ndarray) -> float:
         return float(self.value_network(self._as_batch(obs))[0, 0])
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         values = self.value_network(self._as_batch(obs, next_obs))[:, 0]
         bootstrap = td_target_mask(terminated, truncated, self.config)
         td_error = float(reward) + self.config.gamma * bootstrap * values[1].detach() - values[0].detach()

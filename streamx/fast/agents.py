@@ -43,9 +43,10 @@ from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 __all__ = ["FAST_AGENTS", "FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork"]
 
 
-def _as_input(obs: Any) -> np.ndarray:
-    """A C-contiguous 1-D float32 view (or copy) of an observation, rounded as torch rounds it."""
-    return np.ascontiguousarray(obs, dtype=np.float32).reshape(-1)
+def _as_input(obs: np.ndarray) -> np.ndarray:
+    """A 1-D view of a checked observation (C-contiguous float32 of the observation space's
+    shape, from :mod:`streamx.validation`: the kernels rely on its exact size)."""
+    return obs if obs.ndim == 1 else obs.reshape(-1)
 
 
 def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
@@ -347,15 +348,15 @@ class FastStreamTD(StreamTD, _FastAgent):
         self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
         self._value = self._flat["value_network"]
 
-    def predict(self, obs: Any) -> float:
+    def _predict(self, obs: np.ndarray) -> float:
         net = self._value
         x = _as_input(obs)
         kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, x, x, False, True,
                              net.conv)
         return float(net.outputs[0])
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         net = self._value
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error, step_size, trace_norm, value = kernels.value_update(
@@ -405,18 +406,17 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         self._forward_current = True
         return net.outputs
 
-    def q_values(self, obs: Any) -> torch.Tensor:
+    def _q_values(self, obs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self._q_values_array(obs, reuse=False).copy())  # always a fresh pass
 
-    def act(self, obs: Any, deterministic: bool = False) -> int:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> int:
         q_values = self._q_values_array(obs)
         if deterministic:
             return int(q_values.argmax())
         return self._epsilon_greedy(q_values)  # type: ignore[arg-type]  # works on any array with argmax
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
-        action = int(action)
+    def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         episode_end = bool(terminated or truncated)
         q_values, next_q_values = self._forward_pair(obs, next_obs)
         bootstrap = td_target_mask(terminated, truncated, self.config)
@@ -459,12 +459,9 @@ class FastStreamQ(StreamQ, _FastActionValue):
     an update is two kernel calls (``forward_pair``, then :func:`~streamx.fast.kernels.q_update`
     for δ, the trace cut, the trace and the step) with little Python between them."""
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         net = self._q
-        action = int(action)
-        if not 0 <= action < self.num_actions:
-            raise IndexError(f"stream_q: action {action} is not one of the {self.num_actions} actions")
         bootstrap = td_target_mask(terminated, truncated, self.config)
         kernels.forward_pair(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs),
                              _as_input(next_obs), self._forward_current, False, net.conv)
@@ -518,7 +515,7 @@ class FastStreamAC(StreamAC, _FastAgent):
         super().sync_from_torch()
         self._actor_forward_current = False
 
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
         net = self._actor
         kernels.policy_distribution(net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace,
                                     _as_input(obs), self._gaussian, self._actor_forward_current, self._distribution,
@@ -535,13 +532,13 @@ class FastStreamAC(StreamAC, _FastAgent):
             return int(net.outputs.argmax())
         return int(torch.multinomial(torch.from_numpy(self._distribution), 1, generator=self.torch_generator)[0])
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         critic, actor = self._critic, self._actor
-        if self.continuous:
-            action_vector, action_index = np.ascontiguousarray(action, dtype=np.float32).reshape(-1), 0
-        else:
-            action_vector, action_index = self._no_action_vector, int(action)
+        if self.continuous:  # a checked float32 vector of the action space's shape
+            action_vector, action_index = action, 0
+        else:  # a checked index
+            action_vector, action_index = self._no_action_vector, action
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error, critic_step, critic_norm, actor_step, actor_norm, entropy = kernels.actor_critic_update(
             critic.state, critic.layers, critic.workspace, actor.state, actor.layers, actor.workspace,

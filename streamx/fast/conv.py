@@ -399,8 +399,9 @@ def _patch_index(shape: tuple[int, ...], conv: nn.Conv2d) -> tuple[Tensor, tuple
     return index, (conv.out_channels, out_height, out_width)
 
 
-def _as_input(obs: Any) -> np.ndarray:
-    return np.ascontiguousarray(obs, dtype=np.float32).reshape(-1)
+def _as_input(obs: np.ndarray) -> np.ndarray:
+    """A 1-D view of a checked observation (:mod:`streamx.validation`)."""
+    return obs.reshape(-1)
 
 
 class _ConvAgent(_FastAgent):
@@ -427,7 +428,7 @@ class _ConvActionValue(_ConvAgent, _FastActionValue):
     def _q_values_array(self, obs: Any, reuse: bool = True) -> np.ndarray:
         return self._q.forward(_as_input(obs))
 
-    def q_values(self, obs: Any) -> torch.Tensor:
+    def _q_values(self, obs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self._q.forward(_as_input(obs), keep=False).copy())
 
     def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -463,11 +464,11 @@ class ConvStreamTD(StreamTD, _ConvAgent):
         self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
         self._value: ConvNetwork = self._flat["value_network"]  # type: ignore[assignment]
 
-    def predict(self, obs: Any) -> float:
+    def _predict(self, obs: np.ndarray) -> float:
         return float(self._value.forward(_as_input(obs), keep=False)[0])
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         net = self._value
         value = net.forward_kept(_as_input(obs))[0]
         next_value = net.forward(_as_input(next_obs), keep=False)[0]
@@ -510,7 +511,7 @@ class ConvStreamAC(StreamAC, _ConvAgent):
         kernels._log_softmax(outputs, 0, n, self._log_probs)
         return np.exp(self._log_probs).astype(np.float32), outputs
 
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
+    def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
         outputs = self._actor.forward(_as_input(obs))
         first, second = self._distribution(outputs)
         n = self._num_outputs
@@ -523,8 +524,8 @@ class ConvStreamAC(StreamAC, _ConvAgent):
             return int(outputs.argmax())
         return int(torch.multinomial(torch.from_numpy(first), 1, generator=self.torch_generator)[0])
 
-    def update(self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool,
-               truncated: bool) -> dict[str, float]:
+    def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
+                truncated: bool) -> dict[str, float]:
         critic, actor = self._critic, self._actor
         x = _as_input(obs)
         value = critic.forward_kept(x)[0]
@@ -538,11 +539,11 @@ class ConvStreamAC(StreamAC, _ConvAgent):
         entropy_sign = np.float32(self._entropy_coef * sign)
         gradient = np.zeros(actor.num_outputs, dtype=np.float32)
         if self.continuous:
-            action_vector = np.ascontiguousarray(action, dtype=np.float32).reshape(-1)
+            action_vector = action  # checked: float32, the action space's shape
             entropy = kernels._gaussian_objective_gradient(outputs, gradient, 0, self._num_outputs, action_vector,
                                                            entropy_sign)
         else:
-            entropy = kernels._categorical_objective_gradient(outputs, gradient, 0, self._num_outputs, int(action),
+            entropy = kernels._categorical_objective_gradient(outputs, gradient, 0, self._num_outputs, action,
                                                               entropy_sign, self._log_probs, self._clamp_eps)
         reset = bool(terminated or truncated)
         critic_norm = critic.accumulate_trace(np.ones(1, dtype=np.float32))
