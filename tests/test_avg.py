@@ -271,7 +271,8 @@ def test_orthogonal_initialization_and_zero_biases():
     agent = _agent(settings=AVGSettings())
     hidden = agent.critic.trunk[2].weight  # 256 × 256: square, so W Wᵀ = I
     torch.testing.assert_close(hidden @ hidden.T, torch.eye(256), atol=1e-5, rtol=0)
-    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in agent.actor.modules() if isinstance(m, torch.nn.Linear))
+    biases = [m.bias.detach() for m in agent.actor.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(float(b.abs().max()) == 0.0 for b in biases)
 
 
 def test_end_episode_drops_the_partial_return():

@@ -171,8 +171,7 @@ class AVGSettings:
         """The paper's settings with ``gamma`` from ``config`` and ``hidden_sizes`` from ``config``
         when they differ from Config's default; ``overrides`` set single fields."""
         values: dict[str, Any] = {"gamma": config.gamma}
-        default_sizes = next(f for f in dataclasses.fields(Config) if f.name == "hidden_sizes").default_factory()
-        if list(config.hidden_sizes) != list(default_sizes):
+        if list(config.hidden_sizes) != Config().hidden_sizes:
             values["hidden_sizes"] = tuple(config.hidden_sizes)
         values.update(overrides)
         if "hidden_sizes" in values:
