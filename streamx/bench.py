@@ -11,10 +11,16 @@ them alike:
 * ``autograd`` — streamx's generic agents (``fast_path=off``);
 * ``fast``     — streamx's fast path (what ``fast_path=auto`` picks);
 
-and prints ``fast / naive`` against the target of GitHub issue 4, plus ``fast / autograd``.
-Results go to a JSON file (``--out``). The start-up cost of the fast path (numba compilation,
-cold and from the on-disk cache) is measured in fresh processes unless ``--quick`` or
-``--no-startup``.
+and, for Atari cases, the reference set-up that the fast Atari pipeline is measured against:
+
+* ``before``     — the fast path on the reference chain of Atari wrappers (``pipeline=reference``)
+  with the env reset after every lost life (``life_loss=reset``);
+* ``env_before`` — that environment alone, as ``env``.
+
+It prints ``fast / naive`` against the target speed-up, plus ``fast / autograd`` (and, for
+Atari, ``fast / before`` against its own target). Results go to a JSON file (``--out``). The
+start-up cost of the fast path (numba compilation, cold and from the on-disk cache) is
+measured in fresh processes unless ``--quick`` or ``--no-startup``.
 
     streamx bench                                  # every case whose extras are installed
     streamx bench --cases q-cartpole,q-atari-breakout --seconds 20 --out bench.json
@@ -43,9 +49,10 @@ import torch
 from streamx.errors import ConfigError
 from streamx.outputs import atomic_write_text
 
-__all__ = ["CASES", "Case", "main", "measure_startup"]
+__all__ = ["CASES", "Case", "main", "measure_startup", "read_results"]
 
-KINDS = ("env", "naive", "autograd", "fast")
+KINDS = ("env", "naive", "autograd", "fast", "before", "env_before")
+_BEFORE = {"before": "fast", "env_before": "env"}  # kind → what it measures, on the previous Atari set-up
 
 
 @dataclass(frozen=True)
@@ -53,18 +60,20 @@ class Case:
     algo: str
     env: str
     target: float
-    """The fast path's required speed-up over the naive baseline (GitHub issue 4)."""
+    """The target speed-up: the fast path's required rate over the naive baseline's."""
     original_steps_per_second: float
-    """The original code's rate quoted in the issue (same kind of machine, for context only)."""
+    """The original code's rate on the same kind of 2-core machine (for context only)."""
     requires: str
     """The module the environment needs (its extra)."""
+    before_target: float | None = None
+    """Atari: the target speed-up of ``fast`` over ``before`` (the reference Atari set-up)."""
 
 
 CASES: dict[str, Case] = {
     "ac-halfcheetah": Case("stream_ac", "HalfCheetah-v5", 8.0, 640.0, "mujoco"),
     "q-cartpole": Case("stream_q", "CartPole-v1", 8.0, 1470.0, "gymnasium"),
     "q-minatar-breakout": Case("stream_q", "MinAtar/Breakout-v1", 8.0, 965.0, "minatar"),
-    "q-atari-breakout": Case("stream_q", "BreakoutNoFrameskip-v4", 2.5, 263.0, "ale_py"),
+    "q-atari-breakout": Case("stream_q", "BreakoutNoFrameskip-v4", 2.5, 263.0, "ale_py", before_target=1.6),
 }
 
 _NAIVE_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "naive.py"
@@ -89,13 +98,20 @@ class _Loop:
 
     def __init__(self, kind: str, case: Case, naive: ModuleType | None):
         from streamx.agents import AGENTS
-        from streamx.envs import make_env
+        from streamx.envs import make_env, suite_of
         from streamx.fast import make_fast_agent
         from streamx.run import resolve_config
 
         self.kind = kind
-        config = resolve_config(case.algo, case.env, overrides={"progress": False, "seed": 0})
-        self.env = make_env(config)
+        overrides: dict[str, Any] = {"progress": False, "seed": 0}
+        if kind in _BEFORE:
+            overrides["life_loss"] = "reset"
+        config = resolve_config(case.algo, case.env, overrides=overrides)
+        self.env = _previous_atari_env(config) if kind in _BEFORE else make_env(config)
+        # the training loop's rule (streamx.run): with life_loss=continue an Atari env is reset only
+        # when the game is over, and the learner does not see truncation
+        self.whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
+        kind = _BEFORE.get(kind, kind)
         torch.manual_seed(0)
         space, actions = self.env.observation_space, self.env.action_space
         self.agent: Any = None
@@ -115,7 +131,7 @@ class _Loop:
 
     def run(self, steps: int | None = None, seconds: float | None = None, measure: bool = True) -> None:
         """Step until ``steps`` steps or ``seconds`` seconds have passed."""
-        env, agent = self.env, self.agent
+        env, agent, whole_games = self.env, self.agent, self.whole_games
         obs = self.obs
         done_steps = 0
         start = time.perf_counter()
@@ -125,10 +141,10 @@ class _Loop:
                 self._index += 1
             else:
                 action = agent.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
+            next_obs, reward, terminated, truncated, info = env.step(action)
             if agent is not None:
-                agent.update(obs, action, float(reward), next_obs, terminated, truncated)
-            obs = env.reset()[0] if terminated or truncated else next_obs
+                agent.update(obs, action, float(reward), next_obs, terminated, False if whole_games else truncated)
+            obs = env.reset()[0] if (("episode" in info) if whole_games else (terminated or truncated)) else next_obs
             done_steps += 1
             if steps is not None and done_steps >= steps:
                 break
@@ -141,6 +157,15 @@ class _Loop:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _previous_atari_env(config: Any) -> Any:
+    """The Atari env on the reference chain of wrappers (``pipeline=reference``)."""
+    from streamx.atari import make_atari
+
+    return make_atari(config.env, gamma=config.gamma, obs_normalization=config.obs_normalization,
+                      reward_scaling=config.reward_scaling, max_episode_steps=config.max_episode_steps,
+                      pipeline="reference", **config.env_kwargs)
 
 
 def measure_case(case: Case, kinds: list[str], seconds: float, warmup_steps: int, chunk_seconds: float,
@@ -210,6 +235,16 @@ def measure_startup(cases: tuple[str, ...] = ("mlp_q", "mlp_ac", "minatar_q", "a
 
 
 # -- the command --------------------------------------------------------------------------------
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A JSON file ``streamx bench`` wrote, in the current key names (files from earlier
+    versions named the original code's rate ``original_steps_per_second_in_issue``)."""
+    results = json.loads(Path(path).read_text())
+    for row in results.get("cases", {}).values():
+        if "original_steps_per_second_in_issue" in row:
+            row["original_steps_per_second"] = row.pop("original_steps_per_second_in_issue")
+    return results
+
 
 def _installed(case: Case) -> bool:
     return importlib.util.find_spec(case.requires) is not None
@@ -284,6 +319,17 @@ def _print_table(rows: dict[str, dict[str, Any]]) -> None:
               f"{_format_rate(rates.get('autograd')):>9} {_format_rate(rates.get('fast')):>8} "
               f"{'—' if fast_vs_naive is None else f'{fast_vs_naive:.2f}x':>10} {row['target']:>6.1f}x "
               f"{passed:>5} {'—' if fast_vs_autograd is None else f'{fast_vs_autograd:.2f}x':>13}")
+    for name, row in rows.items():
+        rates, ratios = row["steps_per_second"], row["ratios"]
+        if ratios.get("fast_vs_before") is None and ratios.get("env_vs_env_before") is None:
+            continue
+        passed = {True: "yes", False: "NO", None: "—"}[row.get("passed_vs_before")]
+        fast_vs_before, env_vs_before = ratios.get("fast_vs_before"), ratios.get("env_vs_env_before")
+        print(f"{name:<20} reference set-up (before): env only {_format_rate(rates.get('env_before'))}, "
+              f"fast {_format_rate(rates.get('before'))}; "
+              f"fast/before {'—' if fast_vs_before is None else f'{fast_vs_before:.2f}x'} "
+              f"(target {row['before_target']:.1f}x, pass {passed}), "
+              f"env/env_before {'—' if env_vs_before is None else f'{env_vs_before:.2f}x'}")
 
 
 def main(argv: list[str]) -> int:
@@ -328,8 +374,12 @@ def main(argv: list[str]) -> int:
         case = CASES[name]
         case_kinds = list(kinds)
         row: dict[str, Any] = {"algo": case.algo, "env": case.env, "target": case.target,
-                               "original_steps_per_second_in_issue": case.original_steps_per_second, "notes": []}
-        if "fast" in case_kinds:
+                               "original_steps_per_second": case.original_steps_per_second, "notes": []}
+        if case.before_target is None:  # the reference set-up differs from the current one only for Atari
+            case_kinds = [kind for kind in case_kinds if kind not in _BEFORE]
+        else:
+            row["before_target"] = case.before_target
+        if "fast" in case_kinds or "before" in case_kinds:
             from streamx.envs import make_env
             from streamx.run import resolve_config
 
@@ -340,7 +390,7 @@ def main(argv: list[str]) -> int:
             row["fast_path"] = reason
             if not supported:
                 row["notes"].append(f"fast path not measured: {reason}")
-                case_kinds.remove("fast")
+                case_kinds = [kind for kind in case_kinds if kind not in ("fast", "before")]
         print(f"measuring {name} ({case.algo} on {case.env}): {', '.join(case_kinds)} ...", flush=True)
         measured = measure_case(case, case_kinds, args.seconds, args.warmup_steps, args.chunk_seconds, naive,
                                 args.steps)
@@ -353,6 +403,10 @@ def main(argv: list[str]) -> int:
                          "fast_share_of_env_only": _ratio(rates.get("fast"), rates.get("env"))}
         fast_vs_naive = row["ratios"]["fast_vs_naive"]
         row["passed"] = None if fast_vs_naive is None else bool(fast_vs_naive >= case.target)
+        if case.before_target is not None:
+            row["ratios"]["fast_vs_before"] = fast_vs_before = _ratio(rates.get("fast"), rates.get("before"))
+            row["ratios"]["env_vs_env_before"] = _ratio(rates.get("env"), rates.get("env_before"))
+            row["passed_vs_before"] = None if fast_vs_before is None else bool(fast_vs_before >= case.before_target)
         results["cases"][name] = row
 
     if not args.no_startup and "fast" in kinds and numba_available():

@@ -14,12 +14,15 @@ pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'stre
 pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx[atari]'")
 
 from streamx.atari import (
+    AtariFrames,
     EpisodicLife,
     FireReset,
     MaxAndSkip,
     NoopReset,
     RecordGameStatistics,
+    StackFrames,
     WarpFrame,
+    fast_pipeline_unavailable,
     is_atari_game_name,
     is_atari_id,
     make_atari,
@@ -64,8 +67,20 @@ def raw_env(game: str) -> gym.Env:
 
 
 def spied(game: str, record_frames: bool = False, **wrap_kwargs: Any) -> tuple[gym.Env, RawSpy]:
+    """The reference chain over a spy (the fast pipeline would bypass the spy)."""
     spy = RawSpy(raw_env(game), record_frames=record_frames)
-    return wrap_atari(spy, **wrap_kwargs), spy
+    return wrap_atari(spy, pipeline="reference", **wrap_kwargs), spy
+
+
+def game_over(env: gym.Env) -> bool:
+    """Whether the last end was the whole game's, in either pipeline."""
+    wrapper = find_wrapper(env, EpisodicLife) or find_wrapper(env, AtariFrames)
+    return wrapper.game_over
+
+
+needs_fast = pytest.mark.skipif(__import__("importlib").util.find_spec("numba") is None,
+                                reason="the fast Atari pipeline needs numba")
+PIPELINES = ["reference", pytest.param("fast", marks=needs_fast)]
 
 
 def play_until_terminal(env: gym.Env, action: int, max_steps: int = 2000) -> tuple[bool, bool, dict]:
@@ -84,20 +99,25 @@ def stack_types(env: gym.Env) -> list[str]:
     return names
 
 
-def test_make_atari_builds_the_papers_stack_in_order():
-    env = make_atari("Breakout")
-    assert stack_types(env)[:9] == [
-        "ScaleReward", "FrameStackObservation", "NormalizeObservation", "WarpFrame", "FireReset",
-        "EpisodicLife", "MaxAndSkip", "NoopReset", "RecordGameStatistics",
-    ]
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_make_atari_builds_the_papers_stack_in_order(pipeline):
+    env = make_atari("Breakout", pipeline=pipeline)
+    if pipeline == "reference":
+        assert stack_types(env)[:9] == [
+            "ScaleReward", "FrameStackObservation", "NormalizeObservation", "WarpFrame", "FireReset",
+            "EpisodicLife", "MaxAndSkip", "NoopReset", "RecordGameStatistics",
+        ]
+    else:  # wrappers 1–6 in one; the statistics wrappers at the same places (checkpoints name them so)
+        assert stack_types(env)[:4] == ["ScaleReward", "StackFrames", "NormalizeObservation", "AtariFrames"]
     observation, _ = env.reset(seed=0)
     assert env.observation_space.shape == observation.shape == (4, 84, 84)
     assert observation.dtype == env.observation_space.dtype == np.float32
     env.close()
 
 
-def test_switches_drop_normalization_and_scaling_but_keep_float_frames():
-    env = make_atari("Breakout", obs_normalization=False, reward_scaling=False, frame_stack=2)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_switches_drop_normalization_and_scaling_but_keep_float_frames(pipeline):
+    env = make_atari("Breakout", obs_normalization=False, reward_scaling=False, frame_stack=2, pipeline=pipeline)
     assert find_wrapper(env, NormalizeObservation) is None and find_wrapper(env, ScaleReward) is None
     observation, _ = env.reset(seed=0)
     assert observation.shape == (2, 84, 84) and observation.dtype == np.float32
@@ -227,8 +247,9 @@ def test_warp_frame_resizes_before_grayscaling():
     np.testing.assert_array_equal(warped, expected)
 
 
-def test_normalization_is_per_pixel_and_before_stacking():
-    env = make_atari("Breakout")
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_normalization_is_per_pixel_and_before_stacking(pipeline):
+    env = make_atari("Breakout", pipeline=pipeline)
     normalizer = find_wrapper(env, NormalizeObservation)
     previous, _ = env.reset(seed=0)
     observations_seen = 1
@@ -277,17 +298,19 @@ def test_reported_return_is_the_whole_games_raw_return():
     env.close()
 
 
-def test_max_episode_steps_caps_the_whole_game_in_agent_steps():
-    env = make_atari("Pong", max_episode_steps=50)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_max_episode_steps_caps_the_whole_game_in_agent_steps(pipeline):
+    env = make_atari("Pong", max_episode_steps=50, pipeline=pipeline)
     env.reset(seed=0)
     terminated, truncated, info = play_until_terminal(env, NOOP, max_steps=60)
     assert truncated and not terminated
     assert info["episode"]["l"] == 200  # 50 × 4 frames, no-op and FIRE frames included
-    assert find_wrapper(env, EpisodicLife).game_over
+    assert game_over(env)
     env.close()
 
 
-def test_difference_from_gymnasium_atari_preprocessing_with_terminal_on_life_loss():
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_difference_from_gymnasium_atari_preprocessing_with_terminal_on_life_loss(pipeline):
     # gymnasium: a life loss ends the episode AND the next reset restarts the game, so the
     # agent never plays past its first life and the recorded return is one life's.
     theirs = gym.wrappers.RecordEpisodeStatistics(gym.wrappers.AtariPreprocessing(
@@ -303,7 +326,7 @@ def test_difference_from_gymnasium_atari_preprocessing_with_terminal_on_life_los
     assert ale.getEpisodeFrameNumber() < frames_before
     theirs.close()
 
-    ours = make_atari("Breakout")
+    ours = make_atari("Breakout", pipeline=pipeline)
     ours.reset(seed=0)
     ale = ours.unwrapped.ale
     terminated, _, info = play_until_terminal(ours, FIRE)
@@ -334,7 +357,7 @@ def test_same_seed_same_observations():
 
 
 def test_game_wrappers_state_dict_round_trip():
-    env = make_atari("Breakout")
+    env = make_atari("Breakout", pipeline="reference")
     env.reset(seed=0)
     play_until_terminal(env, NOOP)
     for wrapper_type in (EpisodicLife, RecordGameStatistics):
@@ -346,3 +369,128 @@ def test_game_wrappers_state_dict_round_trip():
     with pytest.raises(ValueError, match="noop_max"):
         NoopReset(raw_env("Breakout"), noop_max=0)
     env.close()
+
+
+# -- the fast pipeline: the same numbers as the reference chain ---------------------------------------
+
+def _transcript(env: gym.Env, actions: np.ndarray, reset_on_lost_life: int) -> list[tuple]:
+    """Everything the env returns, stepping ``actions``; the env is reset after every lost life
+    for the first ``reset_on_lost_life`` steps (life_loss=reset), then only when a game is over."""
+    records: list[tuple] = [("reset", *env.reset(seed=11))]
+    for t, action in enumerate(actions):
+        observation, reward, terminated, truncated, info = env.step(int(action))
+        records.append((observation, reward, terminated, truncated, info))
+        if "episode" in info or (t < reset_on_lost_life and (terminated or truncated)):
+            records.append(("reset", *env.reset()))
+    return records
+
+
+def _assert_same_transcripts(expected: list[tuple], got: list[tuple]) -> None:
+    assert len(expected) == len(got)
+    for index, (a, b) in enumerate(zip(expected, got, strict=True)):
+        if isinstance(a[0], str):
+            assert isinstance(b[0], str), index
+            a, b = a[1:], b[1:]
+        np.testing.assert_array_equal(b[0], a[0], err_msg=f"observation {index}")
+        a_info, b_info = dict(a[-1]), dict(b[-1])
+        for info in (a_info, b_info):
+            if "episode" in info:
+                info["episode"] = {k: v for k, v in info["episode"].items() if k != "t"}  # wall time
+        assert (b[1:-1], b_info) == (a[1:-1], a_info), index
+
+
+@needs_fast
+def test_fast_pipeline_equals_the_reference_over_2000_steps_of_breakout():
+    """Observations bit for bit (so the normalizer's statistics too), rewards, flags and info,
+    through life losses with both reset rules, game overs and no-op/FIRE resets."""
+    actions = np.random.default_rng(3).integers(0, 4, 2000)
+    expected = _transcript(make_atari("Breakout", pipeline="reference"), actions, reset_on_lost_life=1000)
+    got = _transcript(make_atari("Breakout", pipeline="fast"), actions, reset_on_lost_life=1000)
+    resets = [record for record in expected if isinstance(record[0], str)]
+    lost_lives = [r for r in expected if not isinstance(r[0], str) and r[2] and "episode" not in r[4]]
+    assert len(resets) >= 8 and len(lost_lives) >= 20  # the transcript covers both kinds of end
+    _assert_same_transcripts(expected, got)
+
+
+@needs_fast
+@pytest.mark.parametrize("game", ["Freeway", "SpaceInvaders"])
+def test_fast_pipeline_equals_the_reference_on_other_games(game):
+    """Freeway has no FIRE (the reset observation is a single raw frame); Space Invaders'
+    screen changes in many places at once."""
+    reference = make_atari(game, pipeline="reference", max_episode_steps=150)
+    actions = np.random.default_rng(0).integers(0, reference.action_space.n, 400)
+    expected = _transcript(reference, actions, reset_on_lost_life=400)
+    got = _transcript(make_atari(game, pipeline="fast", max_episode_steps=150), actions, reset_on_lost_life=400)
+    _assert_same_transcripts(expected, got)
+
+
+@needs_fast
+def test_resize_kernels_match_opencv_whole_and_after_local_changes():
+    import cv2
+
+    from streamx.atari import _FrameResizer
+
+    rng = np.random.default_rng(0)
+    resizer = _FrameResizer(210, 160, 84, 84)
+    resizer.palette[:] = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    resizer.known[:] = True
+    screens = rng.integers(0, 256, (2, 210, 160), dtype=np.uint8)
+    recomputed = []
+    for step in range(40):
+        recomputed.append(resizer.update(screens, 0, 1) if step % 7 else resizer.update(screens, 1, 1))
+        pooled = resizer.palette[screens[1]] if step % 7 == 0 else np.maximum(resizer.palette[screens[0]],
+                                                                              resizer.palette[screens[1]])
+        np.testing.assert_array_equal(resizer.small, cv2.resize(pooled, (84, 84), interpolation=cv2.INTER_AREA))
+        y, x = rng.integers(0, 200), rng.integers(0, 150)  # a sprite moves in one frame
+        screens[rng.integers(2), y:y + rng.integers(1, 10), x:x + rng.integers(1, 10)] = rng.integers(256)
+    assert recomputed[0] == 84 * 84 and 0 < np.median(recomputed[1:]) < 84 * 84 // 10  # mostly local updates
+
+
+@needs_fast
+def test_fast_pipeline_states_why_it_cannot_run():
+    assert fast_pipeline_unavailable(raw_env("Breakout")) is None
+    assert "RawSpy" in fast_pipeline_unavailable(RawSpy(raw_env("Breakout")))
+    assert "RGB" in fast_pipeline_unavailable(gym.make("ALE/Breakout-v5", frameskip=1, obs_type="grayscale"))
+    with pytest.raises(ConfigError, match="fast Atari pipeline cannot run: the raw env is wrapped in RawSpy"):
+        wrap_atari(RawSpy(raw_env("Breakout")), pipeline="fast")
+    with pytest.raises(ConfigError, match="unknown Atari pipeline 'quick'"):
+        make_atari("Breakout", pipeline="quick")
+    assert "AtariFrames" not in stack_types(wrap_atari(RawSpy(raw_env("Breakout"))))  # auto: the reference
+
+
+@needs_fast
+def test_checkpointed_statistics_move_between_the_pipelines():
+    from streamx.checkpoint import env_state, restore_env_state
+
+    reference = make_atari("Breakout", pipeline="reference")
+    reference.reset(seed=0)
+    for action in [1, 2, 3] * 20:
+        reference.step(action)
+    fast = make_atari("Breakout", pipeline="fast")
+    restore_env_state(fast, env_state(reference), mid_episode=False)
+    assert find_wrapper(reference, NormalizeObservation).stats.count == 61  # the reset and 60 steps
+    for wrapper_type in (NormalizeObservation, ScaleReward):
+        saved, restored = find_wrapper(reference, wrapper_type), find_wrapper(fast, wrapper_type)
+        assert restored.stats.count == saved.stats.count
+        np.testing.assert_array_equal(restored.stats.mean, saved.stats.mean)
+
+
+@needs_fast
+def test_atari_frames_state_dict_round_trip_and_stack_frames():
+    env = make_atari("Breakout", pipeline="fast")
+    env.reset(seed=0)
+    play_until_terminal(env, NOOP)
+    frames = find_wrapper(env, AtariFrames)
+    assert frames.state_dict()["lives"] == 4 and frames.state_dict()["game_over"] is False
+    other = AtariFrames(raw_env("Breakout"))
+    other.load_state_dict(frames.state_dict())
+    assert other.state_dict() == frames.state_dict()
+    stack = StackFrames(gym.wrappers.DtypeObservation(raw_env("Breakout"), np.float32), 3)
+    first, _ = stack.reset(seed=0)
+    assert first.shape == (3, 210, 160, 3) and all(np.array_equal(first[0], frame) for frame in first)
+    second, *_ = stack.step(FIRE)
+    np.testing.assert_array_equal(second[:2], first[1:])
+    kept = second.copy()
+    second[:] = -1  # the caller owns what it got: the stack's own frames are not touched
+    third, *_ = stack.step(FIRE)
+    np.testing.assert_array_equal(third[:2], kept[1:])

@@ -122,3 +122,26 @@ def test_bench_can_measure_a_number_of_steps(tmp_path):
 def test_bench_rejects_bad_options_with_a_config_error(argv):
     with pytest.raises(ConfigError):
         streamx.bench.main(argv)
+
+
+def test_bench_measures_the_reference_atari_set_up_beside_the_current_one(tmp_path):
+    pytest.importorskip("ale_py")
+    out = tmp_path / "bench.json"
+    streamx.bench.main(["--cases", "q-atari-breakout,q-cartpole", "--kinds", "env,env_before", "--steps", "40",
+                        "--warmup-steps", "5", "--no-startup", "--out", str(out)])
+    cases = json.loads(out.read_text())["cases"]
+    atari = cases["q-atari-breakout"]
+    assert set(atari["steps_per_second"]) == {"env", "env_before"}
+    assert atari["ratios"]["env_vs_env_before"] > 0 and atari["before_target"] == 1.6
+    assert set(cases["q-cartpole"]["steps_per_second"]) == {"env"}  # the same set-up outside Atari
+
+
+def test_results_files_of_earlier_versions_read_with_the_current_keys():
+    from pathlib import Path
+
+    path = Path(streamx.bench.__file__).resolve().parent.parent / "benchmarks" / "results" / "dev-machine-2cpu.json"
+    if not path.is_file():
+        pytest.skip("benchmarks/results is not next to the package")
+    assert "original_steps_per_second_in_issue" in path.read_text()
+    row = streamx.bench.read_results(path)["cases"]["q-atari-breakout"]
+    assert row["original_steps_per_second"] == 263.0 and "original_steps_per_second_in_issue" not in row
