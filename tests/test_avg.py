@@ -319,3 +319,20 @@ def test_unbounded_or_missing_action_spaces_are_refused(space):
 def test_image_observations_are_refused():
     with pytest.raises(ConfigError, match="1-D observations"):
         AVG(gym.spaces.Box(0, 1, shape=(4, 10, 10), dtype=np.float32), ACTION_SPACE, Config())
+
+
+# -- learning (slow) ---------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_learns_a_contextual_bandit(seed):
+    """One-step episodes, reward −(a − s/2)² for s = ±1: the mean action moves to s/2 (the
+    entropy bonus keeps the maximum-entropy optimum centred there)."""
+    agent = AVG(gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), gym.spaces.Box(-1, 1, (1,), np.float32),
+                Config(seed=seed), AVGSettings(hidden_sizes=(32, 32)))
+    rng = np.random.default_rng(seed)
+    for _ in range(600):
+        obs = np.float32([rng.choice([-1.0, 1.0]), 0.0])
+        action = agent.act(obs)
+        agent.update(obs, action, -float((action[0] - 0.5 * obs[0]) ** 2), obs, True, False)
+    for sign in (-1.0, 1.0):
+        assert agent.act(np.float32([sign, 0.0]), deterministic=True)[0] == pytest.approx(0.5 * sign, abs=0.25)
