@@ -326,7 +326,10 @@ def fast_pipeline_unavailable(env: gym.Env) -> str | None:
     height, width = ale.getScreenDims()
     key = (height, width, 84, 84)
     if key not in _probe_results:
-        _probe_results[key] = _kernels_match_opencv(height, width, 84, 84)
+        try:
+            _probe_results[key] = _kernels_match_opencv(height, width, 84, 84)
+        except ValueError:  # a screen the area tables do not cover (not an Atari 2600 one)
+            _probe_results[key] = False
     if not _probe_results[key]:
         return "the installed OpenCV resizes differently from streamx's copy of its INTER_AREA"
     return None
