@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT_VERSION",
     "env_state",
     "global_rng_state",
+    "learner_state_faults",
     "load_checkpoint",
     "restore_env_state",
     "restore_global_rng_state",
@@ -102,13 +103,59 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path} holds data that is not plain tensors and containers ({first_line[:200]}); "
-                              "refusing to load it") from None
+        raise CheckpointError(f"{path} holds data that is not plain tensors and containers "
+                              f"({unsafe_load_reason(exc)}); refusing to load it — use a checkpoint "
+                              "that streamx wrote") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} does not hold a streamx checkpoint payload; "
                               "use a file from <run-dir>/checkpoints")
     return payload
+
+
+def unsafe_load_reason(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` objected to, without torch's advice to load the
+    file with ``weights_only=False`` (which would run whatever code the file holds)."""
+    text = str(exc)
+    for marker in ("Unsupported global:", "Unsupported operand", "Unsupported class"):
+        at = text.find(marker)
+        if at >= 0:
+            found = text[at:].splitlines()[0]
+            return found.split(". ")[0].rstrip(".")[:160]
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "weights_only" in first or "Weights only load failed" in first:
+        return "it needs code to load"
+    return first[:160]
+
+
+def learner_state_faults(payload: dict[str, Any], limit: int = 3) -> list[str]:
+    """Where a checkpoint payload's learner state is not finite: the agent's parameters and
+    optimizer state (eligibility traces, second moments) and the environment wrappers'
+    statistics (observation normalizer, reward scaler). Empty for a good checkpoint. At most
+    ``limit`` places are named."""
+    faults: list[str] = []
+
+    def visit(obj: Any, where: str) -> None:
+        if len(faults) >= limit:
+            return
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+                faults.append(where)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype.kind == "f" and not bool(np.isfinite(obj).all()):
+                faults.append(where)
+        elif isinstance(obj, float | np.floating):
+            if not np.isfinite(obj):
+                faults.append(where)
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                visit(value, f"{where}.{key}")
+        elif isinstance(obj, list | tuple):
+            for index, value in enumerate(obj):
+                visit(value, f"{where}[{index}]")
+
+    visit(payload.get("agent", {}), "agent")
+    visit((payload.get("env_state") or {}).get("wrappers", {}), "env_state.wrappers")
+    return faults
 
 
 def to_plain(obj: Any) -> Any:

@@ -181,9 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamxError as exc:
         print(f"streamx: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("streamx: interrupted; results written so far are kept in the run directory", file=sys.stderr)
+    except KeyboardInterrupt:  # during start-up (a running loop checkpoints and stops instead)
+        print("streamx: interrupted; nothing written is lost — a run stopped before its first checkpoint starts "
+              "again with `streamx train --resume <run-dir>`", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the command had to read or write (permissions, a full disk, …)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"streamx: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

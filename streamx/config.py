@@ -168,11 +168,15 @@ class Config:
             (self.threads > 0, f"threads={self.threads} must be positive"),
             (self.checkpoint_interval >= 0, f"checkpoint_interval={self.checkpoint_interval} must be >= 0"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints={self.keep_checkpoints} must be >= 1"),
-            (self.seed >= 0, f"seed={self.seed} must be >= 0"),
+            (0 <= self.seed <= MAX_SEED, f"seed={self.seed} must lie in [0, {MAX_SEED}] (NumPy's seed range)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        for item in dataclasses.fields(self):  # inf passes the range checks above (lr=inf) but is no setting
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{item.name}={value} must be a finite number")
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -203,6 +207,10 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator a run seeds accepts (``np.random.seed`` takes 32 bits)."""
 
 
 # Fields added after runs had been made, each with the value that reproduces what streamx computed

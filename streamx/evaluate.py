@@ -24,12 +24,20 @@ from torch import nn
 
 from streamx.agents import build_agent
 from streamx.agents.base import build_network
-from streamx.checkpoint import MAGIC, load_checkpoint, restore_env_state, to_plain
+from streamx.checkpoint import (
+    MAGIC,
+    learner_state_faults,
+    load_checkpoint,
+    restore_env_state,
+    to_plain,
+    unsafe_load_reason,
+)
 from streamx.config import Config
 from streamx.envs import make_env
-from streamx.errors import CheckpointError, ConfigError
+from streamx.errors import CheckpointError, ConfigError, InputError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
-from streamx.run import _load_run_config, latest_checkpoint, seed_everything
+from streamx.run import _load_run_config, check_checkpoint_matches, latest_checkpoint, seed_everything
+from streamx.validation import ArrayCheck
 from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, find_wrapper
 
 __all__ = ["POLICY_FORMAT", "Policy", "evaluate", "export_policy"]
@@ -45,6 +53,12 @@ def _load(run_dir: Path, checkpoint: str | Path | None) -> tuple[Config, dict[st
     if payload["algo"] != config.algo or payload["env"] != config.env:
         raise CheckpointError(f"the checkpoint is for {payload['algo']} on {payload['env']}, the run directory for "
                               f"{config.algo} on {config.env}; pass a checkpoint of this run")
+    check_checkpoint_matches(payload, config, run_dir)  # another run's checkpoint (or architecture) is refused
+    faults = learner_state_faults(payload)
+    if faults:
+        step = payload.get("loop", {}).get("step", "?")
+        raise CheckpointError(f"the checkpoint of step {step} holds non-finite weights or statistics "
+                              f"({', '.join(faults)}); pass an earlier checkpoint with --checkpoint")
     return config, payload
 
 
@@ -58,7 +72,8 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
     if config.algo == "stream_td":
         raise ConfigError("stream_td learns predictions, not a policy: there is nothing to evaluate; "
                           "see prediction.json in its run directory")
-    seed_everything(config.seed + seed_offset, config.threads)
+    eval_seed = (config.seed + seed_offset) % 2**32  # seeds lie in [0, 2**32)
+    seed_everything(eval_seed, config.threads)
     if video:
         config = config.replace(env_kwargs={**config.env_kwargs, "render_mode": "rgb_array"})
     env = make_env(config)
@@ -75,10 +90,15 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
         env = gym.wrappers.RecordVideo(env, str(run_dir / "videos"), episode_trigger=lambda _: True,
                                        disable_logger=True)
     agent = build_agent(config, env.observation_space, env.action_space)
-    agent.load_state_dict(payload["agent"])
+    try:
+        agent.load_state_dict(payload["agent"])
+    except (RuntimeError, KeyError) as exc:  # a checkpoint whose networks do not fit this run's
+        env.close()
+        raise CheckpointError(f"the checkpoint does not fit this run's networks ({str(exc).splitlines()[0][:120]}); "
+                              "pass a checkpoint of this run") from None
     returns: list[float] = []
     lengths: list[int] = []
-    obs, _ = env.reset(seed=config.seed + seed_offset)
+    obs, _ = env.reset(seed=eval_seed)
     while len(returns) < episodes:
         obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
         if "episode" in info:
@@ -103,6 +123,11 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
 def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
     """Write the acting network and the normalizer statistics of a run to ``out``."""
     run_dir = Path(run_dir)
+    if out is not None:
+        if not str(out).strip():
+            raise ConfigError("--out is empty; name the policy file to write, e.g. --out policy.pt")
+        if Path(out).is_dir():
+            raise ConfigError(f"--out {out} is a folder; name a file in it, e.g. --out {Path(out) / 'policy.pt'}")
     config, payload = _load(run_dir, checkpoint)
     if config.algo == "stream_td":
         raise ConfigError("stream_td learns predictions, not a policy: nothing to export (its value network "
@@ -159,9 +184,16 @@ class Policy:
         self.obs_mean = None if exported["obs_mean"] is None else exported["obs_mean"].numpy()
         self.obs_std = None if exported["obs_var"] is None else np.sqrt(exported["obs_var"].numpy() + 1e-8)
         self.time_limit: int | None = exported["time_limit"]
-        self.network = self._build(exported["network"], tuple(exported["observation_shape"]))
-        self.network.load_state_dict(exported["network"])
+        shape = tuple(int(n) for n in exported["observation_shape"])
+        weights = exported["network"]
+        faults = learner_state_faults({"agent": {"network": weights}})
+        if faults:
+            raise CheckpointError(f"the policy's weights are not finite ({', '.join(faults)}); export it again "
+                                  "from a good checkpoint (`streamx export <run-dir> --checkpoint <file>`)")
+        self.network = self._build(weights, shape)
+        self.network.load_state_dict(weights)
         self.network.eval()
+        self._check_obs = ArrayCheck(shape, "Policy.act", " (the environment's raw observation)")
 
     def _build(self, weights: dict[str, Any], observation_shape: tuple[int, ...]) -> nn.Module:
         if len(observation_shape) != 1:
@@ -190,13 +222,17 @@ class Policy:
         except CheckpointError:
             raise
         except Exception as exc:  # any failure to read is reported the same way
-            raise CheckpointError(f"cannot load policy file {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise CheckpointError(f"cannot load policy file {path}: {unsafe_load_reason(exc)}") from None
         if not isinstance(exported, dict):
             raise CheckpointError(f"{path} is not a streamx policy file; create one with `streamx export <run-dir>`")
         return cls(exported)
 
     def preprocess(self, raw_obs: Any, t: int = 0) -> np.ndarray:
+        """The network's input for a raw observation (checked: the raw shape, finite values)."""
+        self._check_obs(raw_obs, "obs")
         obs = np.asarray(raw_obs, dtype=np.float64).reshape(-1)
+        if self.time_limit is not None and (isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0):
+            raise InputError(f"Policy.act: t={t!r}; expected the number of steps since the reset (an int >= 0)", "t")
         if self.obs_mean is not None:
             obs = (obs - self.obs_mean.reshape(-1)) / self.obs_std.reshape(-1)
         if self.time_limit is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import signal
 import sys
@@ -33,16 +34,18 @@ from streamx.checkpoint import (
     FORMAT_VERSION,
     env_state,
     global_rng_state,
+    learner_state_faults,
     load_checkpoint,
     restore_env_state,
     restore_global_rng_state,
     save_checkpoint,
 )
-from streamx.config import BASELINES, Config, load_yaml
+from streamx.config import BASELINES, Config, decisive_values, load_yaml
 from streamx.envs import make_env, suite_defaults, suite_of
-from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, NonFiniteError
+from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, InputError, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
+from streamx.runlock import run_lock
 
 __all__ = ["RunResult", "checkpoint_paths", "default_run_dir", "latest_checkpoint", "resolve_config", "resume",
            "seed_everything", "train", "write_checkpoint"]
@@ -253,12 +256,17 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
     """Train one agent for ``config.total_steps`` steps and write its run directory.
 
     A batch baseline (``config.algo`` in BASELINES) runs through Stable-Baselines3 instead of
-    the stream loop, writing the same result files (``streamx.baselines``)."""
-    if config.algo in BASELINES:
-        from streamx.baselines import train_baseline
+    the stream loop, writing the same result files (``streamx.baselines``).
 
-        return train_baseline(config, on_episode)
-    return _Training(config, on_episode).run()
+    The run directory is locked (:mod:`streamx.runlock`) while the run lives: a second process
+    that would write it is refused with one line naming this one's PID."""
+    config = config.replace(run_dir=str(Path(config.run_dir) if config.run_dir else default_run_dir(config)))
+    with run_lock(config.run_dir):
+        if config.algo in BASELINES:
+            from streamx.baselines import train_baseline
+
+            return train_baseline(config, on_episode)
+        return _Training(config, on_episode).run()
 
 
 def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> RunResult:
@@ -266,22 +274,75 @@ def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> Ru
 
     Where the simulator state was saved (MuJoCo, classic control) the run continues
     mid-episode and is indistinguishable from one that never stopped; otherwise it continues
-    at the episode boundary the checkpoint was taken at.
+    at the episode boundary the checkpoint was taken at. A run stopped before its first
+    checkpoint starts again from step 0 in its directory (same config and seed, so the same
+    episodes), as a sweep restarts it.
+
+    The run directory is locked for the life of the resumed run (:mod:`streamx.runlock`).
     """
     run_dir = Path(run_dir)
-    config = _load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
-    if config.algo in BASELINES:  # an SB3 run: its own checkpoint contents (streamx.baselines)
-        from streamx.baselines import resume_baseline
+    if not (run_dir / "config.json").is_file():
+        _load_run_config(run_dir)  # the one-line error for a directory that is not a run
+    with run_lock(run_dir, create=False) as stale:
+        if stale is not None:
+            print(f"streamx: note: process {stale} ended without releasing {run_dir}; continuing its run",
+                  file=sys.stderr, flush=True)
+        config = _load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
+        if config.algo in BASELINES:  # an SB3 run: its own checkpoint contents (streamx.baselines)
+            from streamx.baselines import resume_baseline
 
-        return resume_baseline(config, on_episode)
-    payload = latest_checkpoint(run_dir)
+            return resume_baseline(config, on_episode)
+        if not checkpoint_paths(run_dir):
+            print(f"streamx: warning: {run_dir} has no checkpoint yet; restarting the {config.algo} run from step 0",
+                  file=sys.stderr, flush=True)
+            clear_run_outputs(run_dir)
+            return _Training(config, on_episode).run()
+        payload = latest_checkpoint(run_dir)
+        check_checkpoint_matches(payload, config, run_dir)
+        for name in ("episodes.csv", "metrics.csv"):
+            if not (run_dir / name).is_file():
+                raise CheckpointError(f"{run_dir / name} is missing, so the run's results cannot be continued; "
+                                      "restore the file, or start a new run with another --run-dir")
+        return _Training(config, on_episode, payload).run()
+
+
+def check_checkpoint_matches(payload: dict[str, Any], config: Config, run_dir: Path) -> None:
+    """Refuse a checkpoint that was not made with ``config``'s settings (another run's, or a run
+    whose config.json was edited): every value that decides the results must agree."""
     for key in ("algo", "env"):
         if payload[key] != getattr(config, key):
             raise CheckpointError(
                 f"the checkpoint in {run_dir} is for {key}={payload[key]!r} but config.json says "
                 f"{getattr(config, key)!r}; resume each run from its own directory"
             )
-    return _Training(config, on_episode, payload).run()
+    try:
+        saved = json.loads(payload["config"])
+        theirs = decisive_values(Config.from_saved(saved, source="the checkpoint").to_dict())
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"a checkpoint of {run_dir} does not record its settings; "
+                              "use a checkpoint that streamx wrote for this run") from None
+    ours = decisive_values(config.to_dict())
+    differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if differing:
+        raise CheckpointError(
+            f"the checkpoint was made with other settings than {run_dir}/config.json "
+            f"({', '.join(f'{k}: {theirs.get(k)!r} vs {ours.get(k)!r}' for k in differing[:3])}); "
+            "pass a checkpoint of this run, or restore its config.json"
+        )
+
+
+_RUN_OUTPUTS = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.json", "wandb.json", "tb")
+
+
+def clear_run_outputs(run_dir: str | Path) -> None:
+    """Delete the result files of a run that has no checkpoint yet, so it can start again in its
+    directory; the lock file (held by the caller) and anything else in the directory stay."""
+    for name in _RUN_OUTPUTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _load_run_config(run_dir: Path) -> Config:
@@ -291,25 +352,39 @@ def _load_run_config(run_dir: Path) -> Config:
     except OSError:
         raise ConfigError(f"{run_dir} is not a run directory (no readable config.json); "
                           "pass the directory a `streamx train` run wrote") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); the run directory is damaged") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not text"
+        raise ConfigError(f"{path} is not valid JSON ({reason}); the run directory is damaged") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} holds a JSON {type(values).__name__}, not the run's settings (a JSON object); "
+                          "the run directory is damaged — restore config.json")
     return Config.from_saved(values, source=str(path))
 
 
+_CHECKPOINT_NAME = re.compile(r"step_\d{12}\.ckpt")
+
+
 def checkpoint_paths(run_dir: str | Path) -> list[Path]:
-    """The run's checkpoint files, oldest first."""
-    return sorted((Path(run_dir) / "checkpoints").glob("step_*.ckpt"))
+    """The run's checkpoint files (exactly the names :func:`write_checkpoint` gives,
+    ``step_<12 digits>.ckpt``; other files in checkpoints/ are not the run's), oldest first."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*.ckpt") if _CHECKPOINT_NAME.fullmatch(p.name))
 
 
 def write_checkpoint(run_dir: str | Path, step: int, payload: dict[str, Any], keep: int) -> Path:
     """Write ``payload`` as the checkpoint of ``step`` in ``run_dir``/checkpoints and delete all
     but the newest ``keep``; return its path."""
     directory = Path(run_dir) / "checkpoints"
-    directory.mkdir(exist_ok=True)
     path = directory / f"step_{step:012d}.ckpt"
-    save_checkpoint(path, payload)
-    for old in checkpoint_paths(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    try:
+        directory.mkdir(exist_ok=True)
+        save_checkpoint(path, payload)
+        for old in checkpoint_paths(run_dir)[:-keep]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        kept = checkpoint_paths(run_dir) if directory.is_dir() else []
+        newest = f"the newest checkpoint is {kept[-1].name}" if kept else "no checkpoint was written"
+        raise CheckpointError(f"cannot write checkpoint {path} ({exc.strerror or exc}); {newest} — make "
+                              f"{directory} writable (or free space) and resume") from None
     return path
 
 
@@ -410,9 +485,31 @@ class _Training:
         }
 
     def save_checkpoint(self, obs: Any, mid_episode: bool) -> Path:
-        path = write_checkpoint(self.run_dir, self.step, self._payload(obs, mid_episode), self.config.keep_checkpoints)
+        """Write a checkpoint of the current state — only a good one: a learner state with a
+        NaN/inf (parameters, traces, normalizer statistics) is never written (NonFiniteError)."""
+        payload = self._payload(obs, mid_episode)
+        faults = learner_state_faults(payload)
+        if faults:
+            raise NonFiniteError(f"{self.config.algo}: the learner's state is no longer finite ({', '.join(faults)}): "
+                                 "it diverged — lower lr or keep the stream-x stabilizers (optimizer=obgd)")
+        path = write_checkpoint(self.run_dir, self.step, payload, self.config.keep_checkpoints)
         self.checkpoint_pending = False
         return path
+
+    def _last_good_state(self, obs: Any) -> str:
+        """Where the run's newest good state is, after a fault: saved now when the learner's
+        state is still finite, else the newest checkpoint already written (never a bad one)."""
+        try:
+            return f"last good state saved to {self.save_checkpoint(obs, mid_episode=False)}"
+        except CheckpointError as exc:
+            return f"and its state could not be saved: {exc}"
+        except NonFiniteError:
+            kept = checkpoint_paths(self.run_dir)
+            if not kept:
+                return "the learner's state is not finite and no good checkpoint was written before"
+            step = int(kept[-1].stem.split("_")[1])
+            return (f"the learner's state is not finite, so it was not saved; the last good state is {kept[-1]} "
+                    f"(step {step})")
 
     def _restore(self, payload: dict[str, Any]) -> Any:
         """Load a checkpoint into the freshly built agent and env; return the observation to act on."""
@@ -515,13 +612,16 @@ class _Training:
                         self.writer.prediction_report(report)
                     status = "stopped_early" if stopped_early else "finished"
                 self.save_checkpoint(obs, mid_episode=not episode_over)
-            except (EnvironmentFault, NonFiniteError) as exc:
+            except (EnvironmentFault, NonFiniteError, InputError) as exc:
                 # The agent and the normalizers never learned from the bad value: keep them. The
-                # simulator may hold the bad state, so a resume starts a new episode.
-                path = self.save_checkpoint(obs, mid_episode=False)
+                # simulator may hold the bad state, so a resume starts a new episode. An input the
+                # agent refused came from the environment (the loop passes it the env's outputs).
+                if isinstance(exc, InputError):
+                    exc = EnvironmentFault(f"environment {config.env} returned data the agent cannot use: {exc}; "
+                                           "fix the environment (its outputs must match its declared spaces)")
                 if isinstance(exc, NonFiniteError):  # the learner diverged: an outcome of the run
                     status = "diverged"
-                fault = type(exc)(f"{exc} (step {self.step}; last good state saved to {path})")
+                fault = type(exc)(f"{exc} (step {self.step}; {self._last_good_state(obs)})")
                 raise fault from None
             except BaseException as exc:
                 fault = exc  # recorded in summary.json; results written so far stay

@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from streamx.errors import ConfigError, StreamxError
+from streamx.errors import ConfigError, RunLockedError, StreamxError
 from streamx.outputs import atomic_write_text
 from streamx.run import _StopSignals
 
@@ -120,6 +120,10 @@ def load_experiment(ref: str | Path) -> Experiment:
         if not isinstance(budget, dict):
             raise ConfigError(f"experiment file {path}: budget '{name}' must be a mapping, e.g. {{total_steps: 1000}}")
         _check_keys(budget, _BUDGET_KEYS, f"experiment file {path}, budget '{name}'")
+        try:
+            _seeds(budget.get("seeds", 1))
+        except ConfigError as exc:
+            raise ConfigError(f"experiment file {path}, budget '{name}': {exc}") from None
         for key in ("envs", "methods"):
             unknown = set(budget.get(key) or ()) - set(data[key])
             if unknown:
@@ -135,11 +139,13 @@ def _check_keys(mapping: Mapping[str, Any], allowed: set[str], where: str) -> No
 
 
 def _seeds(value: Any) -> list[int]:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return list(range(value))
-    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+    if (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                   for v in value)):
         return value
-    raise ConfigError(f"seeds={value!r} must be a count (3 → seeds 0, 1, 2) or a list of ints")
+    raise ConfigError(f"seeds={value!r} must be a count of at least 1 (3 → seeds 0, 1, 2) or a non-empty list "
+                      "of seeds >= 0")
 
 
 def _preset_path(experiment: Experiment, preset: str) -> Path:
@@ -280,33 +286,79 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """
     from streamx.config import Config
     from streamx.run import checkpoint_paths, resume, train
+    from streamx.runlock import run_lock
 
     if isinstance(spec, Mapping):
         spec = RunSpec(**spec)
     run_dir = Path(spec.run_dir)
-    state = run_status(run_dir)
     mismatch = _settings_mismatch(run_dir, spec.config)
     if mismatch is not None:
         return {"run_dir": str(run_dir), "status": "failed", "error": mismatch}
-    if state in ("finished", "diverged"):
+    if run_status(run_dir) in ("finished", "diverged"):
         return {"run_dir": str(run_dir), "status": "skipped", "error": None}
     try:
-        if state in ("interrupted", "incomplete") and checkpoint_paths(run_dir):
-            result = resume(run_dir)
-        else:
-            if run_dir.exists():  # a run killed before its first checkpoint: start it again
-                shutil.rmtree(run_dir)
-            result = train(Config.from_dict(spec.config))
+        # Held from the decision to the end of the run: a process still writing this directory
+        # (an earlier sweep's worker, a --resume) makes this run "busy" instead of a second writer.
+        with run_lock(run_dir):
+            state = run_status(run_dir)
+            if state in ("finished", "diverged"):
+                return {"run_dir": str(run_dir), "status": "skipped", "error": None}
+            if state in ("interrupted", "incomplete") and checkpoint_paths(run_dir):
+                result = resume(run_dir)
+            else:
+                _clear_run_dir(run_dir)  # a run killed before its first checkpoint: start it again
+                result = train(Config.from_dict(spec.config))
         status = getattr(result, "status", "finished")
         error = None
         if status in ("failed", "diverged"):
             summary = json.loads((run_dir / "summary.json").read_text())
             error = summary.get("error")
         return {"run_dir": str(run_dir), "status": status, "error": error}
+    except RunLockedError as exc:
+        return {"run_dir": str(run_dir), "status": "busy", "error": str(exc)}
     except Exception as exc:  # recorded per run (and in its summary.json); the sweep goes on
         status = run_status(run_dir)
         return {"run_dir": str(run_dir), "status": status if status == "diverged" else "failed",
                 "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Empty a run directory for a fresh start, keeping the lock file the caller holds."""
+    from streamx.runlock import LOCK_FILE
+
+    for entry in list(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: the worker gets SIGTERM when the sweep process dies, even by
+    SIGKILL, so no worker outlives its sweep (it then checkpoints and stops, as on Ctrl-C). On
+    Linux the kernel sends it (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent."""
+    import threading
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the sweep died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="streamx-parent-watch", daemon=True).start()
 
 
 def _execute_chunk(specs: list[dict[str, Any]], workers: int = 1) -> list[dict[str, Any]]:
@@ -337,7 +389,8 @@ def _local_pool(specs: Sequence[Mapping[str, Any]], jobs: int,
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch threads
     queue = list(specs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool, _StopRequests(pool) as stop:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool, _StopRequests(pool) as stop:
         running: set[Future[dict[str, Any]]] = set()
         while queue or running:
             # submit only as many runs as there are workers, so a stop request starts nothing new
@@ -468,6 +521,8 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
             f"({time.perf_counter() - started:.0f} s into the sweep)")
 
     options = options or _parser().parse_args([])
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigError(f"--jobs {jobs}: run at least one job at a time (e.g. --jobs 2)")
     if backend == "local":
         jobs = jobs or max(1, min(len(todo), os.cpu_count() or 1))
         results = _run_local(todo, jobs, report) if todo else []
@@ -508,6 +563,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: run at least one job at a time (e.g. --jobs 2)")
     if args.experiment is None:
         raise ConfigError("name an experiment file, e.g. "
                           "streamx sweep experiments/stream_barrier_mujoco --budget smoke")
@@ -537,6 +594,11 @@ def main(argv: Sequence[str]) -> int:
             print(f"  {r['run_dir']}: {r['error']}", file=sys.stderr)
     if interrupted:
         print(f"{len(interrupted)} run(s) interrupted; run the same command again to continue them", file=sys.stderr)
+    busy = [r for r in results if r["status"] == "busy"]
+    if busy:
+        print(f"{len(busy)} run(s) left alone, still being written by other processes:", file=sys.stderr)
+        for r in busy:
+            print(f"  {r['error']}", file=sys.stderr)
     if args.backend != "slurm" or args.wait:
         print(f"sweep results in {out}; plot them with: streamx plot {out}")
-    return 1 if failed or interrupted else 0
+    return 1 if failed or interrupted or busy else 0

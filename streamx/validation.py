@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,19 @@ from streamx.errors import InputError
 
 __all__ = ["ArrayCheck", "check_discrete_action", "check_flag", "check_reward", "describe"]
 
+# A NaN/inf found by the dot product, or a float64 too large for float32, sets the FPU's flags and
+# NumPy warns about it; the check reports it as an InputError instead (a filter per message and
+# this module, so the common path pays nothing for it).
+warnings.filterwarnings("ignore", "invalid value encountered in dot", RuntimeWarning, __name__)
+warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
+
 _FLOAT32 = np.dtype(np.float32)
 _NUMERIC_KINDS = frozenset("biuf")  # bool, signed and unsigned integers, floats
+# Up to this many values the finiteness scan sums them as Python floats (float32 values cannot
+# overflow a double's sum, and NaN/inf propagate through it); beyond, one BLAS dot product.
+_SMALL = 8
+_INTEGER_TYPES = frozenset((int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8))
+_REAL_TYPES = frozenset((float, int, np.float64, np.float32, np.float16, np.int64, np.int32))
 
 
 def describe(value: Any) -> str:
@@ -42,25 +54,39 @@ def describe(value: Any) -> str:
 
 class ArrayCheck:
     """Checks one array argument against a fixed shape and returns it as a C-contiguous float32
-    array of exactly that shape (the argument itself when it already is one)."""
+    array of exactly that shape (the argument itself when it already is one).
+
+    The NaN/inf scan is skipped for the array object this check scanned last (kept referenced,
+    so its identity cannot be reused): in a stream the ``next_obs`` of one ``update`` is the
+    ``obs`` of the next ``act`` and ``update``, and is scanned once, not three times. A NaN
+    written into that same array in place afterwards still never reaches the weights: it makes
+    the TD error NaN, which every agent refuses before learning."""
 
     def __init__(self, shape: tuple[int, ...], who: str, hint: str = ""):
         self.shape = tuple(int(n) for n in shape)
         self.who = who
         self.hint = hint
-        self._zeros = np.zeros(math.prod(self.shape), dtype=np.float32)
+        self.size = math.prod(self.shape)
+        self._zeros = np.zeros(self.size, dtype=np.float32)
+        self._scanned: np.ndarray | None = None
 
     def __call__(self, value: Any, name: str) -> np.ndarray:
         if (type(value) is np.ndarray and value.dtype is _FLOAT32 and value.shape == self.shape
                 and value.flags.c_contiguous):
+            if value is self._scanned:
+                return value
             array = value  # the common case: nothing to convert
         else:
             array = self._convert(value, name)
-        flat = array if array.ndim == 1 else array.reshape(-1)
-        if not math.isfinite(flat.dot(self._zeros)):
-            bad = int(np.count_nonzero(~np.isfinite(flat)))
+        if self.size <= _SMALL:  # a Python sum of a few doubles is cheaper than a BLAS call
+            finite = math.isfinite(sum(array.reshape(-1).tolist()))
+        else:
+            finite = math.isfinite((array if array.ndim == 1 else array.reshape(-1)).dot(self._zeros))
+        if not finite:
+            bad = int(np.count_nonzero(~np.isfinite(array)))
             raise InputError(f"{self.who}: {name} holds {bad} NaN/inf value{'s' * (bad != 1)}; "
-                             "pass finite values (check the environment or its wrappers)", name)
+                             "expected finite values (check the environment or its wrappers)", name)
+        self._scanned = array
         return array
 
     def _convert(self, value: Any, name: str) -> np.ndarray:
@@ -85,6 +111,8 @@ class ArrayCheck:
 def check_discrete_action(value: Any, num_actions: int, who: str) -> int:
     """An action index of a Discrete space: an integer (Python, NumPy or a 0-d integer array)
     in ``[0, num_actions)``; floats, bools and arrays of several values are refused."""
+    if type(value) in _INTEGER_TYPES and 0 <= value < num_actions:
+        return int(value)
     if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
         value = value.item()
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
@@ -99,6 +127,8 @@ def check_discrete_action(value: Any, num_actions: int, who: str) -> int:
 
 def check_reward(value: Any, who: str) -> float:
     """A finite real scalar (Python or NumPy number, or a 0-d array)."""
+    if type(value) in _REAL_TYPES and math.isfinite(value):
+        return float(value)
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value.item()
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):

@@ -102,6 +102,7 @@ class StreamAgent(ABC):
                                      " (the observation space's)")
         self._check_action_vector = (ArrayCheck(action_space.shape, self.algo, " (the action space's)")
                                      if isinstance(action_space, gym.spaces.Box) else None)
+        self._num_actions = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None
 
     # -- construction helpers --------------------------------------------------------------
     def _add_learner(self, name: str, network: nn.Module, kappa: float) -> torch.optim.Optimizer:
@@ -172,10 +173,10 @@ class StreamAgent(ABC):
     def _check_action(self, action: Any) -> Any:
         """The action as the algorithm uses it: an index of a Discrete space, or a float32
         vector of a Box space's shape with finite values."""
+        if self._num_actions is not None:
+            return check_discrete_action(action, self._num_actions, self.algo)
         if self._check_action_vector is not None:
             return self._check_action_vector(action, "action")
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return check_discrete_action(action, int(self.action_space.n), self.algo)
         return action  # no action space: the action is not used (stream_td on a data stream)
 
     @abstractmethod

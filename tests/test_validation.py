@@ -1,0 +1,265 @@
+"""The boundary checks (streamx.validation): every agent refuses bad data with one clear
+InputError and unchanged state, on the autograd and the fast (numba) path alike.
+
+The fuzz test runs hypothesis in a child process: a memory error in a kernel would kill that
+process (a segfault or an abort), which the parent sees as a failed exit status."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from streamx.agents import make_agent
+from streamx.errors import InputError, NonFiniteError
+from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
+
+VECTOR = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+MINATAR = gym.spaces.Box(0.0, 1.0, (4, 10, 10), np.float32)
+DISCRETE = gym.spaces.Discrete(3)
+CONTINUOUS = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+# (algo, action space) × (observation space) × fast_path: every agent the fuzz test covers
+AGENT_KINDS = [(algo, space) for algo, space in (("stream_td", DISCRETE), ("stream_q", DISCRETE),
+                                                   ("stream_sarsa", DISCRETE), ("stream_ac", DISCRETE),
+                                                   ("stream_ac", CONTINUOUS))]
+
+
+# -- the checks themselves ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 3, 4, 7, 8, 9, 16, 17, 31, 33, 400])
+def test_every_nan_or_inf_position_is_found(size):
+    check = ArrayCheck((size,), "test")
+    clean = np.linspace(-3.0, 3.0, size).astype(np.float32)
+    assert check(clean, "obs") is clean  # the common case: the caller's array, not a copy
+    for position in range(size):
+        for bad in (math.nan, math.inf, -math.inf):
+            array = clean.copy()
+            array[position] = bad
+            with pytest.raises(InputError, match="1 NaN/inf value;"):
+                check(array, "obs")
+
+
+def test_float32_overflow_is_refused_and_other_dtypes_are_converted():
+    check = ArrayCheck((2,), "test")
+    with pytest.raises(InputError, match="NaN/inf"):
+        check(np.array([1e39, 0.0]), "obs")  # finite in float64, inf in float32
+    converted = check([1, 2], "obs")
+    assert converted.dtype == np.float32 and converted.tolist() == [1.0, 2.0]
+    assert check(np.array([True, False]), "obs").tolist() == [1.0, 0.0]
+    assert check(np.arange(4, dtype=np.float64)[::2], "obs").flags.c_contiguous
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, r"obs is None; expected shape \(4,\)"),
+    ("abcd", "obs is str"),
+    (np.ones((2, 4)), r"obs has shape \(2, 4\); expected shape \(4,\).*a batch\? pass one at a time"),
+    (np.ones(3), r"obs has shape \(3,\); expected shape \(4,\)"),
+    (np.ones(100_000), r"obs has shape \(100000,\); expected shape \(4,\)"),
+    (np.ones(0), r"obs has shape \(0,\)"),
+    (np.ones(4, dtype=complex), "dtype complex128"),
+    (np.array(["a", "b", "c", "d"]), "dtype <U1"),
+    ([[1.0], [2.0, 3.0]], "not an array of numbers"),
+])
+def test_array_check_messages_name_expected_and_received(value, message):
+    with pytest.raises(InputError, match=message) as caught:
+        ArrayCheck((4,), "stream_q")(value, "obs")
+    assert caught.value.argument == "obs"
+    assert "\n" not in str(caught.value)
+
+
+def test_scalar_checks():
+    assert check_discrete_action(np.int64(2), 3, "q") == 2
+    assert check_discrete_action(np.array(1), 3, "q") == 1
+    for bad in (0.5, 1.0, True, np.float32(1.0), None, "1", np.array([1]), -1, 3, 10**9, -(10**30)):
+        with pytest.raises(InputError, match="action"):
+            check_discrete_action(bad, 3, "q")
+    assert check_reward(np.float32(0.5), "q") == 0.5 and check_reward(np.array(2), "q") == 2.0
+    for bad in (math.nan, math.inf, None, "1", np.ones(2), True):
+        with pytest.raises(InputError, match="reward"):
+            check_reward(bad, "q")
+    assert check_flag(np.bool_(True), "terminated", "q") is True and check_flag(0, "truncated", "q") is False
+    for bad in (None, 2, "yes", np.ones(1), 0.0):
+        with pytest.raises(InputError, match="terminated"):
+            check_flag(bad, "terminated", "q")
+
+
+# -- the agents -----------------------------------------------------------------------------------
+
+def _agent(algo, observation_space, action_space, fast_path):
+    torch.manual_seed(0)
+    return make_agent(algo, observation_space, action_space, fast_path=fast_path, hidden_sizes=[16, 16])
+
+
+def _fingerprint(agent) -> str:
+    """A digest of everything in the agent's state_dict (weights, traces, RNGs, counters)."""
+    digest = hashlib.sha256()
+
+    def visit(obj):
+        if isinstance(obj, torch.Tensor):
+            digest.update(obj.detach().contiguous().numpy().tobytes() if obj.dtype != torch.bfloat16 else b"")
+        elif isinstance(obj, np.ndarray):
+            digest.update(obj.tobytes())
+        elif isinstance(obj, dict):
+            for key in sorted(obj, key=str):
+                digest.update(str(key).encode())
+                visit(obj[key])
+        elif isinstance(obj, list | tuple):
+            for value in obj:
+                visit(value)
+        else:
+            digest.update(repr(obj).encode())
+
+    visit(agent.state_dict())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("fast_path", ["off", "on"])
+@pytest.mark.parametrize("algo, action_space", AGENT_KINDS)
+def test_a_refused_call_changes_nothing(algo, action_space, fast_path):
+    agent = _agent(algo, VECTOR, action_space, fast_path)
+    obs, next_obs = np.full(4, 0.1, np.float32), np.full(4, -0.2, np.float32)
+    action = agent.act(obs) if algo != "stream_td" else None
+    agent.update(obs, action, 1.0, next_obs, False, False)
+    before = _fingerprint(agent)
+    with pytest.raises(InputError, match=r"has shape \(5,\); expected shape \(4,\)"):
+        agent.update(obs, action, 1.0, np.ones(5, np.float32), False, False)
+    with pytest.raises(InputError, match="NaN"):
+        agent.act(np.array([0.0, math.nan, 0.0, 0.0], np.float32))
+    if algo != "stream_td":
+        bad_action = np.array([math.nan, 0.0], np.float32) if action_space is CONTINUOUS else 10**9
+        with pytest.raises(InputError, match="action"):
+            agent.update(obs, bad_action, 1.0, next_obs, False, False)
+    assert _fingerprint(agent) == before
+    assert agent.num_updates == 1
+
+
+def test_stream_td_ignores_its_action_and_checks_the_rest():
+    agent = _agent("stream_td", VECTOR, None, "on")
+    obs = np.zeros(4, np.float32)
+    assert agent.act(obs) is None
+    agent.update(obs, "anything: stream_td does not use the action", 0.0, obs, False, False)
+    with pytest.raises(InputError, match="predict|obs"):
+        agent.predict(np.zeros(3))
+
+
+def test_refused_sarsa_update_keeps_its_rng_and_pending_action():
+    agent = _agent("stream_sarsa", VECTOR, DISCRETE, "off")
+    obs = np.full(4, 0.3, np.float32)
+    agent.update(obs, agent.act(obs), 1.0, obs, False, False)
+    with torch.no_grad():
+        agent.q_network[-1].bias.fill_(math.inf)  # δ = r + γ·inf − inf = NaN after a' was drawn
+    before = _fingerprint(agent)
+    with pytest.raises(NonFiniteError):
+        agent.update(obs, 0, 1.0, obs, False, False)
+    assert _fingerprint(agent) == before
+
+
+# -- the fuzz test, in a child process --------------------------------------------------------
+
+def _bad_inputs(st, obs_shape, action_space):
+    """A hypothesis strategy of (argument, bad value) pairs."""
+    size = math.prod(obs_shape)
+    shapes = st.one_of(
+        st.lists(st.integers(0, 6), min_size=0, max_size=4).map(tuple),
+        st.just((2, *obs_shape)), st.just((size,) if len(obs_shape) > 1 else (size + 1,)),
+        st.just((200_000,)), st.just((0,)), st.just((*obs_shape[:-1], obs_shape[-1] + 1)))
+    wrong_shape = shapes.filter(lambda s: s != obs_shape).map(lambda s: np.ones(s, np.float32))
+    non_finite = st.tuples(st.integers(0, size - 1), st.sampled_from([math.nan, math.inf, -math.inf, 1e39]),
+                           st.sampled_from([np.float32, np.float64])).map(
+        lambda t: _poisoned(obs_shape, *t))
+    odd_types = st.sampled_from([None, "obs", b"x", {"a": 1}, np.ones(obs_shape, complex),
+                                 np.full(obs_shape, "a"), np.empty(obs_shape, object)])
+    bad_obs = st.one_of(wrong_shape, non_finite, odd_types)
+    if isinstance(action_space, gym.spaces.Discrete):
+        n = int(action_space.n)
+        bad_action = st.one_of(st.integers(max_value=-1), st.integers(min_value=n),
+                               st.floats(allow_nan=True), st.sampled_from([None, "0", True, np.ones(2, np.int64)]))
+    elif action_space is not None:
+        dim = action_space.shape[0]
+        bad_action = st.one_of(
+            st.integers(0, 5).filter(lambda k: k != dim).map(lambda k: np.zeros(k, np.float32)),
+            st.tuples(st.integers(0, dim - 1), st.sampled_from([math.nan, math.inf])).map(
+                lambda t: _poisoned((dim,), t[0], t[1], np.float32)),
+            st.sampled_from([None, "a", 0.5]))
+    else:
+        bad_action = st.nothing()
+    bad_reward = st.sampled_from([math.nan, math.inf, -math.inf, None, "1", np.ones(2), True])
+    bad_flag = st.sampled_from([None, 2, "yes", np.ones(2), 0.5])
+    arguments = [st.tuples(st.just("act"), bad_obs), st.tuples(st.just("obs"), bad_obs),
+                 st.tuples(st.just("next_obs"), bad_obs), st.tuples(st.just("reward"), bad_reward),
+                 st.tuples(st.just("terminated"), bad_flag), st.tuples(st.just("truncated"), bad_flag)]
+    if action_space is not None:
+        arguments.append(st.tuples(st.just("action"), bad_action))
+    return st.one_of(*arguments)
+
+
+def _poisoned(shape, index, value, dtype):
+    array = np.full(shape, 0.5, dtype=dtype)
+    with np.errstate(over="ignore"):  # 1e39 becomes inf in float32, as intended
+        array.reshape(-1)[index] = value
+    return array
+
+
+def _refusal_test(agent, valid, strategy):
+    """A hypothesis test: every bad value of ``strategy`` is refused with one InputError line
+    that names its argument, and the agent's state stays exactly as it was."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(derandomize=True, max_examples=20, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def refused(argument_and_value):
+        argument, value = argument_and_value
+        before = _fingerprint(agent)
+        try:
+            if argument == "act":
+                agent.act(value)
+            else:
+                agent.update(**{**valid, argument: value})
+        except InputError as exc:
+            assert exc.argument == ("obs" if argument == "act" else argument), (argument, str(exc))
+            assert "\n" not in str(exc) and "expected" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"{type(agent).__name__} accepted {argument}={value!r}")
+        assert _fingerprint(agent) == before, f"{type(agent).__name__}: state changed by {argument}"
+
+    return refused
+
+
+def _fuzz_main() -> None:  # runs in the child process
+    from hypothesis import strategies as st
+
+    checked = 0
+    for fast_path in ("off", "on"):
+        for observation_space in (VECTOR, MINATAR):
+            for algo, action_space in AGENT_KINDS:
+                agent = _agent(algo, observation_space, action_space, fast_path)
+                obs = np.full(observation_space.shape, 0.25, np.float32)
+                valid = {"obs": obs, "action": agent.act(obs) if algo != "stream_td" else None, "reward": 1.0,
+                         "next_obs": obs * 0.5, "terminated": False, "truncated": False}
+                agent.update(**valid)
+                strategy = _bad_inputs(st, observation_space.shape, action_space if algo != "stream_td" else None)
+                _refusal_test(agent, valid, strategy)()
+                checked += 1
+    print(f"FUZZ OK {checked} agents")
+
+
+def test_fuzz_every_agent_on_both_paths_in_a_child_process():
+    pytest.importorskip("hypothesis")
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--fuzz"], capture_output=True, text=True,
+                          timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, f"exit status {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "FUZZ OK 20 agents" in done.stdout
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--fuzz"]:
+    torch.set_num_threads(1)
+    _fuzz_main()
