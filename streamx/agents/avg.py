@@ -19,8 +19,8 @@ The update (Algorithm 1)
        *Episode ends*). ``y`` is a constant (semi-gradient; no target network).
     2. TD error ``δ = y − Q_φ(s, a)``; scaled ``δ̃ = δ / σ_δ`` (*TD-error scaling* below).
     3. Critic: one Adam step on ``L_Q(φ) = ½ (y − Q_φ(s, a))² / σ_δ²`` = ``½ δ̃²``, i.e. along
-       ``δ̃ ∇_φ Q_φ(s, a) / σ_δ``. (The paper writes the step as ``φ ← φ + α_Q δ ∇_φ Q``; with the
-       scaling, the TD error entering the squared loss is ``δ̃`` **(the loss form: chosen here)**.)
+       ``δ̃ ∇_φ Q_φ(s, a) / σ_δ`` (a semi-gradient TD step on the scaled error; the squared-loss
+       form with ``δ̃`` in it **(chosen here)**; Adam normalizes the step's overall scale).
     4. Actor: a fresh reparameterized sample ``ã = tanh(μ_θ(s) + σ_θ(s) ⊙ ε)``, ``ε ~ N(0, I)``,
        and one Adam step on ``L_π(θ) = α log π_θ(ã|s) − Q_φ(s, ã)``, differentiated through ``ã``.
        The actor step follows the critic step, so ``Q_φ`` here is the just-updated critic
