@@ -335,12 +335,27 @@ def _clear_run_dir(run_dir: Path) -> None:
             entry.unlink()
 
 
+_POOL_PARENT: int | None = None  # in a local-pool worker: the sweep process's PID
+
+
+def _pool_execute(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`execute_run` in a local-pool worker. When the sweep died meanwhile (the run was
+    told to stop, and has checkpointed), the worker exits instead of waiting on the pool's
+    queues, which nobody serves any more."""
+    result = execute_run(spec)
+    if _POOL_PARENT is not None and os.getppid() != _POOL_PARENT:
+        os._exit(0)
+    return result
+
+
 def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: the worker gets SIGTERM when the sweep process dies, even by
     SIGKILL, so no worker outlives its sweep (it then checkpoints and stops, as on Ctrl-C). On
     Linux the kernel sends it (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent."""
     import threading
 
+    global _POOL_PARENT
+    _POOL_PARENT = parent
     armed = False
     if sys.platform.startswith("linux"):
         try:
@@ -395,7 +410,7 @@ def _local_pool(specs: Sequence[Mapping[str, Any]], jobs: int,
         while queue or running:
             # submit only as many runs as there are workers, so a stop request starts nothing new
             while queue and len(running) < jobs and stop.received is None:
-                running.add(pool.submit(execute_run, dict(queue.pop(0))))
+                running.add(pool.submit(_pool_execute, dict(queue.pop(0))))
             if not running:
                 break
             done, running = wait(running, return_when=FIRST_COMPLETED)
