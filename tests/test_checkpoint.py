@@ -300,3 +300,204 @@ def test_tensorboard_events_after_the_checkpoint_are_purged_on_resume(tmp_path):
     events.Reload()
     steps = [event.step for event in events.Scalars("train/recent_return")]
     assert steps == list(range(250, 3001, 250))  # each metric once: the first session's 1250, 1500 are gone
+
+
+# -- faults end in one line and lose nothing -------------------------------------------------------
+
+def _small_run(run_dir: Path, steps: int = 300, **overrides):
+    return train(resolve_config("stream_q", "CartPole-v1", overrides={
+        "total_steps": steps, "run_dir": str(run_dir), "progress": False, "hidden_sizes": [8],
+        "checkpoint_interval": 100, **overrides}))
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str]:
+    from streamx.cli import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _one_line(capsys, *argv: str) -> str:
+    code, err = _cli(capsys, *argv)
+    assert code == 2 and err.startswith("streamx: error: ") and "\n" not in err, (code, err)
+    return err
+
+
+def test_export_out_must_be_a_file_path(tmp_path, capsys):
+    _small_run(tmp_path / "run")
+    (tmp_path / "folder").mkdir()
+    assert "is a folder; name a file in it" in _one_line(capsys, "export", str(tmp_path / "run"), "--out",
+                                                         str(tmp_path / "folder"))
+    assert "--out is empty" in _one_line(capsys, "export", str(tmp_path / "run"), "--out", "")
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_eval_and_export_refuse_a_checkpoint_of_another_run(tmp_path, capsys):
+    _small_run(tmp_path / "run")
+    _small_run(tmp_path / "wide", hidden_sizes=[16])  # another architecture
+    _small_run(tmp_path / "other_seed", seed=5)  # same architecture, another run
+    for other in ("wide", "other_seed"):
+        foreign = str(checkpoint_paths(tmp_path / other)[-1])
+        for command in ("eval", "export"):
+            err = _one_line(capsys, command, str(tmp_path / "run"), "--checkpoint", foreign)
+            assert "made with other settings" in err
+    assert not (tmp_path / "run" / "eval.json").exists() and not (tmp_path / "run" / "policy.pt").exists()
+
+
+def test_eval_export_and_policy_refuse_non_finite_weights(tmp_path, capsys):
+    from streamx.evaluate import Policy, export_policy
+
+    _small_run(tmp_path / "run")
+    good = checkpoint_paths(tmp_path / "run")[-1]
+    payload = load_checkpoint(good)
+    next(iter(payload["agent"]["networks"]["q_network"].values())).fill_(float("nan"))
+    bad = tmp_path / "step_bad.ckpt"
+    save_checkpoint(bad, payload)
+    for command in ("eval", "export"):
+        assert "non-finite weights" in _one_line(capsys, command, str(tmp_path / "run"), "--checkpoint", str(bad))
+    policy_file = export_policy(tmp_path / "run")
+    exported = torch.load(policy_file, weights_only=True)
+    next(iter(exported["network"].values())).fill_(float("inf"))
+    with pytest.raises(CheckpointError, match="not finite"):
+        Policy(exported)
+
+
+def test_policy_act_checks_its_observation(tmp_path):
+    from streamx.errors import InputError
+    from streamx.evaluate import Policy, export_policy
+
+    _small_run(tmp_path / "run")
+    policy = Policy.load(export_policy(tmp_path / "run"))
+    assert policy.act(np.zeros(4)) in (0, 1)
+    for bad, message in ((None, "obs is None"), (np.array([0.0, np.nan, 0.0, 0.0]), "NaN/inf"),
+                         (np.zeros(5), r"shape \(5,\); expected shape \(4,\)")):
+        with pytest.raises(InputError, match=message):
+            policy.act(bad)
+
+
+def test_resume_refuses_a_damaged_run_directory_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    _small_run(run)
+    before = sorted(p.name for p in checkpoint_paths(run))
+    (run / "episodes.csv").rename(tmp_path / "episodes.csv")
+    assert "episodes.csv is missing" in _one_line(capsys, "train", "--resume", str(run))
+    (tmp_path / "episodes.csv").rename(run / "episodes.csv")
+    saved = (run / "config.json").read_text()
+    (run / "config.json").write_text("[1, 2]")
+    assert "holds a JSON list, not the run's settings" in _one_line(capsys, "train", "--resume", str(run))
+    edited = json.loads(saved)
+    edited["hidden_sizes"] = [32, 32]
+    (run / "config.json").write_text(json.dumps(edited))
+    assert "hidden_sizes: [8] vs [32, 32]" in _one_line(capsys, "train", "--resume", str(run))
+    assert sorted(p.name for p in checkpoint_paths(run)) == before
+
+
+def test_seed_and_lr_out_of_range_are_one_line(tmp_path, capsys):
+    assert "seed=99999999999999999999 must lie in [0, 4294967295]" in _one_line(
+        capsys, "train", "stream_q", "--env", "CartPole-v1", "--seed", "99999999999999999999",
+        "--run-dir", str(tmp_path / "r"))
+    assert "lr=inf must be a finite number" in _one_line(
+        capsys, "train", "stream_q", "--env", "CartPole-v1", "lr=inf", "--run-dir", str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_write_that_fails_mid_run_is_one_line_and_keeps_the_results(tmp_path, capsys, monkeypatch):
+    import streamx.run
+
+    writes = []
+
+    def failing_save(path, payload):
+        if writes:
+            raise PermissionError(13, "Permission denied", str(path))
+        writes.append(path)
+        save_checkpoint(path, payload)
+
+    monkeypatch.setattr(streamx.run, "save_checkpoint", failing_save)
+    run = tmp_path / "run"
+    err = _one_line(capsys, "train", "stream_q", "--env", "CartPole-v1", "--steps", "300", "--run-dir", str(run),
+                    "progress=false", "checkpoint_interval=100", "hidden_sizes=8")
+    assert "cannot write checkpoint" in err and "Permission denied" in err and "step_000000000100.ckpt" in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "cannot write checkpoint" in summary["error"]
+    assert [p.name for p in checkpoint_paths(run)] == ["step_000000000100.ckpt"]
+    assert (run / "episodes.csv").read_text().count("\n") > 1
+
+
+def test_resume_of_a_run_without_checkpoint_restarts_it_from_step_0(tmp_path, capsys):
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    _small_run(reference)
+    _small_run(run)
+    for path in checkpoint_paths(run):  # as if killed before its first checkpoint
+        path.unlink()
+    (run / "summary.json").unlink()
+    code, err = _cli(capsys, "train", "--resume", str(run))
+    assert code == 0 and "has no checkpoint yet; restarting" in err
+    assert episode_rows(run) == episode_rows(reference)
+
+
+def test_pruning_deletes_only_the_runs_own_checkpoint_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    mine = [run / "checkpoints" / name for name in ("step_best.ckpt", "step_1.ckpt", "step_000000000100.ckpt.bak")]
+    for path in mine:
+        path.write_text("kept")
+    _small_run(run, keep_checkpoints=1)
+    assert all(path.read_text() == "kept" for path in mine)
+    assert [p.name for p in checkpoint_paths(run)] == ["step_000000000300.ckpt"]
+
+
+def test_unsafe_checkpoint_refusal_gives_no_unsafe_advice(tmp_path):
+    import hashlib
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format_version": 1, "x": contextlib.nullcontext()}, buffer)
+    data = buffer.getvalue()
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(f"{MAGIC} 1 {hashlib.sha256(data).hexdigest()} {len(data)}\n".encode() + data)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "refusing to load it" in message and "contextlib" in message
+    assert "weights_only=False" not in message and "\n" not in message
+
+
+def test_a_diverging_run_never_writes_a_non_finite_checkpoint(tmp_path):
+    from streamx.checkpoint import learner_state_faults
+    from streamx.errors import NonFiniteError
+
+    run = tmp_path / "run"
+    config = resolve_config("stream_ac", "Pendulum-v1", overrides={
+        "total_steps": 2000, "run_dir": str(run), "progress": False, "optimizer": "sgd", "lr": 1e4,
+        "layer_norm": False, "obs_normalization": False, "reward_scaling": False, "sparse_init": False,
+        "checkpoint_interval": 1})
+    with pytest.raises(NonFiniteError) as caught:
+        train(config)
+    message = str(caught.value)
+    kept = checkpoint_paths(run)
+    assert kept and all(not learner_state_faults(load_checkpoint(path)) for path in kept)
+    assert "not saved" in message and f"{kept[-1]} (step {load_checkpoint(kept[-1])['loop']['step']})" in message
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_an_env_whose_observations_do_not_match_its_space_is_an_environment_fault(tmp_path):
+    # 5 values where 3 are declared (plus the time feature: 6 where 4)
+    class Liar(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(5, np.float32), 0.0, False, False, {}
+
+    gym.register("streamx-test/Liar-v0", entry_point=lambda **kwargs: Liar(), max_episode_steps=50)
+    run = tmp_path / "run"
+    expected = r"Liar-v0 returned data the agent cannot use: stream_q: next_obs has shape \(6,\); expected shape \(4,\)"
+    with pytest.raises(EnvironmentFault, match=expected):
+        train(resolve_config("stream_q", "streamx-test/Liar-v0", overrides={
+            "total_steps": 100, "run_dir": str(run), "progress": False, "obs_normalization": False}))
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
