@@ -513,6 +513,8 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
     """Expand and execute a sweep; return one result dict per run that was not skipped.
 
     ``only_methods`` / ``only_envs`` run a part of it; sweep.json always lists every run."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigError(f"--jobs {jobs}: run at least one job at a time (e.g. --jobs 2)")
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment)
     if backend not in BACKENDS:
@@ -536,8 +538,6 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
             f"({time.perf_counter() - started:.0f} s into the sweep)")
 
     options = options or _parser().parse_args([])
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ConfigError(f"--jobs {jobs}: run at least one job at a time (e.g. --jobs 2)")
     if backend == "local":
         jobs = jobs or max(1, min(len(todo), os.cpu_count() or 1))
         results = _run_local(todo, jobs, report) if todo else []
