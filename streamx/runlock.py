@@ -79,8 +79,8 @@ def run_lock(run_dir: str | Path, create: bool = True) -> Iterator[int | None]:
             run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise ConfigError(f"cannot lock run directory {run_dir} ({exc.strerror}); "
-                          "choose a writable --run-dir") from None
+        raise ConfigError(f"run directory {run_dir} is not writable ({exc.strerror}); "
+                          "choose another with --run-dir") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
