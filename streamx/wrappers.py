@@ -233,17 +233,34 @@ class ChannelsFirst(gym.ObservationWrapper):
 
 
 class CheckFinite(gym.Wrapper):
-    """Stop with a clear message when the environment emits a NaN/inf observation or reward."""
+    """Stop with a clear message when the environment emits an observation of another shape than
+    its observation space declares, a NaN/inf observation, or a reward that is not one finite
+    number — before any normalizer or learner sees it."""
 
-    def _check(self, observation: Any, reward: float | None = None) -> None:
+    def _name(self) -> str:
+        return str(self.spec.id if self.spec else self.env)
+
+    def _check(self, observation: Any, reward: Any = None) -> None:
+        expected = getattr(self.observation_space, "shape", None)
+        if isinstance(self.observation_space, gym.spaces.Box) and np.shape(observation) != expected:
+            raise EnvironmentFault(
+                f"environment {self._name()} returned an observation of shape {np.shape(observation)} while its "
+                f"observation space declares {expected}; fix the environment (or its observation_space)")
         if isinstance(observation, np.ndarray) and observation.dtype.kind == "f" and not np.isfinite(observation).all():
             raise EnvironmentFault(
-                f"environment {self.spec.id if self.spec else self.env} returned a non-finite observation "
+                f"environment {self._name()} returned a non-finite observation "
                 f"({observation}); fix the environment or its action inputs — learning cannot continue"
             )
-        if reward is not None and not np.isfinite(reward):
+        if reward is None:
+            return
+        try:
+            value = float(reward)
+        except (TypeError, ValueError):
+            raise EnvironmentFault(f"environment {self._name()} returned a reward that is not one number "
+                                   f"({reward!r}); fix the environment to return a scalar reward") from None
+        if not np.isfinite(value):
             raise EnvironmentFault(
-                f"environment {self.spec.id if self.spec else self.env} returned a non-finite reward ({reward}); "
+                f"environment {self._name()} returned a non-finite reward ({reward}); "
                 "fix the environment — learning cannot continue"
             )
 
@@ -254,7 +271,7 @@ class CheckFinite(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
-        self._check(observation, float(reward))
+        self._check(observation, reward)
         return observation, reward, terminated, truncated, info
 
 

@@ -263,3 +263,44 @@ def test_fuzz_every_agent_on_both_paths_in_a_child_process():
 if __name__ == "__main__" and sys.argv[1:] == ["--fuzz"]:
     torch.set_num_threads(1)
     _fuzz_main()
+
+
+class _WrongShapeEnv(gym.Env):
+    """Declares 3-value observations; returns ``size`` values, or a reward that is an array."""
+
+    def __init__(self, size: int = 5, reward: object = 1.0):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.size, self.reward = size, reward
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.size, np.float32), self.reward, False, False, {}
+
+
+@pytest.mark.parametrize(("size", "reward", "message"), [
+    (5, 1.0, r"observation of shape \(5,\) while its observation space declares \(3,\)"),
+    (200_000, 1.0, r"observation of shape \(200000,\)"),
+    (3, np.ones(2), "reward that is not one number"),
+])
+def test_check_finite_refuses_env_outputs_off_the_declared_space(size, reward, message):
+    """Before any normalizer (which would broadcast or raise numpy's error) sees them."""
+    from streamx.errors import EnvironmentFault
+    from streamx.wrappers import CheckFinite, NormalizeObservation
+
+    env = NormalizeObservation(CheckFinite(_WrongShapeEnv(size, reward)))
+    env.reset(seed=0)
+    with pytest.raises(EnvironmentFault, match=message):
+        env.step(0)
+
+
+def test_the_command_starts_without_loading_torch():
+    """The public names are imported on first use: a Ctrl-C while the command starts is caught by
+    its own handler (one line), not raised from inside torch's import."""
+    probe = ("import sys, streamx.cli; assert 'torch' not in sys.modules; "
+             "import streamx; streamx.make_agent; assert 'torch' in sys.modules; print(streamx.__version__)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
