@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +45,11 @@ class Recording:
     resets: list[int] = field(default_factory=list)  # index of the step before each reset (-1: the first)
 
 
-def recorded_run(tmp_path, life_loss: str | None, steps: int, **overrides: Any) -> tuple[Recording, Any]:
+def recorded_run(tmp_path, life_loss: str | None, steps: int, stop_at: int | None = None,
+                 **overrides: Any) -> tuple[Recording, Any]:
     """Train Stream Q on Breakout (ε ≈ 1 this early, so the play is random) and record, per step,
-    what the env returned and what the learner was given."""
+    what the env returned and what the learner was given; ``stop_at``: send SIGTERM to the run
+    at that step."""
     values = {"total_steps": steps, "run_dir": str(tmp_path / (life_loss or "default")), "progress": False,
               "seed": 3, **overrides}
     if life_loss is not None:
@@ -59,6 +63,8 @@ def recorded_run(tmp_path, life_loss: str | None, steps: int, **overrides: Any) 
         next_obs, reward, terminated, truncated, info = real_step(action)
         record.steps.append(Step(None, int(action), next_obs, bool(terminated), bool(truncated), "episode" in info,
                                  info.get("episode"), ale.lives(), ale.getEpisodeFrameNumber()))
+        if len(record.steps) == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop checkpoints after this step and stops
         return next_obs, reward, terminated, truncated, info
 
     def reset(**kwargs):
@@ -151,17 +157,15 @@ def test_a_config_saved_without_life_loss_resumes_with_reset(tmp_path):
 
 
 def test_resume_after_a_mid_game_stop_starts_a_new_game_and_merges_no_returns(tmp_path):
-    """A checkpoint taken mid-game (at a stop signal or the end of the run) cannot hold the
-    emulator: the resumed run starts a fresh game, and the abandoned game gets no row."""
-    first, _ = recorded_run(tmp_path, "continue", 500)
+    """A checkpoint taken mid-game (here at SIGTERM) cannot hold the emulator: the resumed run
+    starts a fresh game, and the abandoned game gets no row."""
+    first, stopped = recorded_run(tmp_path, "continue", 1400, stop_at=500)
     run_dir = tmp_path / "continue"
+    assert stopped.status == "interrupted" and len(first.steps) == 500
     games_before = [s for s in first.steps if s.game_over]
     assert not first.steps[-1].game_over  # stopped mid-game
     checkpoint = load_checkpoint(checkpoint_paths(run_dir)[-1])
     assert checkpoint["loop"]["mid_episode"] is True  # taken mid-game; not exact for ALE
-    config = json.loads((run_dir / "config.json").read_text())
-    config["total_steps"] = 1400
-    (run_dir / "config.json").write_text(json.dumps(config))
     result = resume(run_dir)
     rows = episode_rows(run_dir)
     assert len(rows) == len(result.episode_returns) and len(rows) > len(games_before)
