@@ -48,7 +48,7 @@ from streamx.wrappers import CheckFinite
 __all__ = ["BASELINES", "ZOO", "ZOO_SOURCES", "baseline_hyperparameters", "resolve_hyperparameters",
            "resume_baseline", "train_baseline"]
 
-_INSTALL_HINT = "pip install 'streamx[sb3]'"
+_INSTALL_HINT = "pip install 'streamx-rl[sb3]'"
 
 ZOO_SOURCES = {
     "ppo": "DLR-RM/rl-baselines3-zoo hyperparams/ppo.yml @ 208b6fdf (MuJoCo: the tuned -v4 entries)",

@@ -114,7 +114,7 @@ def _envs(argv: Sequence[str]) -> int:
         elif suite.installed:
             status = f"installed (extra '{suite.extra}')"
         else:
-            status = f"not installed: pip install 'streamx[{suite.extra}]'"
+            status = f"not installed: pip install 'streamx-rl[{suite.extra}]'"
         print(f"{suite.name:<8} {status}\n         {suite.description}\n         e.g. {ids}")
     return 0
 

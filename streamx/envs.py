@@ -127,7 +127,7 @@ def _register_plugin_envs(suite: Suite) -> None:
     """gymnasium 1.x does not auto-register plugin envs: do it before gym.spec/make."""
     if not suite.installed:
         raise ConfigError(f"the {suite.name} suite needs an optional extra that is not installed: "
-                          f"pip install 'streamx[{suite.extra}]'")
+                          f"pip install 'streamx-rl[{suite.extra}]'")
     if suite.name == "dmc":
         import shimmy
 
@@ -152,7 +152,7 @@ def _unknown_env(env_id: str) -> ConfigError:
 
     if not SUITES["atari"].installed and atari_game(env_id) is not None:  # e.g. "Breakout" without ale-py
         return ConfigError(f"'{env_id}' is an Atari game, and Atari environments need ale-py, which is not "
-                           "installed: pip install 'streamx[atari]'")
+                           "installed: pip install 'streamx-rl[atari]'")
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return ConfigError(f"unknown environment id '{env_id}'.{hint} Run `streamx envs` to list the available ids")
@@ -186,7 +186,7 @@ def suite_of(env_id: str) -> str:
         return "classic"
     if entry_point.startswith("gymnasium.envs.mujoco"):
         if not SUITES["mujoco"].installed:
-            raise ConfigError(f"'{env_id}' needs MuJoCo, which is not installed: pip install 'streamx[mujoco]'")
+            raise ConfigError(f"'{env_id}' needs MuJoCo, which is not installed: pip install 'streamx-rl[mujoco]'")
         return "mujoco"
     return "gym"
 

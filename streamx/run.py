@@ -45,7 +45,7 @@ from streamx.envs import make_env, suite_defaults, suite_of
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, InputError, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
-from streamx.runlock import run_lock
+from streamx.runlock import LOCK_FILE, run_lock
 
 __all__ = ["RunResult", "checkpoint_paths", "default_run_dir", "latest_checkpoint", "resolve_config", "resume",
            "seed_everything", "train", "write_checkpoint"]
@@ -261,12 +261,21 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
     The run directory is locked (:mod:`streamx.runlock`) while the run lives: a second process
     that would write it is refused with one line naming this one's PID."""
     config = config.replace(run_dir=str(Path(config.run_dir) if config.run_dir else default_run_dir(config)))
-    with run_lock(config.run_dir):
-        if config.algo in BASELINES:
-            from streamx.baselines import train_baseline
+    run_dir = Path(config.run_dir)  # type: ignore[arg-type]
+    new_directory = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            if config.algo in BASELINES:
+                from streamx.baselines import train_baseline
 
-            return train_baseline(config, on_episode)
-        return _Training(config, on_episode).run()
+                return train_baseline(config, on_episode)
+            return _Training(config, on_episode).run()
+    except BaseException:
+        # refused before anything was written (e.g. an unknown SB3 hyperparameter): leave no
+        # directory behind that holds only the lock file
+        if new_directory and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> RunResult:

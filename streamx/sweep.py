@@ -444,7 +444,7 @@ def _run_slurm(specs: Sequence[RunSpec], out: Path, options: argparse.Namespace,
     try:
         import submitit
     except ImportError:
-        raise ConfigError("the slurm backend needs submitit: pip install 'streamx[slurm]'") from None
+        raise ConfigError("the slurm backend needs submitit: pip install 'streamx-rl[slurm]'") from None
     per_task = max(1, options.runs_per_task)
     chunks = [[_spec_dict(s) for s in specs[i:i + per_task]] for i in range(0, len(specs), per_task)]
     executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=options.submitit_cluster)
@@ -471,7 +471,7 @@ def _run_ray(specs: Sequence[RunSpec], options: argparse.Namespace,
     try:
         import ray
     except ImportError:
-        raise ConfigError("the ray backend needs ray: pip install 'streamx[ray]'") from None
+        raise ConfigError("the ray backend needs ray: pip install 'streamx-rl[ray]'") from None
     address = None if options.ray_address == "local" else options.ray_address
     started = not ray.is_initialized()
     if started:

@@ -172,7 +172,7 @@ def test_missing_extra_names_the_install_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # import fails as if not installed
     code = cli.main(["train", "sac1", "--env", "Pendulum-v1", "--steps", "10", "--run-dir", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "pip install 'streamx[sb3]'" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "pip install 'streamx-rl[sb3]'" in err
 
 
 def _resume_config(tmp_path, algo, name, steps, **overrides):

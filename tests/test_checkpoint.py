@@ -495,9 +495,12 @@ def test_an_env_whose_observations_do_not_match_its_space_is_an_environment_faul
             return np.zeros(5, np.float32), 0.0, False, False, {}
 
     gym.register("streamx-test/Liar-v0", entry_point=lambda **kwargs: Liar(), max_episode_steps=50)
-    run = tmp_path / "run"
-    expected = r"Liar-v0 returned data the agent cannot use: stream_q: next_obs has shape \(6,\); expected shape \(4,\)"
-    with pytest.raises(EnvironmentFault, match=expected):
-        train(resolve_config("stream_q", "streamx-test/Liar-v0", overrides={
-            "total_steps": 100, "run_dir": str(run), "progress": False, "obs_normalization": False}))
-    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    # the env's own check (CheckFinite, innermost) names it before any normalizer or agent sees it,
+    # with or without observation normalization
+    expected = r"Liar-v0 returned an observation of shape \(5,\) while its observation space declares \(3,\)"
+    for normalization in (False, True):
+        run = tmp_path / f"run{normalization}"
+        with pytest.raises(EnvironmentFault, match=expected):
+            train(resolve_config("stream_q", "streamx-test/Liar-v0", overrides={
+                "total_steps": 100, "run_dir": str(run), "progress": False, "obs_normalization": normalization}))
+        assert json.loads((run / "summary.json").read_text())["status"] == "failed"

@@ -20,7 +20,7 @@ ETT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETT
 
 def _needs(module: str, extra: str):
     return pytest.mark.skipif(importlib.util.find_spec(module) is None,
-                              reason=f"extra '{extra}' not installed (pip install 'streamx[{extra}]')")
+                              reason=f"extra '{extra}' not installed (pip install 'streamx-rl[{extra}]')")
 
 
 def _train(tmp_path: Path, algo: str, env: str, steps: int, *overrides: str) -> Path:
@@ -118,7 +118,7 @@ def test_missing_extra_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     for env_id, extra in (("ALE/Breakout-v5", "atari"), ("dm_control/cheetah-run-v0", "dmc"),
                           ("MinAtar/Breakout-v1", "minatar")):
-        with pytest.raises(ConfigError, match=rf"pip install 'streamx\[{extra}\]'"):
+        with pytest.raises(ConfigError, match=rf"pip install 'streamx-rl\[{extra}\]'"):
             envs.suite_of(env_id)
 
 
@@ -128,7 +128,7 @@ def test_bare_atari_name_without_ale_py_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # as if ale-py were not installed
     for env_id in ("Breakout", "ms_pacman"):  # bare names: never ids in the gymnasium registry
-        with pytest.raises(ConfigError, match=rf"'{env_id}' is an Atari game.*pip install 'streamx\[atari\]'"):
+        with pytest.raises(ConfigError, match=rf"'{env_id}' is an Atari game.*pip install 'streamx-rl\[atari\]'"):
             envs.suite_of(env_id)
     with pytest.raises(ConfigError, match="unknown environment id 'Brekout'"):
         envs.suite_of("Brekout")
