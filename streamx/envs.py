@@ -2,7 +2,8 @@
 
 Vector suites (classic control, MuJoCo, DM Control, any gymnasium env with Box observations):
 flatten obs → record episode stats (raw return) → clip action (continuous) → reward scaling
-→ obs normalization → time feature. A finiteness check sits innermost, so a NaN/inf from the
+→ obs normalization → time feature. A check (``CheckFinite``) sits right above the environment
+(above the flattening, where there is one), so a NaN/inf or a misshapen observation from the
 simulator stops the run with a clear message instead of poisoning the weights.
 
 Atari (``streamx.atari``), MinAtar (channels first) and the ETT prediction task
