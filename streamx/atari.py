@@ -57,7 +57,7 @@ __all__ = [
     "wrap_atari",
 ]
 
-_INSTALL_HINT = "install it with: pip install 'streamx[atari]'"
+_INSTALL_HINT = "install it with: pip install 'streamx-rl[atari]'"
 _ALE_ENTRY_POINT = "ale_py.env:AtariEnv"
 # Ids that look like ALE ids even when ale-py is missing (so the factory can route them here
 # and make_atari can say what to install): ALE/<Game>-v5, <Game>NoFrameskip-v4, <Game>-v0/v4.
@@ -307,7 +307,7 @@ def fast_pipeline_unavailable(env: gym.Env) -> str | None:
     try:
         import numba  # noqa: F401
     except ImportError:
-        return "numba is not installed (pip install 'streamx[fast]')"
+        return "numba is not installed (pip install 'streamx-rl[fast]')"
     unwrapped = env.unwrapped
     if type(unwrapped).__module__ != "ale_py.env" or not hasattr(unwrapped, "ale"):
         return f"the innermost env is {type(unwrapped).__name__}, not ale-py's AtariEnv"

@@ -10,8 +10,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx[atari]'")
-pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx[atari]'")
+pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx-rl[atari]'")
+pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx-rl[atari]'")
 
 from streamx.atari import (
     AtariFrames,
@@ -150,7 +150,7 @@ def test_unknown_games_and_frame_skip_overrides_are_config_errors():
 
 def test_missing_ale_py_is_a_one_line_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # makes `import ale_py` raise ImportError
-    with pytest.raises(ConfigError, match=r"pip install 'streamx\[atari\]'") as caught:
+    with pytest.raises(ConfigError, match=r"pip install 'streamx-rl\[atari\]'") as caught:
         make_atari("Breakout")
     assert "\n" not in str(caught.value)
     assert is_atari_id("ALE/Breakout-v5") and is_atari_id("BreakoutNoFrameskip-v4")

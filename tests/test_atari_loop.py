@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx[atari]'")
-pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx[atari]'")
+pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx-rl[atari]'")
+pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx-rl[atari]'")
 
 from conftest import episode_rows
 
