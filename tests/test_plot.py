@@ -398,3 +398,21 @@ def test_aggregates_figure_shows_probability_of_improvement(tmp_path, monkeypatc
     assert len(figures["aggregates"].axes) == 3
     third = figures["aggregates"].axes[2]
     assert [t.get_text() for t in third.get_yticklabels()] == ["P(stream_ac > classic_ac)"]
+
+
+def test_bootstrap_ci_is_the_exact_percentile_interval_of_all_resamples():
+    """For n = 5 every one of the 5⁵ equally likely resamples can be enumerated: the percentile
+    bootstrap must converge to that distribution's 2.5 % and 97.5 % quantiles — not to (min, max),
+    and not to another confidence level."""
+    import itertools
+
+    values = [0.0, 1.0, 3.0, 6.0, 10.0]
+    means = np.sort([sum(c) / 5 for c in itertools.product(values, repeat=5)])
+    cdf = np.arange(1, len(means) + 1) / len(means)
+    exact_low = means[np.searchsorted(cdf, 0.025)]
+    exact_high = means[np.searchsorted(cdf, 0.975)]
+    low, high = analysis.bootstrap_ci(values, n_resamples=200_000, seed=1)
+    assert abs(low - exact_low) <= 0.2 and abs(high - exact_high) <= 0.2, ((low, high), (exact_low, exact_high))
+    assert (exact_low, exact_high) == (1.0, 7.4)  # far inside (min, max) = (0, 10)
+    narrower = analysis.bootstrap_ci(values, n_resamples=200_000, seed=1, confidence=0.9)
+    assert narrower[0] > low + 0.3 and narrower[1] < high - 0.3
