@@ -33,7 +33,7 @@ from streamx.checkpoint import (
     unsafe_load_reason,
 )
 from streamx.config import Config
-from streamx.envs import make_env
+from streamx.envs import make_env, suite_of
 from streamx.errors import CheckpointError, ConfigError, InputError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
 from streamx.run import _load_run_config, check_checkpoint_matches, latest_checkpoint, seed_everything
@@ -86,7 +86,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
         try:
             import moviepy  # noqa: F401
         except ImportError:
-            raise ConfigError("--video needs moviepy: pip install moviepy") from None
+            raise ConfigError("--video needs the video extra: pip install 'streamx-rl[video]'") from None
         env = gym.wrappers.RecordVideo(env, str(run_dir / "videos"), episode_trigger=lambda _: True,
                                        disable_logger=True)
     agent = build_agent(config, env.observation_space, env.action_space)
@@ -98,13 +98,18 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
                               "pass a checkpoint of this run") from None
     returns: list[float] = []
     lengths: list[int] = []
+    # Atari with life_loss=continue: as in training, a lost life does not reset the game; the env
+    # resets when the whole game is over (the statistics wrapper reports it)
+    whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
     obs, _ = env.reset(seed=eval_seed)
     while len(returns) < episodes:
         obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
         if "episode" in info:
             returns.append(float(info["episode"]["r"]))
             lengths.append(int(info["episode"]["l"]))
-        if terminated or truncated:
+        if ("episode" in info) if whole_games else (terminated or truncated):
+            if len(returns) >= episodes:
+                break  # no reset after the last episode (a video would get an empty extra clip)
             obs, _ = env.reset()
     env.close()
     result = {
