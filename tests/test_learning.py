@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streamx.config import Config
 from streamx.outputs import read_csv
 from streamx.run import resolve_config, train
 
@@ -74,13 +76,19 @@ HOPPER_THRESHOLD = 150.0
 HOPPER_GAIN = 1.25
 
 
+def _train_seed_0(tmp_path: Path, algo: str, env: str, extra: str, steps: int, **overrides: Any) -> Config:
+    """Train seed 0 of ``algo`` on ``env`` into tmp_path/run (skipped without the env's extra)."""
+    pytest.importorskip(extra, reason=f"the {extra} extra is not installed")
+    config = resolve_config(algo, env, overrides={
+        "seed": 0, "total_steps": steps, "run_dir": str(tmp_path / "run"), "progress": False, **overrides})
+    train(config)
+    return config
+
+
 @pytest.mark.slow
 def test_stream_ac_learns_hopper(tmp_path):
-    pytest.importorskip("mujoco", reason="the mujoco extra is not installed")
-    config = resolve_config("stream_ac", "Hopper-v5", overrides={
-        "seed": 0, "total_steps": HOPPER_STEPS, "run_dir": str(tmp_path / "run"), "progress": False})
+    config = _train_seed_0(tmp_path, "stream_ac", "Hopper-v5", "mujoco", HOPPER_STEPS)
     assert config.hidden_sizes == [128, 128] and config.lr == 1.0 and config.reward_scaling
-    train(config)
     first = _window_mean(tmp_path / "run", 0, 10_000)
     last = _window_mean(tmp_path / "run", HOPPER_STEPS - 10_000, HOPPER_STEPS)
     assert last >= HOPPER_THRESHOLD and last >= HOPPER_GAIN * first, f"first 10k: {first:.1f}, last 10k: {last:.1f}"
@@ -101,12 +109,9 @@ MINATAR_THRESHOLD = 1.5
 
 @pytest.mark.slow
 def test_stream_q_learns_minatar_breakout(tmp_path):
-    pytest.importorskip("minatar", reason="the minatar extra is not installed")
-    config = resolve_config("stream_q", "MinAtar/Breakout-v1", overrides={
-        "seed": 0, "total_steps": MINATAR_STEPS, "exploration_steps": MINATAR_EXPLORATION_STEPS,
-        "run_dir": str(tmp_path / "run"), "progress": False})
+    config = _train_seed_0(tmp_path, "stream_q", "MinAtar/Breakout-v1", "minatar", MINATAR_STEPS,
+                           exploration_steps=MINATAR_EXPLORATION_STEPS)
     assert config.epsilon_end == 0.01 and config.lr == 1.0
-    train(config)
     last = _window_mean(tmp_path / "run", MINATAR_EXPLORATION_STEPS, MINATAR_STEPS)
     assert last >= MINATAR_THRESHOLD, f"mean return after exploration: {last:.2f}"
 
