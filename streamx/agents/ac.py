@@ -33,6 +33,7 @@ __all__ = ["CLAMP_EPS", "CategoricalPolicy", "GaussianPolicy", "StreamAC"]
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 CLAMP_EPS = float(torch.finfo(torch.float32).eps)
 """The clamp of a categorical's probabilities before their logarithm (torch's ``clamp_probs``)."""
+_LOG_CLAMP_LOW, _LOG_CLAMP_HIGH = math.log(CLAMP_EPS), math.log1p(-CLAMP_EPS)
 
 
 class GaussianPolicy(nn.Module):
@@ -82,13 +83,11 @@ class CategoricalPolicy(nn.Module):
         return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[0]
 
     def log_prob_and_entropy(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self(obs)[0]
-        if self.prob_clamp:
-            probs = torch.softmax(logits, dim=-1)
-            log_probs = torch.log(probs.clamp(CLAMP_EPS, 1.0 - CLAMP_EPS))
-        else:
-            log_probs = torch.log_softmax(logits, dim=-1)
-            probs = log_probs.exp()
+        log_softmax = torch.log_softmax(self(obs)[0], dim=-1)
+        probs = log_softmax.exp()
+        # log clamp(π, eps, 1 − eps) taken as a clamp of log π (the log is monotonic: the same
+        # values and the same zero gradient outside the clamp, without log(softmax)'s rounding)
+        log_probs = log_softmax.clamp(_LOG_CLAMP_LOW, _LOG_CLAMP_HIGH) if self.prob_clamp else log_softmax
         entropy = -(probs * log_probs).sum()
         return log_probs[action], entropy
 
