@@ -98,7 +98,7 @@ class _Loop:
 
     def __init__(self, kind: str, case: Case, naive: ModuleType | None):
         from streamx.agents import AGENTS
-        from streamx.envs import make_env, suite_of
+        from streamx.envs import make_env, resets_only_at_game_over
         from streamx.fast import make_fast_agent
         from streamx.run import resolve_config
 
@@ -110,7 +110,7 @@ class _Loop:
         self.env = _previous_atari_env(config) if kind in _BEFORE else make_env(config)
         # the training loop's rule (streamx.run): with life_loss=continue an Atari env is reset only
         # when the game is over, and the learner does not see truncation
-        self.whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
+        self.whole_games = resets_only_at_game_over(config)
         kind = _BEFORE.get(kind, kind)
         torch.manual_seed(0)
         space, actions = self.env.observation_space, self.env.action_space

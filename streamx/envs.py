@@ -192,6 +192,13 @@ def suite_of(env_id: str) -> str:
     return "gym"
 
 
+def resets_only_at_game_over(config: Config) -> bool:
+    """Whether the loop resets the env only when a whole game ends (``info["episode"]``), not at
+    every ``terminated``: Atari with ``life_loss=continue``, the paper's procedure (docs/atari.md).
+    The learner then never sees truncation."""
+    return config.life_loss == "continue" and suite_of(config.env) == "atari"
+
+
 def suite_defaults(env_id: str, algo: str | None = None) -> dict[str, Any]:
     """Config values the suite of ``env_id`` sets (for ``algo``) before presets and overrides."""
     suite = SUITES[suite_of(env_id)]

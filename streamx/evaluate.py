@@ -33,7 +33,7 @@ from streamx.checkpoint import (
     unsafe_load_reason,
 )
 from streamx.config import Config
-from streamx.envs import make_env, suite_of
+from streamx.envs import make_env, resets_only_at_game_over
 from streamx.errors import CheckpointError, ConfigError, InputError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
 from streamx.run import _load_run_config, check_checkpoint_matches, latest_checkpoint, seed_everything
@@ -100,7 +100,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
     lengths: list[int] = []
     # Atari with life_loss=continue: as in training, a lost life does not reset the game; the env
     # resets when the whole game is over (the statistics wrapper reports it)
-    whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
+    whole_games = resets_only_at_game_over(config)
     obs, _ = env.reset(seed=eval_seed)
     while len(returns) < episodes:
         obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))

@@ -41,7 +41,7 @@ from streamx.checkpoint import (
     save_checkpoint,
 )
 from streamx.config import BASELINES, Config, decisive_values, load_yaml
-from streamx.envs import make_env, suite_defaults, suite_of
+from streamx.envs import make_env, resets_only_at_game_over, suite_defaults
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, InputError, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
@@ -559,7 +559,7 @@ class _Training:
         # Atari with life_loss=continue (the paper's loop, docs/atari.md): a lost life is terminal for the
         # learner but the same game goes on; the env resets only when the game is over (the innermost
         # statistics wrapper reports it in info["episode"]), and the learner never sees truncation.
-        whole_games = config.life_loss == "continue" and suite_of(config.env) == "atari"
+        whole_games = resets_only_at_game_over(config)
         with _StopSignals() as signals:
             try:
                 if self.resume_from is not None:
