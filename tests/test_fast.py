@@ -282,15 +282,8 @@ def conv_network(request, monkeypatch):
     return TorchConvNetwork
 
 
-_ATARI_AC_KNOWN = pytest.mark.xfail(
-    strict=False, reason="known: on the stream recorded with the new Atari pipeline and life-loss procedure, the "
-    "actor's effective step size differs from autograd by 3.3e-5 relative at transition 139 (allowed 1e-5); "
-    "under investigation (the 120-transition Atari test and every MLP/MinAtar lock-step test pass)")
-
-
 @pytest.mark.slow  # ≈ 10 s per algorithm and network here (the autograd reference dominates); CI runs it
-@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa",
-                                  pytest.param("stream_ac", marks=_ATARI_AC_KNOWN)])
+@pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
 def test_lockstep_matches_autograd_with_the_atari_conv_net(algo, conv_network):
     env, stream = _atari_stream()
     assert env.observation_space.shape == (4, 84, 84) and len(stream) >= 1000
