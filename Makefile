@@ -22,7 +22,6 @@ train: setup
 # The default test suite (unit + short integration tests; no learning tests).
 test: setup
 	$(BIN)/python -m pytest -q -n 2
-	$(BIN)/python -m pytest -q -m timing
 
 # Slow tests (minutes): agents must learn CartPole-v1 within 100k steps; Atari fast-path lock-step
 # equivalence; SB3 same-seed runs; the stream-barrier smoke sweep (killed, resumed, plotted); Ray.

@@ -62,7 +62,7 @@ def _copy_tree(destination: Path) -> None:
 
 def _run_tests(tree: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": str(tree / ".numba_cache")}
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow and not timing",
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
                *tests]
     return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
 
