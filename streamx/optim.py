@@ -28,6 +28,9 @@ from streamx.errors import ConfigError
 
 __all__ = ["AdaptiveObGD", "ObGD", "TracedSGD"]
 
+# A list of tensors as torch's ``_foreach_*`` functions take and return them.
+_Tensors = list[Tensor] | tuple[Tensor, ...]
+
 
 def _check_hyperparameters(lr: float, gamma: float, lamda: float, kappa: float) -> None:
     if not lr >= 0.0:
@@ -47,7 +50,7 @@ class _TraceOptimizer(torch.optim.Optimizer):
     traces) and :meth:`_bound` (the scalar ``M`` that limits the step).
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]):
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
         for group in self.param_groups:
             _check_hyperparameters(group["lr"], group["gamma"], group["lamda"], group["kappa"])
@@ -78,10 +81,10 @@ class _TraceOptimizer(torch.optim.Optimizer):
         return params, grads, traces
 
     def _direction(self, group: dict[str, Any], params: list[Tensor], traces: list[Tensor],
-                   td_error: Tensor) -> list[Tensor]:
+                   td_error: Tensor) -> _Tensors:
         return traces
 
-    def _bound(self, group: dict[str, Any], directions: list[Tensor], l1_norm: Tensor,
+    def _bound(self, group: dict[str, Any], directions: _Tensors, l1_norm: Tensor,
                td_error: Tensor) -> Tensor | None:
         """``M = α κ max(|δ|, 1) Σ‖direction‖₁`` for this group (None: unbounded step)."""
         return group["lr"] * group["kappa"] * torch.clamp(td_error.abs(), min=1.0) * l1_norm
@@ -111,7 +114,7 @@ class _TraceOptimizer(torch.optim.Optimizer):
 
         # One global scale for every tensor of every group (PAPER §1.1: M is ONE scalar).
         scale = None if bound_total is None else 1.0 / torch.clamp(bound_total, min=1.0)
-        first_step_size = None
+        first_step_size: Tensor | None = None
         for group, params, traces, directions in per_group:
             step_size = torch.as_tensor(group["lr"], dtype=torch.float32)
             if scale is not None:
@@ -121,6 +124,8 @@ class _TraceOptimizer(torch.optim.Optimizer):
             torch._foreach_add_(params, torch._foreach_mul(directions, step_size * td_error))
             if reset:
                 torch._foreach_zero_(traces)
+        # torch.optim.Optimizer refuses an empty parameter list, so there is a first group.
+        assert first_step_size is not None
         self._last_effective_step_size = first_step_size
         self._last_trace_norm = trace_norm
         return first_step_size
@@ -147,7 +152,7 @@ class ObGD(_TraceOptimizer):
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1.0,
-                 gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0):
+                 gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0) -> None:
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa))
 
 
@@ -161,14 +166,15 @@ class AdaptiveObGD(_TraceOptimizer):
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1.0,
                  gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
-                 beta2: float = 0.999, eps: float = 1e-8):
+                 beta2: float = 0.999, eps: float = 1e-8) -> None:
         if not 0.0 <= beta2 < 1.0:
             raise ConfigError(f"beta2={beta2} must lie in [0, 1); pass e.g. beta2=0.999")
         if not eps > 0.0:
             raise ConfigError(f"eps={eps} must be > 0; pass e.g. eps=1e-8")
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa, beta2=beta2, eps=eps))
 
-    def _direction(self, group, params, traces, td_error):
+    def _direction(self, group: dict[str, Any], params: list[Tensor], traces: list[Tensor],
+                   td_error: Tensor) -> _Tensors:
         beta2 = group["beta2"]
         second_moments = []
         for p in params:
@@ -200,8 +206,9 @@ class TracedSGD(_TraceOptimizer):
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1.0,
-                 gamma: float = 0.99, lamda: float = 0.8, kappa: float = 1.0):
+                 gamma: float = 0.99, lamda: float = 0.8, kappa: float = 1.0) -> None:
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa))
 
-    def _bound(self, group, directions, l1_norm, td_error):
+    def _bound(self, group: dict[str, Any], directions: _Tensors, l1_norm: Tensor,
+               td_error: Tensor) -> Tensor | None:
         return None
