@@ -38,7 +38,7 @@ class RunningMeanStd:
     without numpy's per-call overhead.
     """
 
-    def __init__(self, shape: tuple[int, ...] = ()):
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
         self.count = 0
         self._scalar = tuple(shape) == ()
         self.mean: Any = 0.0 if self._scalar else np.zeros(shape, dtype=np.float64)
@@ -101,20 +101,24 @@ class RunningMeanStd:
             np.copyto(self._sum_sq_dev, np.asarray(state["sum_sq_dev"], dtype=np.float64))
 
 
-def _float_box(space: gym.spaces.Space) -> gym.spaces.Box:
+def _box(space: gym.spaces.Space[Any], role: str) -> gym.spaces.Box:
     if not isinstance(space, gym.spaces.Box):
-        raise TypeError(f"expected a Box observation space, got {space}")
-    return gym.spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=np.float32)
+        raise TypeError(f"expected a Box {role} space, got {space}")
+    return space
+
+
+def _float_box(space: gym.spaces.Space[Any]) -> gym.spaces.Box:
+    return gym.spaces.Box(-np.inf, np.inf, shape=_box(space, "observation").shape, dtype=np.float32)
 
 
 class NormalizeObservation(gym.ObservationWrapper):
     """``(o − μ) / √(σ² + ε)`` with Welford statistics updated by every observation (reset
     observations included) *before* it is normalized. No clipping. Output float32."""
 
-    def __init__(self, env: gym.Env, epsilon: float = 1e-8, frozen: bool = False):
+    def __init__(self, env: gym.Env, epsilon: float = 1e-8, frozen: bool = False) -> None:
         super().__init__(env)
         self.observation_space = _float_box(env.observation_space)
-        self.stats = RunningMeanStd(env.observation_space.shape)
+        self.stats = RunningMeanStd(_box(env.observation_space, "observation").shape)
         self.epsilon = epsilon
         self.frozen = frozen
         self._centered: np.ndarray | None = None  # buffers, allocated at the first observation
@@ -146,7 +150,7 @@ class ScaleReward(gym.Wrapper):
     subtraction, no clipping.
     """
 
-    def __init__(self, env: gym.Env, gamma: float = 0.99, epsilon: float = 1e-8, frozen: bool = False):
+    def __init__(self, env: gym.Env, gamma: float = 0.99, epsilon: float = 1e-8, frozen: bool = False) -> None:
         super().__init__(env)
         self.gamma = gamma
         self.epsilon = epsilon
@@ -174,11 +178,11 @@ class ScaleReward(gym.Wrapper):
 class AddTimeFeature(gym.Wrapper):
     """Append ``t/T − 0.5`` to the observation, ``t`` = steps since reset (PAPER §1.7)."""
 
-    def __init__(self, env: gym.Env, time_limit: int):
+    def __init__(self, env: gym.Env, time_limit: int) -> None:
         super().__init__(env)
         if time_limit <= 0:
             raise ValueError(f"time_limit must be positive, got {time_limit}")
-        space = env.observation_space
+        space = _box(env.observation_space, "observation")
         low = np.append(np.asarray(space.low, dtype=np.float32).reshape(-1), np.float32(-0.5))
         high = np.append(np.asarray(space.high, dtype=np.float32).reshape(-1), np.float32(0.5))
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
@@ -215,19 +219,24 @@ class ClipAction(gym.ActionWrapper):
     """
 
     def action(self, action: Any) -> np.ndarray:
-        return np.clip(action, self.action_space.low, self.action_space.high)
+        space = _box(self.action_space, "action")
+        return np.clip(action, space.low, space.high)
 
 
 class ChannelsFirst(gym.ObservationWrapper):
     """``(H, W, C)`` image observations → ``(C, H, W)`` float32 (MinAtar, PAPER §3)."""
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        height, width, channels = env.observation_space.shape
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(channels, height, width), dtype=np.float32)
+        shape = env.observation_space.shape
+        if shape is None:
+            raise TypeError(f"expected an (H, W, C) observation space, got {env.observation_space}")
+        height, width, channels = shape
+        self._shape = (channels, height, width)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=self._shape, dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        channels_first = np.empty(self.observation_space.shape, dtype=np.float32)
+        channels_first = np.empty(self._shape, dtype=np.float32)
         np.copyto(channels_first, observation.transpose(2, 0, 1), casting="unsafe")
         return channels_first
 
