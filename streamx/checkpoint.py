@@ -31,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from streamx.errors import CheckpointError
 
@@ -178,10 +179,21 @@ def _to_numpy(value: Any) -> Any:
 
 # --- RNG states -----------------------------------------------------------------------------
 
+_LegacyState = tuple[str, NDArray[np.uint32], int, int, float]
+"""A RandomState's state as ``RandomState.get_state(legacy=True)`` returns it for MT19937."""
+
+
+def _legacy_tuple(state: dict[str, Any] | _LegacyState) -> _LegacyState:
+    if isinstance(state, dict):  # numpy's form for a RandomState on another bit generator
+        raise CheckpointError(f"cannot save the state of a RandomState on {state.get('bit_generator')}; "
+                              "only MT19937 RandomStates are supported")
+    return state
+
+
 def rng_to_plain(generator: np.random.Generator | np.random.RandomState) -> dict[str, Any]:
     """A numpy Generator's (or legacy RandomState's) state, with big integers as strings."""
     if isinstance(generator, np.random.RandomState):  # e.g. DM Control through shimmy
-        name, keys, pos, has_gauss, cached = generator.get_state()
+        name, keys, pos, has_gauss, cached = _legacy_tuple(generator.get_state(legacy=True))
         return {"legacy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                            "has_gauss": int(has_gauss), "cached": float(cached)}}
     state = generator.bit_generator.state
@@ -197,7 +209,12 @@ def rng_to_plain(generator: np.random.Generator | np.random.RandomState) -> dict
 
 
 def rng_from_plain(generator: np.random.Generator | np.random.RandomState, plain: dict[str, Any]) -> None:
-    if "legacy" in plain:
+    """Set ``generator`` to the state :func:`rng_to_plain` captured from a generator of the same kind."""
+    if ("legacy" in plain) != isinstance(generator, np.random.RandomState):
+        saved = "a legacy RandomState" if "legacy" in plain else "a Generator"
+        raise CheckpointError(f"the checkpoint holds the state of {saved}, which cannot be restored into "
+                              f"a {type(generator).__name__}; restore into an environment of the same kind")
+    if isinstance(generator, np.random.RandomState):
         legacy = plain["legacy"]
         generator.set_state((legacy["name"], _to_numpy(legacy["keys"]).astype(np.uint32), legacy["pos"],
                              legacy["has_gauss"], legacy["cached"]))
@@ -215,7 +232,7 @@ def rng_from_plain(generator: np.random.Generator | np.random.RandomState, plain
 
 def global_rng_state() -> dict[str, Any]:
     version, mt_state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = _legacy_tuple(np.random.get_state(legacy=True))
     return {
         "python": {"version": version, "state": list(mt_state), "gauss": gauss},
         "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -331,7 +348,8 @@ def restore_env_state(env: gym.Env, state: dict[str, Any], mid_episode: bool = T
         if hasattr(wrapper, "load_state_dict"):
             wrapper.load_state_dict(_numpy_tree(saved))
         elif isinstance(wrapper, gym.wrappers.TimeLimit):
-            wrapper._elapsed_steps = saved["elapsed_steps"] if mid_episode else 0
+            # gymnasium infers TimeLimit._elapsed_steps as None from its `= None` in __init__ (it is int | None)
+            wrapper._elapsed_steps = saved["elapsed_steps"] if mid_episode else 0  # type: ignore[assignment]
         elif isinstance(wrapper, gym.wrappers.RecordEpisodeStatistics):
             wrapper.episode_returns = saved["episode_returns"] if mid_episode else 0.0
             wrapper.episode_lengths = saved["episode_lengths"] if mid_episode else 0
