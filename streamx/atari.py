@@ -96,7 +96,7 @@ class RecordGameStatistics(gym.Wrapper):
     whenever ``"episode" in info`` therefore logs whole games.
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.game_return = 0.0
         self.game_length = 0
@@ -140,7 +140,7 @@ class NoopReset(gym.Wrapper):
     runs only on a real (game-over) reset, because EpisodicLife continues the game otherwise.
     """
 
-    def __init__(self, env: gym.Env, noop_max: int = 30):
+    def __init__(self, env: gym.Env, noop_max: int = 30) -> None:
         super().__init__(env)
         if noop_max < 1:
             raise ValueError(f"noop_max must be at least 1, got {noop_max}")
@@ -169,7 +169,7 @@ class MaxAndSkip(gym.Wrapper):
     ``skip=1`` it returns the frame unchanged. Holds no state between steps.
     """
 
-    def __init__(self, env: gym.Env, skip: int = 4):
+    def __init__(self, env: gym.Env, skip: int = 4) -> None:
         super().__init__(env)
         if skip < 1:
             raise ValueError(f"skip must be at least 1, got {skip}")
@@ -178,7 +178,9 @@ class MaxAndSkip(gym.Wrapper):
     def step(self, action: Any) -> StepResult:
         total_reward = 0.0
         previous_frame = None
-        frame, terminated, truncated, info = None, False, False, {}
+        frame: Any = None  # an observation of the inner env (its type is not known here)
+        terminated, truncated = False, False
+        info: dict[str, Any] = {}
         for _ in range(self.skip):
             previous_frame = frame
             frame, reward, terminated, truncated, info = self.env.step(action)
@@ -203,7 +205,7 @@ class EpisodicLife(gym.Wrapper):
     whole game's return is in ``info["episode"]`` from RecordGameStatistics on that step.
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.lives = 0
         self.game_over = True  # nothing played yet: the first reset is a real one
@@ -247,7 +249,7 @@ class FireReset(gym.Wrapper):
     raises otherwise. Put it outside EpisodicLife so it also fires after a life-loss reset.
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         meanings = _action_meanings(env)
         if not self.has_fire(env):
@@ -276,7 +278,7 @@ class WarpFrame(gym.ObservationWrapper):
     A frame that is already grayscale (H, W) is only resized.
     """
 
-    def __init__(self, env: gym.Env, width: int = 84, height: int = 84):
+    def __init__(self, env: gym.Env, width: int = 84, height: int = 84) -> None:
         super().__init__(env)
         self._cv2 = _import_cv2()
         self.width = width
@@ -362,7 +364,7 @@ class _FrameResizer:
     """Pairs of palette-index frames → the resized RGB max-pool, kept up to date incrementally
     (streamx.atari_kernels.update_frame) in ``small`` (uint8, ``(out_height, out_width, 3)``)."""
 
-    def __init__(self, height: int, width: int, out_height: int, out_width: int):
+    def __init__(self, height: int, width: int, out_height: int, out_width: int) -> None:
         from streamx import atari_kernels
 
         self.kernels = atari_kernels
@@ -402,7 +404,7 @@ class AtariFrames(gym.Wrapper):
     (:func:`fast_pipeline_unavailable` says when it cannot).
     """
 
-    def __init__(self, env: gym.Env, noop_max: int = 30, skip: int = 4, width: int = 84, height: int = 84):
+    def __init__(self, env: gym.Env, noop_max: int = 30, skip: int = 4, width: int = 84, height: int = 84) -> None:
         super().__init__(env)
         reason = fast_pipeline_unavailable(env)
         if reason is not None:
@@ -558,7 +560,7 @@ class StackFrames(gym.Wrapper):
     ``FrameStackObservation`` with its default padding: after a reset, ``size`` copies of the
     reset observation). Each call returns a new array."""
 
-    def __init__(self, env: gym.Env, size: int):
+    def __init__(self, env: gym.Env, size: int) -> None:
         super().__init__(env)
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
