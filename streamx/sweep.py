@@ -387,7 +387,7 @@ class _StopRequests(_StopSignals):
     """SIGINT/SIGTERM to the sweep's own process stop the sweep: no new run starts, and running
     pool workers are sent SIGTERM, so each checkpoints and stops (a rerun continues them)."""
 
-    def __init__(self, pool: ProcessPoolExecutor | None = None):
+    def __init__(self, pool: ProcessPoolExecutor | None = None) -> None:
         super().__init__()
         self.pool = pool
 
@@ -589,9 +589,9 @@ def main(argv: Sequence[str]) -> int:
     if args.dry_run:
         out = Path(args.out) if args.out else experiment.default_out(args.budget)
         runs = expand(experiment, args.budget, out, methods, envs)
-        for r in runs:
-            print(f"{r.key}  {run_status(r.run_dir):<11} {r.method:<16} {r.env:<28} seed {r.seed}  "
-                  f"{r.config['total_steps']:,} steps")
+        for spec in runs:
+            print(f"{spec.key}  {run_status(spec.run_dir):<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  "
+                  f"{spec.config['total_steps']:,} steps")
         print(f"{len(runs)} runs in {out}")
         return 0
     results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args,
