@@ -135,7 +135,8 @@ def _gemm(transpose_a: int, transpose_b: int, m: int, n: int, k: int, a: np.ndar
     ldc_scalars[0] = ldc
     floats = np.empty(2, dtype=np.float32)
     floats[0], floats[1] = np.float32(1.0), beta
-    _sgemm(ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes, ints[3:].ctypes, ints[4:].ctypes,
+    # numba types calling a Type as building a signature; in compiled code it calls the native function
+    _sgemm(ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes, ints[3:].ctypes, ints[4:].ctypes,  # type: ignore[call-overload]
            floats[0:].ctypes, a.ctypes, ints[5:].ctypes, b.ctypes, ints[6:].ctypes, floats[1:].ctypes,
            c.ctypes, ldc_scalars.ctypes)
 
