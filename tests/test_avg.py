@@ -1,5 +1,7 @@
 """AVG (streamx.agents.avg) against hand-computed values and an independent autograd recomputation
-of its losses; action bounds, state-dict round trip, determinism, refused inputs."""
+of the authors' update (the executed sample in the actor objective, both gradients at the
+pre-update parameters, the TD-error scale); action bounds, state-dict round trip, determinism,
+refused inputs."""
 
 from __future__ import annotations
 
@@ -49,24 +51,74 @@ def _run(agent, transitions):
 # -- TD-error scaling ----------------------------------------------------------------------------
 def test_td_error_scaler_on_a_hand_computed_sequence():
     scaler = TDErrorScaler()
-    # step 1: one reward, no variance yet → no scaling
+    # step 1: one reward, no variance: σ² = max(0, 1e-4) ≤ 0.01 and no G added → no scaling
     assert scaler.observe(1.0, 0.9, False) == 1.0
-    # step 2: rewards 1, 2 → Var[R] = 0.5; discounts 0.9, 0.9 → Var[γ] = 0; no episode ended
-    assert scaler.observe(2.0, 0.9, False) == pytest.approx(math.sqrt(0.5))
-    # step 3 ends the episode (γ_t = 0): G = 1 + 0.9·2 + 0.81·4 = 6.04
-    # rewards 1, 2, 4: mean 7/3, Var = (16 + 1 + 25)/9/2 = 7/3; discounts .9, .9, 0: Var = 0.54/2 = 0.27
+    # step 2: rewards 1, 2 → POPULATION variance 0.25 (the unbiased one would be 0.5); Var[γ] = 0
+    assert scaler.observe(2.0, 0.9, False) == pytest.approx(0.5)
+    # step 3 ends the episode (γ_t = 0): G = 1 + 2 + 4 = 7, UNDISCOUNTED (discounted: 6.04)
+    # rewards 1, 2, 4: Var = (16 + 1 + 25)/9/3 = 14/9; discounts .9, .9, 0: mean .6, Var = .54/3 = .18
     assert scaler.squared_returns.count == 0
     sigma = scaler.observe(4.0, 0.0, True)
-    assert scaler.squared_returns.mean == pytest.approx(6.04 ** 2)
-    assert sigma == pytest.approx(math.sqrt(7 / 3 + 0.27 * 6.04 ** 2))
-    # step 4: rewards 1, 2, 4, −1: mean 1.5, Var = 13/3; discounts .9, .9, 0, .9: Var = 0.6075/3 = 0.2025
-    assert scaler.observe(-1.0, 0.9, False) == pytest.approx(math.sqrt(13 / 3 + 0.2025 * 6.04 ** 2))
-    # step 5: the new episode's partial return −1 + 0.9·3 = 1.7 is kept until it ends or is dropped
-    scaler.observe(3.0, 0.9, False)
-    assert scaler.episode_return == pytest.approx(1.7)
+    assert scaler.squared_returns.mean == pytest.approx(49.0)
+    assert sigma == pytest.approx(math.sqrt(14 / 9 + 0.18 * 49.0))
+    assert scaler.episode_return == 0.0  # reset at the episode end
+    # step 4: rewards 1, 2, 4, −1: mean 1.5, Var = 13/4; discounts .9, .9, 0, .9: Var = .6075/4
+    assert scaler.observe(-1.0, 0.9, False) == pytest.approx(math.sqrt(3.25 + 0.151875 * 49.0))
+    assert scaler.episode_return == -1.0
+    # step 5 ends the episode with γ_t = γ (a bootstrapped truncation): G = −1 + 3 = 2 is added too
+    # rewards …, 3: mean 1.8, Var = 14.8/5 = 2.96; discounts …, .9: mean .72, Var = .648/5 = .1296;
+    # E[G²] = (49 + 4)/2 = 26.5
+    assert scaler.observe(3.0, 0.9, True) == pytest.approx(math.sqrt(2.96 + 0.1296 * 26.5))
+    assert scaler.squared_returns.count == 2 and scaler.episode_return == 0.0
+    # a partial return is dropped by forget_episode, not added
+    scaler.observe(0.5, 0.9, False)
     scaler.forget_episode()
-    assert (scaler.episode_return, scaler.discount_product) == (0.0, 1.0)
-    assert scaler.squared_returns.count == 1
+    assert scaler.episode_return == 0.0 and scaler.squared_returns.count == 2
+
+
+def test_td_error_scaler_floor_and_the_unscaled_start():
+    scaler = TDErrorScaler()
+    # Var[R] = 0.0025 (population): above the floor but ≤ 0.01 and no G yet → σ = 1
+    scaler.observe(0.0, 0.9, False)
+    assert scaler.observe(0.1, 0.9, False) == 1.0
+    # once an episode's G was added, σ = √σ² however small: rewards 0, .1, .1 → Var = 0.02/9
+    assert scaler.observe(0.1, 0.9, True) == pytest.approx(math.sqrt(0.02 / 9))
+    # no variation at all: σ² is floored at 1e-4, so σ = 0.01 after the first episode end
+    constant = TDErrorScaler()
+    assert constant.observe(1.0, 0.9, False) == 1.0
+    assert constant.observe(1.0, 0.9, True) == pytest.approx(0.01)
+    assert constant.variance == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("bootstrap_on_truncation", [True, False])
+def test_the_agents_scale_takes_entropy_rewards_undiscounted_returns_and_every_episode_end(bootstrap_on_truncation):
+    """r_ent = r − α log π(ã|s) of the executed sample (entropy = −log π, checked against the
+    reference in test_one_update_follows_the_authors_procedure), γ_t = γ·mask, and G = Σ r_ent of
+    each episode added at its end — a truncation too — then reset."""
+    agent = _agent(seed=2, bootstrap_on_truncation=bootstrap_on_truncation)
+    alpha, gamma = agent.settings.entropy_coef, agent.settings.gamma
+    rng = np.random.default_rng(0)
+    ends = [(False, False), (False, True), (False, False), (False, False), (True, False)]
+    entropy_rewards, discounts, returns, partial = [], [], [], 0.0
+    for terminated, truncated in ends:
+        obs, next_obs, reward = (rng.normal(size=3).astype(np.float32), rng.normal(size=3).astype(np.float32),
+                                 float(rng.normal()))
+        metrics = agent.update(obs, agent.act(obs), reward, next_obs, terminated, truncated)
+        entropy_rewards.append(reward + alpha * metrics["entropy"])  # r − α log π(ã|s)
+        discounts.append(0.0 if terminated or (truncated and not bootstrap_on_truncation) else gamma)
+        partial += entropy_rewards[-1]  # undiscounted
+        if terminated or truncated:
+            returns.append(partial)
+            partial = 0.0
+        assert agent.td_scaler.episode_return == pytest.approx(partial, rel=1e-12, abs=0.0)
+    scaler = agent.td_scaler
+    assert scaler.rewards.mean == pytest.approx(np.mean(entropy_rewards), rel=1e-12)
+    assert scaler.rewards.variance == pytest.approx(np.var(entropy_rewards), rel=1e-12)  # population
+    assert scaler.discounts.variance == pytest.approx(np.var(discounts), rel=1e-12, abs=1e-15)
+    assert scaler.squared_returns.count == 2
+    assert scaler.squared_returns.mean == pytest.approx(np.mean(np.square(returns)), rel=1e-12)
+    expected_sigma = math.sqrt(max(np.var(entropy_rewards) + np.var(discounts) * np.mean(np.square(returns)), 1e-4))
+    assert metrics["td_error_scale"] == pytest.approx(expected_sigma, rel=1e-12)
 
 
 def test_td_error_scaler_is_one_without_variation():
@@ -120,7 +172,7 @@ def test_squashed_log_prob_stays_finite_where_tanh_saturates():
     assert value.item() == pytest.approx(expected, rel=1e-6)
 
 
-# -- one update against the paper's losses, recomputed independently --------------------------------
+# -- one update against the authors' procedure, recomputed independently ----------------------------
 def _adam_step(param_before, grad, state_before, lr, beta2, eps):
     """Adam with β₁ = 0 written out: m = g, v = β₂v + (1 − β₂)g², Δ = −lr·g/(√(v/(1 − β₂ᵗ)) + ε)."""
     step = float(state_before["step"]) + 1 if state_before else 1.0
@@ -128,57 +180,131 @@ def _adam_step(param_before, grad, state_before, lr, beta2, eps):
     return param_before - lr * grad / ((v / (1 - beta2 ** step)).sqrt() + eps)
 
 
-@pytest.mark.parametrize("terminated", [False, True])
-def test_one_update_follows_the_papers_losses(terminated):
-    agent = _agent(seed=4)
-    _run(agent, _stream(9, seed=1))  # warm up: σ_δ ≠ 1, Adam moments non-zero
-    s = agent.settings
-    obs, next_obs = np.float32([0.3, -1.2, 0.5]), np.float32([-0.1, 0.4, 2.0])
-    action, reward = agent.act(obs), 0.7
-
-    actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
-    generator = torch.Generator()
-    generator.set_state(agent.torch_generator.get_state())
-    scaler = copy.deepcopy(agent.td_scaler)
-    sigma = scaler.observe(reward, 0.0 if terminated else s.gamma, terminated)
-    critic_state = copy.deepcopy(agent.critic_optimizer.state_dict()["state"])
-    actor_state = copy.deepcopy(agent.actor_optimizer.state_dict()["state"])
-
-    metrics = agent.update(obs, action, reward, next_obs, terminated, False)
-
-    # the reference: a' at s' and ã at s from one N(0, I) draw of shape (2, d), log π from torch's
-    # TransformedDistribution, the target, the losses, and their gradients by autograd
-    observations = torch.from_numpy(np.stack((obs, next_obs)))
-    noise = torch.randn((2, 2), generator=generator)
-    mean, log_std = actor(observations)
+def _squashed_sample(actor, obs, noise):
+    """tanh(μ + σε) at one observation and its log π from torch's TransformedDistribution."""
+    mean, log_std = actor(torch.from_numpy(obs)[None])
     std = log_std.exp()
     tanh = TanhTransform(cache_size=1)
-    sampled = tanh(mean + std * noise)
-    log_prob = TransformedDistribution(Normal(mean, std), [tanh]).log_prob(sampled).sum(-1)
-    with torch.no_grad():
-        bootstrap = 0.0 if terminated else 1.0
-        next_q = critic(observations[1:], sampled[1:].detach())[0]
-        target = reward + s.gamma * bootstrap * (next_q - s.entropy_coef * log_prob[1])
-    q = critic(observations[:1], torch.from_numpy(action)[None])[0]
-    critic_loss = 0.5 * ((target - q) / sigma) ** 2
-    critic_grads = torch.autograd.grad(critic_loss, list(critic.parameters()))
-    updated_critic = copy.deepcopy(agent.critic)  # the actor's objective uses the updated critic
-    actor_loss = s.entropy_coef * log_prob[0] - updated_critic(observations[:1], sampled[:1])[0]
-    actor_grads = torch.autograd.grad(actor_loss, list(actor.parameters()))
+    action = tanh(mean + std * noise)  # cached: log_prob inverts exactly to the pre-tanh value
+    return action, TransformedDistribution(Normal(mean, std), [tanh]).log_prob(action).sum(-1)[0]
 
-    assert metrics["td_error"] == pytest.approx(float((target - q).detach()), rel=1e-5, abs=1e-6)
-    assert metrics["td_error_scale"] == pytest.approx(sigma)
-    assert sigma != 1.0
-    assert metrics["entropy"] == pytest.approx(-float(log_prob[0].detach()), rel=1e-5, abs=1e-6)
-    assert (metrics["effective_step_size"], metrics["trace_norm"]) == (s.critic_lr, 0.0)
-    for index, (p, g, before) in enumerate(zip(agent.critic.parameters(), critic_grads, critic.parameters())):
-        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(p.detach(), _adam_step(before.detach(), g, critic_state.get(index), s.critic_lr,
-                                                          s.beta2, s.adam_eps), rtol=1e-4, atol=1e-6)
-    for index, (p, g, before) in enumerate(zip(agent.actor.parameters(), actor_grads, actor.parameters())):
-        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(p.detach(), _adam_step(before.detach(), g, actor_state.get(index), s.actor_lr,
-                                                          s.beta2, s.adam_eps), rtol=1e-4, atol=1e-6)
+
+def _expected_update(agent, obs, action, reward, next_obs, terminated, truncated, noise, next_noise):
+    """What ``agent.update`` must do, recomputed by autograd on copies of the agent's networks,
+    optimizer states and TD-error statistics: ã from ``noise`` at s and a' from ``next_noise`` at s';
+    the critic's loss δ̃² and the actor's loss α log π(ã|s) − Q(s, ã), both at the PRE-update
+    weights; one Adam step each. Returns the metrics, the weights after, the gradients and ã."""
+    s = agent.settings
+    actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
+    actor_state = copy.deepcopy(agent.actor_optimizer.state_dict()["state"])
+    critic_state = copy.deepcopy(agent.critic_optimizer.state_dict()["state"])
+    bootstrap = 0.0 if terminated or (truncated and not agent.config.bootstrap_on_truncation) else 1.0
+
+    sampled, log_prob = _squashed_sample(actor, obs, noise)
+    with torch.no_grad():
+        next_action, next_log_prob = _squashed_sample(actor, next_obs, next_noise)
+        next_q = critic(torch.from_numpy(next_obs)[None], next_action)[0]
+        target = reward + s.gamma * bootstrap * (next_q - s.entropy_coef * next_log_prob)
+    q = critic(torch.from_numpy(obs)[None], torch.from_numpy(action)[None])[0]  # the [-1, 1] box: ã = a
+    scaler = copy.deepcopy(agent.td_scaler)
+    entropy_reward = reward - s.entropy_coef * float(log_prob.detach())  # r_ent of the sample ã
+    sigma = scaler.observe(entropy_reward, s.gamma * bootstrap, terminated or truncated)
+    critic_grads = torch.autograd.grad(((target - q) / sigma) ** 2, list(critic.parameters()))
+    actor_loss = s.entropy_coef * log_prob - critic(torch.from_numpy(obs)[None], sampled)[0]  # pre-update Q
+    actor_grads = torch.autograd.grad(actor_loss, list(actor.parameters()))
+    return {
+        "metrics": {"td_error": float((target - q).detach()), "td_error_scale": sigma,
+                    "entropy": -float(log_prob.detach())},
+        "entropy_reward": entropy_reward,
+        "sampled": sampled.detach()[0],
+        "actor_grads": actor_grads,
+        "critic_grads": critic_grads,
+        "actor": [_adam_step(p.detach(), g, actor_state.get(i), s.actor_lr, s.beta2, s.adam_eps)
+                  for i, (p, g) in enumerate(zip(actor.parameters(), actor_grads))],
+        "critic": [_adam_step(p.detach(), g, critic_state.get(i), s.critic_lr, s.beta2, s.adam_eps)
+                   for i, (p, g) in enumerate(zip(critic.parameters(), critic_grads))],
+    }
+
+
+def _assert_update_as_expected(agent, metrics, expected):
+    for key, value in expected["metrics"].items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert (metrics["effective_step_size"], metrics["trace_norm"]) == (agent.settings.critic_lr, 0.0)
+    for name in ("actor", "critic"):
+        parameters = list(agent.networks[name].parameters())
+        for p, g, after in zip(parameters, expected[f"{name}_grads"], expected[name], strict=True):
+            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(p.detach(), after, rtol=1e-4, atol=1e-6)
+
+
+def _generator_copy(agent):
+    generator = torch.Generator()
+    generator.set_state(agent.torch_generator.get_state())
+    return generator
+
+
+OTHER_ACTION = np.float32([0.25, -0.6])
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+@pytest.mark.parametrize("case", ["executed", "other_action", "not_acted", "deterministic_act"])
+def test_one_update_follows_the_authors_procedure(case, terminated):
+    """executed: act() then update() with its action — ã is the executed sample, recomputed from
+    the ε act drew (the next draw of the agent's generator), and the actor's gradient goes through
+    the pre-update critic. The other cases are updates for an action the agent did not just
+    sample: ã is a fresh sample (the generator's next draw at update time)."""
+    agent = _agent(seed=4)
+    _run(agent, _stream(9, seed=1))  # warm up: σ_δ ≠ 1, Adam moments non-zero
+    obs, next_obs, reward = np.float32([0.3, -1.2, 0.5]), np.float32([-0.1, 0.4, 2.0]), 0.7
+    generator = _generator_copy(agent)
+    if case == "executed":
+        action = agent.act(obs)
+    elif case == "other_action":
+        agent.act(obs)
+        torch.randn((1, 2), generator=generator)  # act's draw, not used by the update
+        action = OTHER_ACTION
+    elif case == "not_acted":
+        action = OTHER_ACTION
+    else:
+        action = agent.act(obs, deterministic=True)  # draws nothing
+    noise = torch.randn((1, 2), generator=generator)
+    next_noise = torch.randn((1, 2), generator=generator)
+
+    expected = _expected_update(agent, obs, action, reward, next_obs, terminated, False, noise, next_noise)
+    metrics = agent.update(obs, action, reward, next_obs, terminated, False)
+
+    if case == "executed":  # the actor objective's ã is the action taken
+        torch.testing.assert_close(expected["sampled"], torch.from_numpy(action))
+    assert metrics["td_error_scale"] != 1.0
+    _assert_update_as_expected(agent, metrics, expected)
+    assert agent.td_scaler.rewards.count == 10  # nine warm-up transitions and this one
+    assert torch.equal(agent.torch_generator.get_state(), generator.get_state())  # no other draw
+
+
+def test_the_old_order_and_a_fresh_sample_would_give_other_actor_gradients():
+    """The reference tells the procedures apart: the actor's gradient through the critic after
+    its step (the old order), or at a fresh ã, differs from the authors' beyond the tolerances."""
+    agent = _agent(seed=6)
+    _run(agent, _stream(5, seed=2))
+    obs, next_obs = np.float32([1.0, 0.2, -0.7]), np.float32([0.1, 0.0, 0.9])
+    generator = _generator_copy(agent)
+    action = agent.act(obs)
+    noise, next_noise = torch.randn((1, 2), generator=generator), torch.randn((1, 2), generator=generator)
+    expected = _expected_update(agent, obs, action, 1.5, next_obs, False, False, noise, next_noise)
+    fresh = _expected_update(agent, obs, action, 1.5, next_obs, False, False, next_noise,
+                             torch.randn((1, 2), generator=generator))
+    actor, stepped_critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
+    with torch.no_grad():
+        for p, after in zip(stepped_critic.parameters(), expected["critic"], strict=True):
+            p.copy_(after)
+    sampled, log_prob = _squashed_sample(actor, obs, noise)
+    late = torch.autograd.grad(
+        agent.settings.entropy_coef * log_prob - stepped_critic(torch.from_numpy(obs)[None], sampled)[0],
+        list(actor.parameters()))
+    metrics = agent.update(obs, action, 1.5, next_obs, False, False)
+    _assert_update_as_expected(agent, metrics, expected)
+    for other in (late, fresh["actor_grads"]):
+        assert any(not torch.allclose(g, e, rtol=1e-2, atol=1e-6) for g, e in zip(other, expected["actor_grads"]))
 
 
 def test_without_td_error_scaling_the_scale_is_one():
@@ -238,6 +364,37 @@ def test_state_dict_round_trip_continues_identically():
     assert restored.num_updates == 40
 
 
+def test_a_state_taken_between_act_and_update_gives_the_same_update():
+    transitions = list(_stream(30, seed=4))
+    original = _agent(seed=5)
+    _run(original, transitions[:8])
+    obs, reward, next_obs, terminated, truncated = transitions[8]
+    generator = _generator_copy(original)
+    action = original.act(obs)
+    noise, next_noise = torch.randn((1, 2), generator=generator), torch.randn((1, 2), generator=generator)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # the remembered sample is plain tensors
+    restored, forgetful = _agent(seed=99), _agent(seed=99)
+    restored.load_state_dict(state)
+    forgetful.load_state_dict({**state, "extra": {**state["extra"], "executed": None}})
+
+    expected = _expected_update(restored, obs, action, reward, next_obs, terminated, truncated, noise, next_noise)
+    m1 = original.update(obs, action, reward, next_obs, terminated, truncated)
+    m2 = restored.update(obs, action, reward, next_obs, terminated, truncated)
+    assert m1 == m2
+    _assert_update_as_expected(restored, m2, expected)  # the executed sample, not a fresh one
+    for p, q in zip(original.actor.parameters(), restored.actor.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # without the remembered sample the update falls back to a fresh ã: other actor weights
+    forgetful.update(obs, action, reward, next_obs, terminated, truncated)
+    assert not all(torch.equal(p, q) for p, q in zip(original.actor.parameters(), forgetful.actor.parameters()))
+    for (a1, m1), (a2, m2) in zip(_run(original, transitions[9:]), _run(restored, transitions[9:]), strict=True):
+        np.testing.assert_array_equal(a1, a2)
+        assert m1 == m2
+
+
 def test_loading_state_of_other_settings_is_refused_before_anything_changes():
     agent = _agent()
     _run(agent, _stream(3))
@@ -250,12 +407,34 @@ def test_loading_state_of_other_settings_is_refused_before_anything_changes():
             assert torch.equal(value, before["networks"][name][key])
 
 
+def _mixed_run(agent, transitions):
+    """Executed-sample updates, with every third one for an action the agent did not sample (a
+    fallback) and a deterministic act in between."""
+    out = []
+    for i, (obs, reward, next_obs, terminated, truncated) in enumerate(transitions):
+        action = agent.act(obs)
+        out.append(agent.act(next_obs, deterministic=True))
+        if i % 3 == 2:
+            action = np.clip(action[::-1] * 0.5, -1, 1).astype(np.float32)
+        out.append((action, agent.update(obs, action, reward, next_obs, terminated, truncated)))
+    return out
+
+
 def test_same_seed_same_learning_other_seed_other_weights():
-    runs = [_run(_agent(seed=seed), _stream(25, seed=3)) for seed in (7, 7, 8)]
-    for (a1, m1), (a2, m2) in zip(runs[0], runs[1], strict=True):
-        np.testing.assert_array_equal(a1, a2)
-        assert m1 == m2
-    assert not np.array_equal(runs[0][0][0], runs[2][0][0])
+    agents = [_agent(seed=seed) for seed in (7, 7, 8)]
+    runs = [_mixed_run(agent, _stream(25, seed=3)) for agent in agents]
+    for first, second in zip(runs[0], runs[1], strict=True):
+        if isinstance(first, tuple):
+            np.testing.assert_array_equal(first[0], second[0])
+            assert first[1] == second[1]
+        else:
+            np.testing.assert_array_equal(first, second)
+    for name in ("actor", "critic"):
+        for p, q in zip(agents[0].networks[name].parameters(), agents[1].networks[name].parameters()):
+            assert torch.equal(p, q)
+    assert agents[0].td_scaler.state_dict() == agents[1].td_scaler.state_dict()
+    assert agents[0].td_scaler.squared_returns.count == 4
+    assert not np.array_equal(runs[0][1][0], runs[2][1][0])
 
 
 def test_initial_weights_do_not_depend_on_the_global_rng():
@@ -275,17 +454,45 @@ def test_orthogonal_initialization_and_zero_biases():
     assert all(float(b.abs().max()) == 0.0 for b in biases)
 
 
-def test_end_episode_drops_the_partial_return():
+def test_end_episode_drops_the_partial_return_and_the_remembered_sample():
     agent = _agent()
     _run(agent, _stream(4, ends_every=100))
-    assert agent.td_scaler.episode_return != 0.0
+    obs = np.float32([0.5, 0.5, -0.5])
+    action = agent.act(obs)
+    assert agent.td_scaler.episode_return != 0.0 and agent._executed is not None
     agent.end_episode()
     assert agent.td_scaler.episode_return == 0.0 and agent.td_scaler.squared_returns.count == 0
+    assert agent._executed is None
+    # an update for that action now falls back to a fresh sample: two draws (ã and a')
+    generator = _generator_copy(agent)
+    agent.update(obs, action, 0.0, obs, False, False)
+    torch.randn((1, 2), generator=generator), torch.randn((1, 2), generator=generator)
+    assert torch.equal(agent.torch_generator.get_state(), generator.get_state())
+
+
+def test_the_remembered_sample_lives_from_act_to_the_next_update():
+    agent = _agent()
+    obs, other = np.float32([0.1, 0.2, 0.3]), np.float32([1.0, 1.0, 1.0])
+    assert agent._executed is None
+    action = agent.act(obs)
+    agent.act(other, deterministic=True)  # a deterministic act leaves the sample as it is
+    np.testing.assert_array_equal(agent._executed.action, action)
+    np.testing.assert_array_equal(agent._executed.obs, obs)
+    agent.update(obs, action, 1.0, other, False, False)
+    assert agent._executed is None  # the weights changed: the same transition again is a fallback
+    generator = _generator_copy(agent)
+    agent.update(obs, action, 1.0, other, False, False)
+    torch.randn((1, 2), generator=generator), torch.randn((1, 2), generator=generator)  # fresh ã and a'
+    assert torch.equal(agent.torch_generator.get_state(), generator.get_state())
 
 
 # -- settings and refused inputs --------------------------------------------------------------------
 def test_settings_from_config():
-    assert AVGSettings.from_config(Config()) == AVGSettings()
+    assert AVGSettings.from_config(Config(hidden_sizes=[256, 256])) == AVGSettings()
+    authors_hopper = AVGSettings.from_config(Config(avg_actor_lr=1.1e-5, avg_critic_lr=7.7e-5, avg_entropy_coef=0.3,
+                                                    avg_td_error_scaling=False))
+    assert (authors_hopper.actor_lr, authors_hopper.critic_lr, authors_hopper.entropy_coef,
+            authors_hopper.td_error_scaling) == (1.1e-5, 7.7e-5, 0.3, False)
     assert AVGSettings.from_config(Config(gamma=0.95)).gamma == 0.95
     assert AVGSettings.from_config(Config(hidden_sizes=[64, 32])).hidden_sizes == (64, 32)
     assert AVGSettings.from_config(Config(), entropy_coef=0.1).entropy_coef == 0.1
