@@ -97,9 +97,9 @@ class _Loop:
     """One kind's environment and agent, stepped in chunks; only post-warm-up time counts."""
 
     def __init__(self, kind: str, case: Case, naive: ModuleType | None):
-        from streamx.agents import AGENTS
         from streamx.envs import make_env, resets_only_at_game_over
         from streamx.fast import make_fast_agent
+        from streamx.registry import algorithm_class
         from streamx.run import resolve_config
 
         self.kind = kind
@@ -119,7 +119,7 @@ class _Loop:
             assert naive is not None
             self.agent = naive.make_naive_agent(config, space, actions)
         elif kind == "autograd":
-            self.agent = AGENTS[case.algo](space, actions, config)
+            self.agent = algorithm_class(case.algo)(space, actions, config)
         elif kind == "fast":
             self.agent = make_fast_agent(case.algo, space, actions, config)
         self.env.action_space.seed(0)

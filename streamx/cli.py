@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from streamx.config import ALGORITHMS, BASELINES, field_help
+from streamx.config import algorithm_choices, field_help
 from streamx.errors import ConfigError, StreamxError
 
 __all__ = ["main"]
@@ -39,7 +39,7 @@ def _train_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
     )
-    parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(ALGORITHMS + BASELINES)} (not with --resume)")
+    parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(algorithm_choices())} (not with --resume)")
     parser.add_argument("--env", default=None,
                         help="environment id, e.g. CartPole-v1, Hopper-v5 (optional when the --config preset sets env)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
@@ -86,7 +86,7 @@ def _train(argv: Sequence[str]) -> int:
         result = resume(args.resume)
     else:
         if args.algo is None:
-            raise ConfigError(f"name an algorithm ({', '.join(ALGORITHMS + BASELINES)}) or pass --resume <run-dir>")
+            raise ConfigError(f"name an algorithm ({', '.join(algorithm_choices())}) or pass --resume <run-dir>")
         for key, value in (("seed", args.seed), ("total_steps", args.steps), ("run_dir", args.run_dir)):
             if value is not None:
                 overrides[key] = value

@@ -22,10 +22,9 @@ import yaml
 
 from streamx.errors import ConfigError
 
-__all__ = ["ALGORITHMS", "BASELINES", "OPTIMIZERS", "VALUES_BEFORE_FIELD", "Config", "decisive_values", "field_help",
-           "load_yaml", "parse_value"]
+__all__ = ["AGENT_FIELDS", "BASELINES", "OPTIMIZERS", "VALUES_BEFORE_FIELD", "Config", "algorithm_choices",
+           "decisive_values", "field_help", "load_yaml", "parse_value", "unknown_choice"]
 
-ALGORITHMS = ("stream_td", "stream_q", "stream_sarsa", "stream_ac")
 BASELINES = ("ppo", "sac", "dqn", "ppo1", "sac1", "dqn1")
 """Batch baselines run through Stable-Baselines3 (``streamx.baselines``; the ``sb3`` extra)."""
 OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
@@ -44,8 +43,9 @@ class Config:
     """A complete, resolved description of one training run."""
 
     # --- what to run -----------------------------------------------------------------
-    algo: str = _f("stream_ac", "Algorithm: stream_td | stream_q | stream_sarsa | stream_ac, or a batch "
-                   "baseline through Stable-Baselines3: ppo | sac | dqn | ppo1 | sac1 | dqn1 (docs/baselines.md).")
+    algo: str = _f("stream_ac", "Algorithm: stream_td | stream_q | stream_sarsa | stream_ac | avg, an installed "
+                   "plugin's (docs/algorithms.md), or a batch baseline through Stable-Baselines3: "
+                   "ppo | sac | dqn | ppo1 | sac1 | dqn1 (docs/baselines.md).")
     env: str = _f("CartPole-v1", "gymnasium environment id, e.g. CartPole-v1 or Hopper-v5.")
     seed: int = _f(0, "Seed of every random number generator (python, numpy, torch, env).")
     total_steps: int = _f(500_000, "Agent steps to train for.")
@@ -90,6 +90,17 @@ class Config:
         "as the paper's categorical does (a saturated action then has zero log-probability gradient); "
         "false = an unclamped log-softmax.")
 
+    # --- AVG (algo avg; docs/avg.md): its own optimizer and stabilizers ------------------------
+    avg_actor_lr: float = _f(0.0063, "avg: Adam step size of the actor.")
+    avg_critic_lr: float = _f(0.0087, "avg: Adam step size of the critic.")
+    avg_entropy_coef: float = _f(0.07, "avg: entropy coefficient α (fixed), in the TD target and the actor objective.")
+    avg_beta1: float = _f(0.0, "avg: Adam's first-moment decay β₁ (0: no momentum).")
+    avg_beta2: float = _f(0.999, "avg: Adam's second-moment decay β₂.")
+    avg_penultimate_norm: bool = _f(
+        True, "avg: divide the last hidden activation of actor and critic by its Euclidean norm.")
+    avg_td_error_scaling: bool = _f(
+        True, "avg: divide the critic's TD error by σ_δ, from running statistics of rewards, discounts and returns.")
+
     # --- environment ---------------------------------------------------------------------
     max_episode_steps: int | None = _f(
         None, "Episode time limit; None = gymnasium's registered limit (classic control defaults to 10000).")
@@ -133,16 +144,16 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid value and how to fix it."""
-        if self.algo not in ALGORITHMS + BASELINES:
-            raise ConfigError(_unknown("algorithm", self.algo, ALGORITHMS + BASELINES))
+        if self.algo not in BASELINES and self.algo not in algorithm_choices():
+            raise ConfigError(unknown_choice("algorithm", self.algo, algorithm_choices()))
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(_unknown("optimizer", self.optimizer, OPTIMIZERS))
+            raise ConfigError(unknown_choice("optimizer", self.optimizer, OPTIMIZERS))
         if self.life_loss not in LIFE_LOSS:
-            raise ConfigError(_unknown("life_loss setting", self.life_loss, LIFE_LOSS))
+            raise ConfigError(unknown_choice("life_loss setting", self.life_loss, LIFE_LOSS))
         if self.ett_cumulant not in ETT_CUMULANTS:
-            raise ConfigError(_unknown("ett_cumulant setting", self.ett_cumulant, ETT_CUMULANTS))
+            raise ConfigError(unknown_choice("ett_cumulant setting", self.ett_cumulant, ETT_CUMULANTS))
         if self.fast_path not in ("auto", "on", "off"):
-            raise ConfigError(_unknown("fast_path setting", self.fast_path, ("auto", "on", "off")))
+            raise ConfigError(unknown_choice("fast_path setting", self.fast_path, ("auto", "on", "off")))
         checks: list[tuple[bool, str]] = [
             (self.lr >= 0, f"lr={self.lr} must be >= 0 (the paper uses 1.0)"),
             (0 <= self.gamma <= 1, f"gamma={self.gamma} must lie in [0, 1] (the paper uses 0.99)"),
@@ -168,6 +179,11 @@ class Config:
             (self.threads > 0, f"threads={self.threads} must be positive"),
             (self.checkpoint_interval >= 0, f"checkpoint_interval={self.checkpoint_interval} must be >= 0"),
             (self.keep_checkpoints >= 1, f"keep_checkpoints={self.keep_checkpoints} must be >= 1"),
+            (self.avg_actor_lr >= 0 and self.avg_critic_lr >= 0,
+             f"avg_actor_lr={self.avg_actor_lr} and avg_critic_lr={self.avg_critic_lr} must be >= 0"),
+            (self.avg_entropy_coef >= 0, f"avg_entropy_coef={self.avg_entropy_coef} must be >= 0"),
+            (0 <= self.avg_beta1 < 1 and 0 <= self.avg_beta2 < 1,
+             f"avg_beta1={self.avg_beta1} and avg_beta2={self.avg_beta2} must lie in [0, 1)"),
             (0 <= self.seed <= MAX_SEED, f"seed={self.seed} must lie in [0, {MAX_SEED}] (NumPy's seed range)"),
         ]
         for ok, message in checks:
@@ -226,11 +242,18 @@ VALUES_BEFORE_FIELD: dict[str, Any] = {
 # checkpoints): left out of a run's identity.
 NOT_DECISIVE = ("run_dir", "progress", "tensorboard", "checkpoint_interval", "keep_checkpoints", "log_interval",
                 "threads", "wandb", "wandb_project", "wandb_entity", "wandb_group")
-_EXPLORATION = ("epsilon_start", "epsilon_end", "exploration_fraction", "exploration_steps")
-_STREAM_ONLY = ("lr", "gamma", "lamda", "kappa_value", "kappa_policy", "entropy_coef", "hidden_sizes", "optimizer",
-                "beta2", "adaptive_eps", "sparse_init", "sparsity", "layer_norm", "obs_normalization",
-                "reward_scaling", "time_feature", "bootstrap_on_truncation", "fast_path", "policy_prob_clamp",
-                *_EXPLORATION)
+EXPLORATION_FIELDS = ("epsilon_start", "epsilon_end", "exploration_fraction", "exploration_steps")
+"""The ε-greedy schedule's fields (read by the action-value agents)."""
+STREAM_X_FIELDS = ("lr", "gamma", "lamda", "kappa_value", "hidden_sizes", "optimizer", "beta2", "adaptive_eps",
+                   "sparse_init", "sparsity", "layer_norm", "bootstrap_on_truncation", "fast_path")
+"""The fields every stream-x agent reads (its network, initialization and optimizer)."""
+AVG_FIELDS = ("avg_actor_lr", "avg_critic_lr", "avg_entropy_coef", "avg_beta1", "avg_beta2",
+              "avg_penultimate_norm", "avg_td_error_scaling")
+AGENT_FIELDS = frozenset((*STREAM_X_FIELDS, *EXPLORATION_FIELDS, "kappa_policy", "entropy_coef", "policy_prob_clamp",
+                          *AVG_FIELDS))
+"""The fields only an agent reads. Each algorithm's class lists those it uses (``config_fields``);
+the others are not part of its runs' identity (:func:`decisive_values`)."""
+_STREAM_ONLY = (*sorted(AGENT_FIELDS), "obs_normalization", "reward_scaling", "time_feature")
 # classic-control ids with a continuous action space (every MuJoCo and DM Control task has one)
 _CONTINUOUS_CLASSIC = ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3")
 
@@ -255,10 +278,9 @@ def decisive_values(config: Mapping[str, Any]) -> dict[str, Any]:
         dropped.update(_STREAM_ONLY, ("life_loss", "ett_cumulant"))
     else:
         dropped.add("sb3_kwargs")
-        if algo not in ("stream_q", "stream_sarsa"):
-            dropped.update(_EXPLORATION)
-        if algo != "stream_ac":
-            dropped.update(("kappa_policy", "entropy_coef", "policy_prob_clamp"))
+        used = _algorithm_fields(str(algo))
+        if used is not None:  # an algorithm that cannot be loaded here keeps every field
+            dropped.update(AGENT_FIELDS - used)
         if suite in ("mujoco", "dmc") or env in _CONTINUOUS_CLASSIC:
             dropped.add("policy_prob_clamp")
     if suite is not None and suite != "atari":
@@ -266,6 +288,16 @@ def decisive_values(config: Mapping[str, Any]) -> dict[str, Any]:
     if suite is not None and suite != "ett":
         dropped.add("ett_cumulant")
     return {k: v for k, v in values.items() if k not in dropped}
+
+
+def _algorithm_fields(algo: str) -> frozenset[str] | None:
+    """The config fields the agent class of ``algo`` reads, or None when it cannot be loaded."""
+    from streamx.registry import algorithm_class
+
+    try:
+        return frozenset(algorithm_class(algo).config_fields)
+    except ConfigError:
+        return None
 
 
 def field_help() -> list[tuple[str, str, Any]]:
@@ -330,7 +362,15 @@ def parse_value(text: str) -> Any:
 
 # --- helpers -----------------------------------------------------------------------------
 
-def _unknown(what: str, value: str, choices: Any) -> str:
+def algorithm_choices() -> tuple[str, ...]:
+    """Every algorithm name ``algo`` accepts: the registry's stream algorithms, then the baselines."""
+    from streamx.registry import algorithm_names
+
+    return algorithm_names() + BASELINES
+
+
+def unknown_choice(what: str, value: str, choices: Any) -> str:
+    """The one-line message for a name that is not among ``choices`` (with the closest one)."""
     close = difflib.get_close_matches(value, list(choices), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown {what} '{value}'{hint}; choose one of: {', '.join(choices)}"

@@ -199,10 +199,13 @@ def resets_only_at_game_over(config: Config) -> bool:
     return config.life_loss == "continue" and suite_of(config.env) == "atari"
 
 
-def suite_defaults(env_id: str, algo: str | None = None) -> dict[str, Any]:
-    """Config values the suite of ``env_id`` sets (for ``algo``) before presets and overrides."""
+def suite_defaults(env_id: str, algo: str | None = None,
+                   algorithm_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Config values the suite of ``env_id`` sets (for ``algo``) before presets and overrides;
+    ``algorithm_defaults`` (the algorithm's own, ``config_defaults``) go between the suite's
+    general values and its values for that algorithm."""
     suite = SUITES[suite_of(env_id)]
-    return {**suite.defaults, **suite.algo_defaults.get(algo or "", {})}
+    return {**suite.defaults, **(algorithm_defaults or {}), **suite.algo_defaults.get(algo or "", {})}
 
 
 def _make_raw(config: Config, **extra: Any) -> gym.Env:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from streamx.agents import build_agent
-from streamx.agents.base import build_network
+from streamx.agents.base import StreamAgent, build_network
 from streamx.checkpoint import (
     MAGIC,
     learner_state_faults,
@@ -36,6 +36,7 @@ from streamx.config import Config
 from streamx.envs import make_env, resets_only_at_game_over
 from streamx.errors import CheckpointError, ConfigError, InputError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
+from streamx.registry import algorithm_class
 from streamx.run import _load_run_config, check_checkpoint_matches, latest_checkpoint, seed_everything
 from streamx.validation import ArrayCheck
 from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, find_wrapper
@@ -43,8 +44,14 @@ from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, 
 __all__ = ["POLICY_FORMAT", "Policy", "evaluate", "export_policy"]
 
 POLICY_FORMAT = "streamx-policy-v1"
-_ACTING_NETWORK = {"stream_q": "q_network", "stream_sarsa": "q_network", "stream_ac": "actor",
-                   "stream_td": "value_network"}
+
+
+def _acting_network(config: Config, what: str) -> str:
+    """The algorithm's acting network (its class declares it); a prediction algorithm has none."""
+    network = algorithm_class(config.algo).acting_network
+    if network is None:
+        raise ConfigError(f"{config.algo} learns predictions, not a policy: {what}")
+    return network
 
 
 def _load(run_dir: Path, checkpoint: str | Path | None) -> tuple[Config, dict[str, Any]]:
@@ -69,9 +76,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
         raise ConfigError(f"--episodes {episodes}: evaluate at least one episode")
     run_dir = Path(run_dir)
     config, payload = _load(run_dir, checkpoint)
-    if config.algo == "stream_td":
-        raise ConfigError("stream_td learns predictions, not a policy: there is nothing to evaluate; "
-                          "see prediction.json in its run directory")
+    _acting_network(config, "there is nothing to evaluate; see prediction.json in its run directory")
     eval_seed = (config.seed + seed_offset) % 2**32  # seeds lie in [0, 2**32)
     seed_everything(eval_seed, config.threads)
     if video:
@@ -119,7 +124,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
         "lengths": lengths,
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0,
-        "policy": "greedy" if config.algo in ("stream_q", "stream_sarsa") else "mean action / most likely action",
+        "policy": algorithm_class(config.algo).policy_description,
     }
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -134,14 +139,11 @@ def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint
         if Path(out).is_dir():
             raise ConfigError(f"--out {out} is a folder; name a file in it, e.g. --out {Path(out) / 'policy.pt'}")
     config, payload = _load(run_dir, checkpoint)
-    if config.algo == "stream_td":
-        raise ConfigError("stream_td learns predictions, not a policy: nothing to export (its value network "
-                          "is in the run's checkpoints)")
+    network = _acting_network(config, "nothing to export (its networks are in the run's checkpoints)")
     env = make_env(config)
     restore_env_state(env, payload["env_state"], mid_episode=False)
     normalizer = find_wrapper(env, NormalizeObservation)
     time_feature = find_wrapper(env, AddTimeFeature)
-    network = _ACTING_NETWORK[config.algo]
     exported = {
         "format": POLICY_FORMAT,
         "algo": config.algo,
@@ -153,6 +155,7 @@ def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint
         "obs_var": None if normalizer is None else normalizer.stats.var,
         "time_limit": None if time_feature is None else time_feature.time_limit,
         "observation_shape": list(env.unwrapped.observation_space.shape or ()),
+        "action_space": _plain_action_space(env.action_space),
     }
     env.close()
     if len(exported["observation_shape"]) != 1:
@@ -167,6 +170,22 @@ def export_policy(run_dir: str | Path, out: str | Path | None = None, checkpoint
     return out
 
 
+def _plain_action_space(space: gym.spaces.Space) -> dict[str, Any] | None:
+    """The action space as plain values for a policy file (None: a kind a Policy cannot rebuild)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"kind": "discrete", "n": int(space.n)}
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return {"kind": "box", "low": [float(x) for x in space.low], "high": [float(x) for x in space.high]}
+    return None
+
+
+def _action_space(plain: dict[str, Any]) -> gym.spaces.Space:
+    if plain["kind"] == "discrete":
+        return gym.spaces.Discrete(int(plain["n"]))
+    return gym.spaces.Box(np.asarray(plain["low"], np.float32), np.asarray(plain["high"], np.float32),
+                          dtype=np.float32)
+
+
 def _output_size(weights: dict[str, Any]) -> int:
     """Rows of the last Linear layer of an nn.Sequential state dict."""
     last = max((k for k in weights if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))
@@ -179,6 +198,10 @@ class Policy:
 
         policy = Policy.load("runs/hopper/policy.pt")
         action = policy.act(raw_obs, t=steps_since_reset)
+
+    The acting network is rebuilt by the run's algorithm (any registered one) and acts as its
+    ``act(obs, deterministic=True)`` does; files written before the action space was stored in
+    them are read by rebuilding the stream-x networks from the weights' shapes.
     """
 
     def __init__(self, exported: dict[str, Any]):
@@ -195,17 +218,29 @@ class Policy:
         if faults:
             raise CheckpointError(f"the policy's weights are not finite ({', '.join(faults)}); export it again "
                                   "from a good checkpoint (`streamx export <run-dir> --checkpoint <file>`)")
-        self.network = self._build(weights, shape)
+        if len(shape) != 1:
+            raise ConfigError("Policy acts on raw vector observations; for image suites (Atari, MinAtar) use "
+                              "`streamx eval`, which rebuilds the whole preprocessing stack")
+        width = shape[0] + (self.time_limit is not None)
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(width,), dtype=np.float32)
+        self._agent: StreamAgent | None = None
+        if exported.get("action_space") is not None:
+            cls = algorithm_class(self.algo)
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG be
+                self._agent = cls(space, _action_space(exported["action_space"]),
+                                  self.config.replace(fast_path="off"))
+            self.network = self._agent.networks[str(cls.acting_network)]
+        else:
+            self.network = self._legacy_network(weights, space)
         self.network.load_state_dict(weights)
         self.network.eval()
         self._check_obs = ArrayCheck(shape, "Policy.act", " (the environment's raw observation)")
 
-    def _build(self, weights: dict[str, Any], observation_shape: tuple[int, ...]) -> nn.Module:
-        if len(observation_shape) != 1:
-            raise ConfigError("Policy acts on raw vector observations; for image suites (Atari, MinAtar) use "
-                              "`streamx eval`, which rebuilds the whole preprocessing stack")
-        width = observation_shape[0] + (self.time_limit is not None)
-        space = gym.spaces.Box(-np.inf, np.inf, shape=(width,), dtype=np.float32)
+    def _legacy_network(self, weights: dict[str, Any], space: gym.spaces.Box) -> nn.Module:
+        """The acting network of a stream-x algorithm, from the shapes of its weights."""
+        if self.algo not in ("stream_q", "stream_sarsa", "stream_ac"):
+            raise CheckpointError(f"this policy file of {self.algo} holds no action space; export it again "
+                                  "with this version (`streamx export <run-dir>`)")
         if self.algo != "stream_ac":
             return build_network(space, _output_size(weights), self.config, initialize=False)
         from streamx.agents.ac import CategoricalPolicy, GaussianPolicy
@@ -247,7 +282,10 @@ class Policy:
     @torch.no_grad()
     def act(self, raw_obs: Any, t: int = 0) -> Any:
         """The deterministic action for a raw observation, ``t`` steps after the reset."""
-        x = torch.as_tensor(self.preprocess(raw_obs, t))[None]
+        obs = self.preprocess(raw_obs, t)
+        if self._agent is not None:
+            return self._agent.act(obs, deterministic=True)
+        x = torch.as_tensor(obs)[None]
         if self.algo == "stream_ac":
             out = self.network(x)
             if isinstance(out, tuple):  # Gaussian: the mean action

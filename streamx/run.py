@@ -45,6 +45,7 @@ from streamx.envs import make_env, resets_only_at_game_over, suite_defaults
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, InputError, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
+from streamx.registry import algorithm_class
 from streamx.runlock import LOCK_FILE, run_lock
 
 __all__ = ["RunResult", "checkpoint_paths", "default_run_dir", "latest_checkpoint", "resolve_config", "resume",
@@ -82,7 +83,8 @@ def resolve_config(algo: str, env: str | None = None, preset: str | Path | None 
     env = env or preset_values.get("env")
     if not env:
         raise ConfigError("no environment given: pass --env <id> (or a preset that sets env)")
-    values: dict[str, Any] = {"algo": algo, "env": env, **suite_defaults(env, algo)}
+    own = {} if algo in BASELINES else algorithm_class(algo).config_defaults
+    values: dict[str, Any] = {"algo": algo, "env": env, **suite_defaults(env, algo, own)}
     if preset is not None:
         values.update({**_fraction_rules(preset_values), "algo": algo, "env": env})
         Config.from_dict(values, source=f"config file {preset}")  # name the file in any error
@@ -432,7 +434,8 @@ class _Training:
         self.stats = _IntervalStats(self.agent.extra_metrics)
         # A data stream such as the ETT series is learned in one pass: stop when it ends.
         self.single_pass = bool(getattr(self.env.unwrapped, "single_pass", False))
-        self.record = _PredictionRecord() if config.algo == "stream_td" else None
+        # A prediction algorithm (its update reports "prediction") is scored against the true returns.
+        self.record = _PredictionRecord() if "prediction" in self.agent.extra_metrics else None
         self.returns: list[float] = []
         self.lengths: list[int] = []
         self.step = 0

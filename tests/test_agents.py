@@ -209,10 +209,14 @@ def test_stream_ac_actor_trace_holds_logpi_plus_signed_entropy_gradient(continuo
 
 
 def test_wrong_action_space_is_a_clear_error():
-    with pytest.raises(ConfigError, match="stream_q needs a discrete action space.*use stream_ac"):
-        make_agent("stream_q", OBS_SPACE, gym.spaces.Box(-1, 1, (2,)))
-    with pytest.raises(ConfigError, match="stream_sarsa needs a discrete action space"):
+    for fast_path in ("off", "auto"):
+        with pytest.raises(ConfigError, match=r"stream_q supports Discrete action spaces, but .*Box.*; use an "
+                                              r"algorithm that supports it: stream_td, stream_ac, avg"):
+            make_agent("stream_q", OBS_SPACE, gym.spaces.Box(-1, 1, (2,)), fast_path=fast_path)
+    with pytest.raises(ConfigError, match="stream_sarsa supports Discrete action spaces"):
         make_agent("stream_sarsa", OBS_SPACE, gym.spaces.Box(-1, 1, (2,)))
+    with pytest.raises(ConfigError, match=r"avg .*1-D Box.*Discrete\(2\).*stream_q"):
+        make_agent("avg", OBS_SPACE, gym.spaces.Discrete(2))
 
 
 def test_agent_state_dict_round_trip_continues_identically():

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from streamx.checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault
+from streamx.registry import algorithm_class
 from streamx.run import checkpoint_paths, resolve_config, resume, train
 
 
@@ -271,7 +272,6 @@ def test_override_strings_never_crash(text):
 
 @pytest.mark.parametrize("algo, env", [("stream_q", "CartPole-v1"), ("stream_ac", "Pendulum-v1")])
 def test_eval_and_exported_policy(tmp_path, algo, env):
-    from streamx.agents import AGENTS
     from streamx.config import Config
     from streamx.evaluate import Policy, evaluate, export_policy
 
@@ -284,7 +284,7 @@ def test_eval_and_exported_policy(tmp_path, algo, env):
     payload = load_checkpoint(checkpoint_paths(run_dir)[-1])
     config = Config.from_dict(json.loads(payload["config"]))
     raw_env = gym.make(env)
-    agent = AGENTS[algo](gym.spaces.Box(-np.inf, np.inf, (raw_env.observation_space.shape[0] + 1,),
+    agent = algorithm_class(algo)(gym.spaces.Box(-np.inf, np.inf, (raw_env.observation_space.shape[0] + 1,),
                                                            np.float32), raw_env.action_space, config)
     agent.load_state_dict(payload["agent"])
     normalizer = next(v for k, v in payload["env_state"]["wrappers"].items() if k.endswith("NormalizeObservation"))

@@ -36,8 +36,8 @@ import streamx.run
 from streamx import Config, ConfigError, NonFiniteError, make_agent, resolve_config
 from streamx.envs import make_env
 from streamx.errors import InputError
-from streamx.fast import fast_path_supported, make_fast_agent
-from streamx.fast.agents import FAST_AGENTS
+from streamx.fast import fast_agent_class, fast_path_supported, make_fast_agent
+from streamx.registry import algorithm_class
 
 RTOL = 1e-5
 REFERENCE_ERROR_FACTOR = 4.0  # allowed multiple of the autograd agent's own float32 error
@@ -310,12 +310,10 @@ def test_lockstep_matches_autograd_with_the_atari_conv_net_briefly(algo, overrid
 
 
 def test_atari_agents_use_a_conv_network_and_reuse_the_act_forward_pass(conv_network):
-    from streamx.fast.conv import CONV_AGENTS
-
     image = gym.spaces.Box(-np.inf, np.inf, (4, 84, 84), np.float32)
     torch.manual_seed(0)
     agent = make_agent("stream_q", image, gym.spaces.Discrete(4))  # fast_path=auto
-    assert isinstance(agent, CONV_AGENTS["stream_q"])
+    assert isinstance(agent, _fast_class("stream_q", "atari"))
     network = agent._flat["q_network"]
     assert type(network) is conv_network
     obs, next_obs = np.random.default_rng(0).normal(size=(2, 4, 84, 84)).astype(np.float32)
@@ -426,13 +424,16 @@ def test_free_running_agents_agree_before_the_chaos_grows(algo):
         assert error <= RTOL * scales[_group(key)], f"{key} differs by {error:.3g}"
 
 
+def _fast_class(algo: str, network_kind: str = "mlp") -> type:
+    fast_class, _ = fast_agent_class(algorithm_class(algo), network_kind)
+    assert fast_class is not None
+    return fast_class
+
+
 def _run_until(algo: str, steps: int, fast: bool, tmp_path: Any, monkeypatch: Any, env: str = "CartPole-v1") -> Any:
     overrides: dict[str, Any] = {"seed": 0, "progress": False, "checkpoint_interval": 0,
                                  "run_dir": str(tmp_path / ("fast" if fast else "autograd"))}
-    if "fast_path" in Config.__dataclass_fields__:  # streamx.run picks the agent by config
-        overrides["fast_path"] = "on" if fast else "off"
-    elif fast:  # an older streamx.run that builds AGENTS[algo] directly
-        monkeypatch.setitem(streamx.run.AGENTS, algo, FAST_AGENTS[algo])
+    overrides["fast_path"] = "on" if fast else "off"
     config = resolve_config(algo, env, overrides=overrides)
     # total_steps keeps the paper's 500k (and so its ε schedule); the callback stops early
     result = streamx.run.train(config, on_episode=lambda step, _return, _length: step >= steps)
@@ -444,7 +445,7 @@ def _run_until(algo: str, steps: int, fast: bool, tmp_path: Any, monkeypatch: An
 def test_train_on_cartpole_gives_the_same_episodes(algo, steps, tmp_path, monkeypatch):
     autograd = _run_until(algo, steps, False, tmp_path, monkeypatch)
     fast = _run_until(algo, steps, True, tmp_path, monkeypatch)
-    assert isinstance(fast.agent, FAST_AGENTS[algo]) and not isinstance(autograd.agent, FAST_AGENTS[algo])
+    assert isinstance(fast.agent, _fast_class(algo)) and not isinstance(autograd.agent, _fast_class(algo))
     assert len(autograd.episode_returns) >= 10
     assert fast.episode_returns == autograd.episode_returns
     assert fast.episode_lengths == autograd.episode_lengths
@@ -454,7 +455,7 @@ def test_train_on_minatar_gives_the_same_episodes(tmp_path, monkeypatch):
     pytest.importorskip("minatar", reason="the MinAtar extra is not installed")
     autograd = _run_until("stream_q", 800, False, tmp_path, monkeypatch, env="MinAtar/Breakout-v1")
     fast = _run_until("stream_q", 800, True, tmp_path, monkeypatch, env="MinAtar/Breakout-v1")
-    assert isinstance(fast.agent, FAST_AGENTS["stream_q"])
+    assert isinstance(fast.agent, _fast_class("stream_q"))
     assert len(autograd.episode_returns) >= 10
     assert fast.episode_returns == autograd.episode_returns
     assert fast.episode_lengths == autograd.episode_lengths
@@ -635,11 +636,10 @@ def test_fast_path_supported_says_why_not():
 
 @pytest.mark.parametrize("algo", ["stream_td", "stream_q", "stream_sarsa", "stream_ac"])
 def test_fast_agents_are_the_autograd_agents_subclasses(algo):
-    from streamx.agents import AGENTS
-
-    assert issubclass(FAST_AGENTS[algo], AGENTS[algo])
+    assert issubclass(_fast_class(algo), algorithm_class(algo))
     space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
     built = make_fast_agent(algo, space, None if algo == "stream_td" else gym.spaces.Discrete(2), hidden_sizes=[8])
     obs = np.zeros(4, np.float32)
     metrics = built.update(obs, built.act(obs), 1.0, obs, False, False)  # the fast update reports what run.py logs
-    assert set(AGENTS[algo].extra_metrics) <= set(metrics)
+    assert set(algorithm_class(algo).extra_metrics) <= set(metrics)
+    assert built.extra_metrics == algorithm_class(algo).extra_metrics  # the loop logs the agent's own list

@@ -102,7 +102,7 @@ def _cli(*args, cwd=None):
     (["train", "stream_x", "--env", "CartPole-v1"], "unknown algorithm 'stream_x'"),
     (["train", "stream_q", "--env", "CartPoles-v1"],
      "unknown environment id 'CartPoles-v1'. Did you mean: CartPole-v1"),
-    (["train", "stream_q", "--env", "Pendulum-v1"], "stream_q needs a discrete action space"),
+    (["train", "stream_q", "--env", "Pendulum-v1"], "stream_q supports Discrete action spaces"),
     (["train", "stream_ac", "--env", "CartPole-v1", "lamda=1.5"], "lamda=1.5 must lie in [0, 1]"),
     (["train", "stream_ac", "--env", "CartPole-v1", "--lr", "-0.1"], "lr=-0.1 must be >= 0"),
     (["train", "stream_ac", "--env", "CartPole-v1", "lrr=0.1"], "unknown key"),

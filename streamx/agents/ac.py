@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamx.agents.base import StreamAgent, build_network, td_target_mask
-from streamx.config import Config
-from streamx.errors import ConfigError
+from streamx.config import STREAM_X_FIELDS, Config
 from streamx.nn import init_network
 
 __all__ = ["CLAMP_EPS", "CategoricalPolicy", "GaussianPolicy", "StreamAC"]
@@ -100,6 +99,11 @@ def _hidden_width(trunk: nn.Module, observation_space: gym.spaces.Space) -> int:
 class StreamAC(StreamAgent):
     algo = "stream_ac"
     extra_metrics = ("policy_effective_step_size", "policy_trace_norm", "entropy")
+    acting_network = "actor"
+    action_spaces = ("discrete", "box")
+    config_fields = (*STREAM_X_FIELDS, "kappa_policy", "entropy_coef", "policy_prob_clamp")
+    policy_description = "mean action / most likely action"
+    fast_agents = {"mlp": "streamx.fast.agents:FastStreamAC", "atari": "streamx.fast.conv:ConvStreamAC"}
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
@@ -113,11 +117,8 @@ class StreamAC(StreamAgent):
         elif isinstance(action_space, gym.spaces.Discrete):
             self.continuous = False
             self.actor = CategoricalPolicy(trunk, features, int(action_space.n), config.policy_prob_clamp)
-        else:
-            raise ConfigError(
-                f"stream_ac supports Discrete or 1-D Box action spaces, got {action_space}; "
-                "wrap the environment to flatten its actions"
-            )
+        else:  # pragma: no cover - StreamAgent checked the space against action_spaces
+            raise AssertionError(action_space)
         init_network(self.actor, sparse=config.sparse_init, sparsity=config.sparsity)
         self.critic_optimizer = self._add_learner("critic", self.critic, config.kappa_value)
         self.actor_optimizer = self._add_learner("actor", self.actor, config.kappa_policy)

@@ -13,20 +13,38 @@ import torch
 from torch import Tensor
 
 from streamx.agents.base import StreamAgent, build_network, td_target_mask
-from streamx.config import Config
+from streamx.config import EXPLORATION_FIELDS, STREAM_X_FIELDS, Config
 
 __all__ = ["ActionValueAgent"]
 
 
 class ActionValueAgent(StreamAgent):
-    """ε-greedy control with one action-value network ``Q(s, ·)`` and ObGD (κ = kappa_value)."""
+    """ε-greedy control with one action-value network ``Q(s, ·)`` and ObGD (κ = kappa_value).
+
+    A new value-based algorithm is a subclass that defines the two hooks
+    :meth:`_bootstrap_value` and :meth:`_cut_traces` (docs/algorithms.md). Such a subclass runs
+    on the fast path too, where the hooks get float32 ``numpy`` arrays instead of torch tensors:
+    write them with operations both have (indexing, ``.max()``, ``.argmax()``, ``.mean()``,
+    ``.sum()``, arithmetic), or set ``numpy_hooks = False`` to keep the subclass on the autograd path.
+    """
 
     extra_metrics = ("epsilon",)
+    acting_network = "q_network"
+    action_spaces = ("discrete",)
+    config_fields = (*STREAM_X_FIELDS, *EXPLORATION_FIELDS)
+    policy_description = "greedy"
+    # The fast path (streamx.fast): for a subclass that only defines the hooks below, a fast class
+    # is composed of the subclass and the mixin of the network's kind.
+    fast_mixins = {"mlp": "streamx.fast.agents:_FastActionValue", "atari": "streamx.fast.conv:_ConvActionValue"}
+    fast_hooks = ("_bootstrap_value", "_cut_traces")
+    numpy_hooks = True
+    """Whether the hooks also accept float32 numpy arrays (the fast path's Q-values)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
         super().__init__(observation_space, action_space, config)
-        self.num_actions = self._require_discrete(action_space, self.algo)
+        assert isinstance(action_space, gym.spaces.Discrete)  # checked by StreamAgent against action_spaces
+        self.num_actions = int(action_space.n)
         self.q_network = build_network(observation_space, self.num_actions, config)
         self.optimizer = self._add_learner("q_network", self.q_network, config.kappa_value)
 
@@ -60,11 +78,13 @@ class ActionValueAgent(StreamAgent):
 
     @abstractmethod
     def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
-        """The value of ``s'`` in the TD target (``max_a' Q`` or ``Q(s', a')``)."""
+        """The value of ``s'`` in the TD target (``max_a' Q`` or ``Q(s', a')``), from ``Q(s', ·)``
+        (1-D; a numpy array on the fast path). Called only when the target bootstraps."""
 
     @abstractmethod
     def _cut_traces(self, action: int, q_values: Tensor) -> bool:
-        """Whether traces are cut after this update although the episode goes on."""
+        """Whether traces are cut after this update although the episode goes on, from the action
+        taken and ``Q(s, ·)`` before the update (1-D; a numpy array on the fast path)."""
 
     def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
                 truncated: bool) -> dict[str, float]:

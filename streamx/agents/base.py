@@ -29,13 +29,25 @@ import torch
 from torch import Tensor, nn
 
 from streamx.checkpoint import rng_from_plain, rng_to_plain
-from streamx.config import Config
+from streamx.config import STREAM_X_FIELDS, Config
 from streamx.errors import ConfigError, NonFiniteError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
 
-__all__ = ["StreamAgent", "build_network", "td_target_mask"]
+__all__ = ["StreamAgent", "action_space_kind", "build_network", "td_target_mask"]
+
+
+def action_space_kind(action_space: gym.spaces.Space | None) -> str:
+    """``"discrete"`` (a Discrete space), ``"box"`` (a 1-D Box), ``"none"`` (no actions: a data
+    stream) or ``"other"``: the kinds an algorithm's ``action_spaces`` names."""
+    if action_space is None:
+        return "none"
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return "box"
+    return "other"
 
 
 def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config,
@@ -74,6 +86,30 @@ def td_target_mask(terminated: bool, truncated: bool, config: Config) -> float:
     return 1.0
 
 
+_SPACE_NAMES = {"discrete": "Discrete", "box": "1-D Box", "none": "no (a data stream)"}
+
+
+def space_names(kinds: tuple[str, ...]) -> str:
+    """``("discrete", "box")`` → ``"Discrete or 1-D Box"``."""
+    return " or ".join(_SPACE_NAMES.get(kind, kind) for kind in kinds)
+
+
+def _alternatives(kind: str) -> str:
+    """What to do about an action space of this kind: the registered algorithms that support it."""
+    from streamx.registry import algorithm_class, algorithm_names
+
+    names = []
+    for name in algorithm_names():
+        try:
+            if kind in algorithm_class(name).action_spaces:
+                names.append(name)
+        except ConfigError:  # a plugin that cannot be loaded here
+            continue
+    if not names:
+        return "wrap the environment to give Discrete or 1-D Box actions"
+    return f"use an algorithm that supports it: {', '.join(names)}"
+
+
 class StreamAgent(ABC):
     """Base class: holds the config, the agent's own RNGs and its (network, optimizer) pairs.
 
@@ -81,12 +117,32 @@ class StreamAgent(ABC):
     :meth:`_add_learner`; ``state_dict`` then covers everything needed to continue.
     """
 
+    # What the rest of streamx reads from an algorithm's class (streamx.registry):
     algo: str = ""
+    """The algorithm's name: its key in the registry and its name on the command line."""
     extra_metrics: tuple[str, ...] = ()
     """Keys ``update`` returns beyond td_error/effective_step_size/trace_norm (logged as means)."""
+    acting_network: str | None = None
+    """The network (a key of :attr:`networks`) that chooses the actions: what ``streamx export``
+    writes. None for a prediction algorithm (nothing to evaluate or export)."""
+    action_spaces: tuple[str, ...] = ("discrete", "box")
+    """The action spaces it supports, as :func:`action_space_kind` names them."""
+    config_fields: tuple[str, ...] = STREAM_X_FIELDS
+    """The :class:`~streamx.config.Config` fields the agent reads (beyond the environment's and the
+    loop's). The others are left out of its runs' identity in sweeps."""
+    config_defaults: dict[str, Any] = {}
+    """Config values of this algorithm, applied over the environment suite's defaults and under
+    the suite's values for this algorithm, presets and overrides."""
+    policy_description: str = "the most likely action"
+    """What a deterministic ``act`` returns (``streamx eval`` records it)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):
+        kind = action_space_kind(action_space)
+        if kind not in self.action_spaces:
+            raise ConfigError(
+                f"{self.algo} supports {space_names(self.action_spaces)} action spaces, but this "
+                f"environment's is {action_space}; {_alternatives(kind)}")
         self.config = config
         self.observation_space = observation_space
         self.action_space = action_space
@@ -119,15 +175,6 @@ class StreamAgent(ABC):
             return AdaptiveObGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda, kappa=kappa,
                                 beta2=c.beta2, eps=c.adaptive_eps)
         return TracedSGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda)
-
-    @staticmethod
-    def _require_discrete(action_space: gym.spaces.Space | None, algo: str) -> int:
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ConfigError(
-                f"{algo} needs a discrete action space, but this environment's is {action_space}; "
-                "use stream_ac for continuous actions"
-            )
-        return int(action_space.n)
 
     def _check_finite(self, td_error: Tensor) -> None:
         """Refuse an update whose TD error is NaN/inf, before it reaches the weights."""

@@ -16,6 +16,7 @@ __all__ = ["StreamQ"]
 
 class StreamQ(ActionValueAgent):
     algo = "stream_q"
+    fast_agents = {"mlp": "streamx.fast.agents:FastStreamQ", "atari": "streamx.fast.conv:ConvStreamQ"}
 
     def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
         return next_q_values.max()

@@ -21,6 +21,7 @@ __all__ = ["StreamSARSA"]
 
 class StreamSARSA(ActionValueAgent):
     algo = "stream_sarsa"
+    fast_agents = {"mlp": "streamx.fast.agents:FastStreamSARSA", "atari": "streamx.fast.conv:ConvStreamSARSA"}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -22,6 +22,9 @@ __all__ = ["StreamTD"]
 class StreamTD(StreamAgent):
     algo = "stream_td"
     extra_metrics = ("prediction",)
+    acting_network = None  # a prediction algorithm: it learns v, it has no policy
+    action_spaces = ("discrete", "box", "none", "other")  # behaviour: uniform random over any space
+    fast_agents = {"mlp": "streamx.fast.agents:FastStreamTD", "atari": "streamx.fast.conv:ConvStreamTD"}
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config):

@@ -28,6 +28,7 @@ later runs load the cache in ≈2 s.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from streamx.errors import ConfigError
 if TYPE_CHECKING:
     from streamx.agents.base import StreamAgent
 
-__all__ = ["fast_path_supported", "is_atari_shape", "make_fast_agent", "numba_available"]
+__all__ = ["fast_agent_class", "fast_path_supported", "is_atari_shape", "make_fast_agent", "numba_available"]
 
 
 def numba_available() -> bool:
@@ -52,27 +53,34 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
                         action_space: gym.spaces.Space | None) -> tuple[bool, str]:
     """Whether the fast agents can run this configuration, and if not, why not.
 
-    Supported: every algorithm and optimizer (obgd, adaptive_obgd, sgd) with the standard MLP
-    (1-D observations, any hidden sizes, with or without LayerNorm), the MinAtar conv net
-    (channels-first images other than 84×84) or the Atari conv net (``(C, 84, 84)``), with
-    float32 weights. Not supported: non-float32 torch default dtypes.
+    Supported: the algorithms whose class declares fast agents (``fast_agents``: the four
+    stream-x algorithms) or that subclass an agent with a fast mixin only through its documented
+    hooks (``fast_mixins`` / ``fast_hooks``: new value-based algorithms), with every optimizer
+    (obgd, adaptive_obgd, sgd) and the standard MLP (1-D observations, any hidden sizes, with or
+    without LayerNorm), the MinAtar conv net (channels-first images other than 84×84) or the
+    Atari conv net (``(C, 84, 84)``), with float32 weights. Anything else runs on the autograd path.
     """
+    from streamx.agents.base import action_space_kind, space_names
+    from streamx.registry import algorithm_class
+
+    cls = algorithm_class(config.algo)
+    kind = action_space_kind(action_space)
+    if kind not in cls.action_spaces:
+        return False, f"{config.algo} supports {space_names(cls.action_spaces)} action spaces, not {action_space}"
+    shape = getattr(observation_space, "shape", None)
+    network_kind = "atari" if is_atari_shape(shape) else "mlp"
+    fast_class, reason = fast_agent_class(cls, network_kind)
+    if fast_class is None:
+        return False, reason
     if not numba_available():
         return False, "numba is not installed (pip install numba)"
     if config.optimizer not in OPTIMIZERS:
         return False, f"no fast kernel for optimizer '{config.optimizer}'"
     if torch.get_default_dtype() != torch.float32:
         return False, f"the fast kernels are float32, but torch's default dtype is {torch.get_default_dtype()}"
-    shape = getattr(observation_space, "shape", None)
     if shape is None or len(shape) not in (1, 3):
         return False, f"observations of shape {shape} have no standard network"
-    if config.algo in ("stream_q", "stream_sarsa") and not isinstance(action_space, gym.spaces.Discrete):
-        return False, f"{config.algo} needs a Discrete action space, got {action_space}"
-    if config.algo == "stream_ac" and not (
-            isinstance(action_space, gym.spaces.Discrete)
-            or (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)):
-        return False, f"stream_ac needs a Discrete or 1-D Box action space, got {action_space}"
-    if is_atari_shape(shape):
+    if network_kind == "atari":
         from streamx.fast import gemm
 
         how = ("numba kernels calling torch's MKL SGEMM" if gemm.AVAILABLE
@@ -80,6 +88,52 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
         return True, f"Atari conv net with a supported optimizer: {how} with the numba optimizer step apply"
     network = "MLP" if len(shape) == 1 else "MinAtar conv net"
     return True, f"{network} with a supported optimizer: fused numba kernels apply"
+
+
+_COMPOSED: dict[tuple[type, str], type] = {}
+
+
+def fast_agent_class(cls: type[StreamAgent], network_kind: str) -> tuple[type[StreamAgent] | None, str]:
+    """The fast class for algorithm class ``cls`` on a network of kind ``"mlp"`` (MLP and
+    MinAtar net) or ``"atari"``, or None and the reason there is none.
+
+    A class that declares ``fast_agents`` itself gets the class named there. A subclass of an
+    agent that declares ``fast_mixins`` gets a class composed of itself and that mixin, when
+    every class between them defines only the documented hooks (``fast_hooks``; plus plain
+    attributes) and ``numpy_hooks`` is true. Anything else: None (the autograd path)."""
+    own = cls.__dict__.get("fast_agents")
+    if own is not None and network_kind in own:
+        return _load(own[network_kind]), "the algorithm's fast agent"
+    if not getattr(cls, "numpy_hooks", True):
+        return None, f"{cls.algo} keeps its hooks on torch tensors (numpy_hooks = False): the fast path passes arrays"
+    for ancestor in cls.__mro__[1:]:
+        mixins = ancestor.__dict__.get("fast_mixins")
+        if mixins is None:
+            continue
+        if network_kind not in mixins:
+            return None, f"{ancestor.__name__} has no fast mixin for the {network_kind} network"
+        hooks = set(getattr(ancestor, "fast_hooks", ()))
+        for klass in cls.__mro__[:cls.__mro__.index(ancestor)]:
+            if "fast_agents" in klass.__dict__ and klass is not cls:
+                continue  # a built-in algorithm, tested with its family's mixin
+            extra = sorted(name for name, value in vars(klass).items()
+                           if callable(value) and not name.startswith("__") and name not in hooks)
+            if extra:
+                return None, (f"{klass.__name__} overrides {', '.join(extra)}; the fast path runs subclasses of "
+                              f"{ancestor.__name__} that define only {', '.join(sorted(hooks))}")
+        key = (cls, network_kind)
+        if key not in _COMPOSED:
+            mixin = _load(mixins[network_kind])
+            _COMPOSED[key] = type(f"Fast{cls.__name__}", (cls, mixin),
+                                  {"__module__": cls.__module__,
+                                   "__doc__": f"{cls.__name__} on the fast path ({mixin.__name__})."})
+        return _COMPOSED[key], f"{cls.__name__}'s hooks on the fast core of {ancestor.__name__}"
+    return None, f"no fast kernels for algorithm '{cls.algo}' ({cls.__name__}): it runs on the autograd path"
+
+
+def _load(target: str) -> Any:
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 def is_atari_shape(shape: tuple[int, ...] | None) -> bool:
@@ -100,10 +154,9 @@ def make_fast_agent(algo: str, observation_space: gym.spaces.Space, action_space
     supported, reason = fast_path_supported(config, observation_space, action_space)
     if not supported:
         raise ConfigError(f"the fast path cannot run this configuration: {reason}; use the autograd agent")
-    if is_atari_shape(getattr(observation_space, "shape", None)):
-        from streamx.fast.conv import CONV_AGENTS
+    from streamx.registry import algorithm_class
 
-        return CONV_AGENTS[config.algo](observation_space, action_space, config)  # type: ignore[no-any-return]
-    from streamx.fast.agents import FAST_AGENTS
-
-    return FAST_AGENTS[config.algo](observation_space, action_space, config)
+    network_kind = "atari" if is_atari_shape(getattr(observation_space, "shape", None)) else "mlp"
+    fast_class, _ = fast_agent_class(algorithm_class(config.algo), network_kind)
+    assert fast_class is not None  # fast_path_supported said yes
+    return fast_class(observation_space, action_space, config)

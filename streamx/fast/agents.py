@@ -40,7 +40,7 @@ from streamx.errors import ConfigError
 from streamx.fast import kernels
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 
-__all__ = ["FAST_AGENTS", "FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork"]
+__all__ = ["FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork"]
 
 
 def _as_input(obs: np.ndarray) -> np.ndarray:
@@ -555,10 +555,3 @@ class FastStreamAC(StreamAC, _FastAgent):
         return {"td_error": td_error, "effective_step_size": critic_step, "trace_norm": critic_norm,
                 "policy_effective_step_size": actor_step, "policy_trace_norm": actor_norm, "entropy": entropy}
 
-
-FAST_AGENTS: dict[str, type[StreamAgent]] = {
-    "stream_td": FastStreamTD,
-    "stream_q": FastStreamQ,
-    "stream_sarsa": FastStreamSARSA,
-    "stream_ac": FastStreamAC,
-}

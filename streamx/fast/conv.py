@@ -61,7 +61,7 @@ from streamx.fast.agents import (
 )
 from streamx.nn import LEAKY_RELU_SLOPE
 
-__all__ = ["CONV_AGENTS", "ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", "conv_network_class"]
+__all__ = ["ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", "conv_network_class"]
 
 _LAYER_NORM_EPS = 1e-5  # FeatureLayerNorm's eps
 
@@ -555,10 +555,3 @@ class ConvStreamAC(StreamAC, _ConvAgent):
                 "trace_norm": float(critic_norm), "policy_effective_step_size": float(actor_step),
                 "policy_trace_norm": float(actor_norm), "entropy": float(entropy)}
 
-
-CONV_AGENTS: dict[str, type] = {
-    "stream_td": ConvStreamTD,
-    "stream_q": ConvStreamQ,
-    "stream_sarsa": ConvStreamSARSA,
-    "stream_ac": ConvStreamAC,
-}
