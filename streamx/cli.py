@@ -119,6 +119,28 @@ def _envs(argv: Sequence[str]) -> int:
     return 0
 
 
+def _algorithms(argv: Sequence[str]) -> int:
+    from streamx.agents.base import space_names
+    from streamx.fast import fast_agent_class
+    from streamx.registry import BUILTIN, algorithm_class, algorithm_names
+
+    _Parser(prog="streamx algorithms", description="List the stream algorithms: built-in, from installed "
+            "plugins (entry points 'streamx.algorithms') and their properties.").parse_args(argv)
+    for name in algorithm_names():
+        try:
+            cls = algorithm_class(name)
+        except ConfigError as exc:  # a plugin that cannot be imported: say so and go on
+            print(f"{name:<22} cannot be loaded: {exc}")
+            continue
+        source = "built-in" if name in BUILTIN else f"plugin {cls.__module__}.{cls.__qualname__}"
+        kernels = fast_agent_class(cls, "mlp")[0] is not None
+        role = f"acts with {cls.acting_network}" if cls.acting_network else "predicts (no policy)"
+        spaces = "any" if set(cls.action_spaces) >= {"discrete", "box", "none", "other"} else \
+            space_names(cls.action_spaces)
+        print(f"{name:<22} {source}; {spaces} actions; {role}; {'fast path' if kernels else 'autograd path'}")
+    return 0
+
+
 def _eval(argv: Sequence[str]) -> int:
     from streamx.evaluate import evaluate
 
@@ -159,19 +181,20 @@ def _delegate(module: str):
     return command
 
 
-COMMANDS = {"train": _train, "envs": _envs, "eval": _eval, "export": _export,
+COMMANDS = {"train": _train, "envs": _envs, "algorithms": _algorithms, "eval": _eval, "export": _export,
             "bench": _delegate("bench"), "sweep": _delegate("sweep"), "plot": _delegate("plot")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: streamx {train,eval,export,envs,bench,sweep,plot} ...\n\n"
+        print("usage: streamx {train,eval,export,envs,algorithms,bench,sweep,plot} ...\n\n"
               "  train   train a stream-x agent:  streamx train stream_ac --env Hopper-v5\n"
               "          continue a stopped run:  streamx train --resume <run-dir>\n"
               "  eval    evaluate a run's policy: streamx eval <run-dir> --episodes 10\n"
               "  export  export a run's policy:   streamx export <run-dir> --out policy.pt\n"
               "  envs    list environment suites and example ids\n"
+              "  algorithms  list the stream algorithms (built-in and installed plugins)\n"
               "  bench   measure agent steps/s: fast path, autograd, naive baseline, env alone\n"
               "  sweep   run an experiment's grid of runs:  streamx sweep experiments/ablations --budget smoke\n"
               "  plot    learning curves and the stream-barrier figure of finished runs\n", file=sys.stderr)

@@ -146,13 +146,9 @@ def _assert_metric_close(name: str, reference: float, fast: float, float64: floa
     assert abs(fast - reference) <= allowed, f"{where}: {name} {fast!r} vs autograd {reference!r}"
 
 
-_VALUE_NETWORK = {"stream_td": "value_network", "stream_q": "q_network", "stream_sarsa": "q_network",
-                  "stream_ac": "critic"}
-
-
 def _value_scale(agent: Any, obs: np.ndarray, next_obs: np.ndarray) -> float:
     """The size of the values whose difference the TD error is (it sets δ's float32 resolution)."""
-    network = getattr(agent, _VALUE_NETWORK[agent.algo])
+    network = next(getattr(agent, name) for name in ("critic", "q_network", "value_network") if hasattr(agent, name))
     with torch.no_grad():
         return max(1.0, float(network(agent._as_batch(obs, next_obs)).abs().max()))
 

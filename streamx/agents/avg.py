@@ -420,11 +420,8 @@ class AVG(StreamAgent):
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
                  config: Config, settings: AVGSettings | None = None):
-        if not (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1):
-            raise ConfigError(
-                f"avg needs a continuous action space (a 1-D Box), but this environment's is {action_space}; "
-                "use stream_ac, stream_q or stream_sarsa for discrete actions"
-            )
+        super().__init__(observation_space, action_space, config)  # refuses action spaces other than a 1-D Box
+        assert isinstance(action_space, gym.spaces.Box)
         low, high = np.asarray(action_space.low, np.float64), np.asarray(action_space.high, np.float64)
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
             raise ConfigError(
@@ -436,7 +433,6 @@ class AVG(StreamAgent):
                 f"avg's networks take 1-D observations, but this environment's space is {observation_space}; "
                 "flatten the observations (gymnasium.wrappers.FlattenObservation)"
             )
-        super().__init__(observation_space, action_space, config)
         self.settings = settings if settings is not None else AVGSettings.from_config(config)
         s = self.settings
         obs_dim, action_dim = int(observation_space.shape[0]), int(action_space.shape[0])
