@@ -279,3 +279,62 @@ def test_an_installed_plugin_is_found_through_its_entry_point_and_trains(tmp_pat
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 1500
     assert streamx("eval", "run", "--episodes", "1").returncode == 0
+
+
+def test_the_fast_path_composes_hook_only_subclasses_and_names_why_it_does_not_run_others():
+    pytest.importorskip("numba", reason="the fast path needs numba")
+    from streamx.agents import StreamQ, StreamSARSA
+    from streamx.fast import fast_agent_class
+
+    class NeverCutQ(StreamQ):  # hooks only: composed with the action-value fast core
+        algo = "never_cut_q"
+
+        def _cut_traces(self, action, q_values):
+            return False
+
+    class OwnUpdate(StreamSARSA):  # replaces the update itself: the fast core would skip it
+        algo = "own_update"
+
+        def _update(self, *args):
+            return super()._update(*args)
+
+    class TorchHooks(StreamQ):
+        algo = "torch_hooks"
+        numpy_hooks = False
+
+    composed, _ = fast_agent_class(NeverCutQ, "mlp")
+    assert composed is not None and issubclass(composed, NeverCutQ) and composed._cut_traces is NeverCutQ._cut_traces
+    assert fast_agent_class(NeverCutQ, "mlp")[0] is composed  # built once
+    assert fast_agent_class(NeverCutQ, "atari")[0] is not None
+    cls, reason = fast_agent_class(OwnUpdate, "mlp")
+    assert cls is None and "OwnUpdate overrides _update" in reason
+    cls, reason = fast_agent_class(TorchHooks, "mlp")
+    assert cls is None and "numpy_hooks = False" in reason
+    register(NeverCutQ)
+    try:
+        space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        agent = make_agent("never_cut_q", space, gym.spaces.Discrete(2), hidden_sizes=[8])
+        assert isinstance(agent, composed)
+        obs = np.zeros(4, np.float32)
+        agent.update(obs, 1, 1.0, obs, False, False)
+    finally:
+        unregister("never_cut_q")
+    with pytest.raises(ConfigError, match="never_cut_q"):
+        make_agent("never_cut_q", gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2))
+
+
+def test_register_refuses_a_taken_name_and_a_mismatched_algo():
+    from streamx.agents import StreamQ
+
+    class Impostor(StreamQ):
+        algo = "stream_q"
+
+    class Misnamed(StreamQ):
+        algo = "one_name"
+
+    with pytest.raises(ConfigError, match="taken"):
+        register(Impostor)
+    with pytest.raises(ConfigError, match="must equal its registered name"):
+        register(Misnamed, "another_name")
+    with pytest.raises(ConfigError, match="unknown algorithm 'stream_qq' \\(did you mean 'stream_q'\\?\\)"):
+        algorithm_class("stream_qq")
