@@ -27,6 +27,7 @@ import csv
 import io
 import math
 import re
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,20 +201,36 @@ def _safe_name(env: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", env).strip("_")
 
 
+# Each method a colour of its own, by name (never by a pattern of names): the same in every figure.
+# tab20 pairs a dark and a light shade; a method family keeps the paper figure's hue (classic blue,
+# PPO1/DQN1 orange, SAC1 green, stream-x red/pink, PPO/DQN purple, SAC brown).
+_METHOD_COLORS = {
+    "classic_ac": 0, "classic_q": 1, "classic_sarsa": 18, "classic_td": 19,
+    "ppo1": 2, "dqn1": 3, "sac1": 4,
+    "stream_ac": 6, "stream_td": 7, "stream_q": 12, "stream_sarsa": 13,
+    "ppo": 8, "dqn": 9, "sac": 10,
+    "avg": 16,
+}
+
+
 def _colors(methods: list[str]) -> dict[str, Any]:
-    """A colour per method, the same in every figure for the paper's methods: classic, PPO1/DQN1,
-    SAC1, stream-x, PPO/DQN and SAC keep tab10's first six colours by their PAPER §6 rank; other
-    methods (ablations, custom labels) take the remaining colours in sorted order."""
+    """A distinct colour for each method of a figure, stable across figures: the methods streamx
+    knows keep theirs (:data:`_METHOD_COLORS`, from tab20); any other name (an ablation, a custom
+    label, a plugin's algorithm) takes the colour its name hashes to in tab20b — or, if another
+    method of the figure already has it, the next free one."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10"]
-    ranked = {method: analysis.method_sort_key(method)[0] for method in methods}
-    known = len(analysis.paper_method_ranks())
-    colors = {method: cmap(rank) for method, rank in ranked.items() if rank < known}
-    others = sorted(method for method, rank in ranked.items() if rank >= known)
-    free = [i for i in range(10) if i >= known] + [i for i in range(known)]  # reuse only past 10 methods
-    for i, method in enumerate(others):
-        colors[method] = cmap(free[i % len(free)])
+    known, others = colormaps["tab20"], colormaps["tab20b"]
+    colors: dict[str, Any] = {m: known(_METHOD_COLORS[m]) for m in methods if m in _METHOD_COLORS}
+    taken: set[int] = set()
+    for method in sorted(m for m in methods if m not in _METHOD_COLORS):
+        slot = zlib.crc32(method.encode()) % others.N
+        for _ in range(others.N):  # past 20 other methods in one figure the shades repeat
+            if slot not in taken:
+                break
+            slot = (slot + 1) % others.N
+        taken.add(slot)
+        colors[method] = others(slot)
     return colors
 
 

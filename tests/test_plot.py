@@ -315,7 +315,7 @@ def test_without_matplotlib_every_csv_is_still_written(tmp_path, monkeypatch, ca
     assert "pip install 'streamx-rl[plot]'" in capsys.readouterr().out
 
 
-def test_paper_methods_keep_their_colour_in_every_figure():
+def test_each_method_keeps_its_colour_in_every_figure_and_no_two_share_one():
     pytest.importorskip("matplotlib")
     barrier = plot._colors(["classic_ac", "ppo1", "sac1", "stream_ac", "ppo"])
     ablations = plot._colors(["classic_ac", "no_obgd", "no_layer_norm", "stream_ac"])
@@ -323,7 +323,14 @@ def test_paper_methods_keep_their_colour_in_every_figure():
     assert barrier["stream_ac"] == ablations["stream_ac"] == alone["stream_ac"]
     assert barrier["classic_ac"] == ablations["classic_ac"]
     assert len(set(ablations.values())) == 4 and len(set(barrier.values())) == 5
-    assert ablations["no_obgd"] not in barrier.values()  # the others take the colours the paper's methods leave
+    assert ablations["no_obgd"] not in barrier.values()
+    assert plot._colors(["no_obgd", "zz"])["no_obgd"] == ablations["no_obgd"]  # by name, not by its company
+    # every stream-x algorithm (the same name pattern) and every other known method: distinct colours
+    everything = plot._colors(["stream_td", "stream_q", "stream_sarsa", "stream_ac", "avg", "classic_q",
+                               "classic_ac", "dqn", "dqn1", "sac", "sac1", "ppo", "ppo1", "my_stream_variant"])
+    assert len(set(everything.values())) == len(everything)
+    many = plot._colors([f"ablation_{i}" for i in range(20)])
+    assert len(set(many.values())) == 20
 
 
 def _captured_figures(monkeypatch) -> dict:
