@@ -42,7 +42,18 @@ from streamx.config import BASELINES, Config
 from streamx.envs import suite_of
 from streamx.errors import CheckpointError, ConfigError
 from streamx.outputs import RunWriter
-from streamx.run import log_interval_metrics, run_summary
+from streamx.rundir import (
+    RunResult,
+    StopSignals,
+    checkpoint_paths,
+    default_run_dir,
+    latest_checkpoint,
+    log_interval_metrics,
+    progress_bar,
+    run_summary,
+    seed_everything,
+    write_checkpoint,
+)
 from streamx.wrappers import CheckFinite
 
 __all__ = ["BASELINES", "ZOO", "ZOO_SOURCES", "baseline_hyperparameters", "resolve_hyperparameters",
@@ -518,7 +529,6 @@ class _Recorder:
         return self.elapsed_before + time.perf_counter() - self.start
 
     def save_checkpoint(self, model: Any, mid_episode: bool) -> Path:
-        from streamx.run import write_checkpoint
 
         payload = {
             "format_version": FORMAT_VERSION,
@@ -594,7 +604,6 @@ def _callback(recorder: _Recorder) -> Any:
 
 def _build(config: Config) -> tuple[Any, Any, dict[str, Any]]:
     """The seeded SB3 model, its vectorized env and the resolved hyperparameters."""
-    from streamx.run import seed_everything
 
     sb3 = _sb3()
     hyper = resolve_hyperparameters(config)
@@ -613,7 +622,6 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
     """Train an SB3 baseline for ``config.total_steps`` agent steps and write its run directory
     (``streamx.run.train`` calls this for ``algo`` in BASELINES), or continue it from the
     checkpoint ``payload``. Returns a ``RunResult`` whose ``agent`` is the SB3 model."""
-    from streamx.run import RunResult, _progress_bar, _StopSignals, default_run_dir
 
     model, venv, hyper = _build(config)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
@@ -630,13 +638,13 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
         venv.close()
         raise
     status, fault = "failed", None
-    with _StopSignals() as signals:
+    with StopSignals() as signals:
         recorder = _Recorder(config, writer, on_episode, signals, None, venv, run_dir, payload)
         try:
             if payload is not None:
                 mid_episode = _restore_session(model, venv, payload)
                 recorder.resumes.append({"step": recorder.step, "mid_episode": mid_episode})
-            recorder.bar = _progress_bar(config, initial=recorder.step)
+            recorder.bar = progress_bar(config, initial=recorder.step)
             model.learn(total_timesteps=config.total_steps - recorder.step, callback=_callback(recorder),
                         log_interval=None, reset_num_timesteps=payload is None)
             if recorder.stop_now:  # a signal: checkpointed at the last rollout start (on_rollout_start)
@@ -672,7 +680,6 @@ def resume_baseline(config: Config, on_episode: Any = None) -> Any:
     """``streamx train --resume`` for a baseline: continue from the newest checkpoint; a run
     with none (killed before its first one, or written by streamx < 0.3) starts again from step 0
     in its directory (same seed, so the same episodes)."""
-    from streamx.run import checkpoint_paths, latest_checkpoint
 
     run_dir = Path(str(config.run_dir))
     summary_path = run_dir / "summary.json"

@@ -37,7 +37,7 @@ from streamx.envs import make_env, resets_only_at_game_over
 from streamx.errors import CheckpointError, ConfigError, InputError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
 from streamx.registry import algorithm_class
-from streamx.run import _load_run_config, check_checkpoint_matches, latest_checkpoint, seed_everything
+from streamx.rundir import check_checkpoint_matches, latest_checkpoint, load_run_config, seed_everything
 from streamx.validation import ArrayCheck
 from streamx.wrappers import AddTimeFeature, NormalizeObservation, ScaleReward, find_wrapper
 
@@ -55,7 +55,7 @@ def _acting_network(config: Config, what: str) -> str:
 
 
 def _load(run_dir: Path, checkpoint: str | Path | None) -> tuple[Config, dict[str, Any]]:
-    config = _load_run_config(run_dir)
+    config = load_run_config(run_dir)
     payload = load_checkpoint(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
     if payload["algo"] != config.algo or payload["env"] != config.env:
         raise CheckpointError(f"the checkpoint is for {payload['algo']} on {payload['env']}, the run directory for "

@@ -48,7 +48,7 @@ import yaml
 
 from streamx.errors import ConfigError, RunLockedError, StreamxError
 from streamx.outputs import atomic_write_text
-from streamx.run import _StopSignals
+from streamx.rundir import StopSignals
 
 __all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
 
@@ -383,7 +383,7 @@ def _execute_chunk(specs: list[dict[str, Any]], workers: int = 1) -> list[dict[s
     return list(_local_pool(specs, workers, lambda result: None))
 
 
-class _StopRequests(_StopSignals):
+class _StopRequests(StopSignals):
     """SIGINT/SIGTERM to the sweep's own process stop the sweep: no new run starts, and running
     pool workers are sent SIGTERM, so each checkpoints and stops (a rerun continues them)."""
 

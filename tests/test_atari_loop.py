@@ -18,7 +18,8 @@ pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx
 from conftest import episode_rows
 
 from streamx.checkpoint import load_checkpoint
-from streamx.run import _Training, checkpoint_paths, resolve_config, resume
+from streamx.loop import StreamTraining
+from streamx.run import checkpoint_paths, resolve_config, resume
 
 GAME = "BreakoutNoFrameskip-v4"
 FIRE = 1
@@ -54,7 +55,7 @@ def recorded_run(tmp_path, life_loss: str | None, steps: int, stop_at: int | Non
               "seed": 3, **overrides}
     if life_loss is not None:
         values["life_loss"] = life_loss
-    training = _Training(resolve_config("stream_q", GAME, overrides=values), None)
+    training = StreamTraining(resolve_config("stream_q", GAME, overrides=values), None)
     env, agent, record = training.env, training.agent, Recording()
     ale = env.unwrapped.ale
     real_step, real_reset, real_update = env.step, env.reset, agent.update
@@ -146,14 +147,14 @@ def test_a_config_saved_without_life_loss_resumes_with_reset(tmp_path):
     config = resolve_config("stream_q", GAME, overrides={
         "total_steps": 300, "run_dir": str(tmp_path / "old"), "progress": False, "life_loss": "reset",
         "checkpoint_interval": 100})
-    _Training(config, None).run()
+    StreamTraining(config, None).run()
     path = tmp_path / "old" / "config.json"
     saved = json.loads(path.read_text())
     del saved["life_loss"]
     path.write_text(json.dumps(saved))
-    from streamx.run import _load_run_config
+    from streamx.rundir import load_run_config
 
-    assert _load_run_config(tmp_path / "old").life_loss == "reset"
+    assert load_run_config(tmp_path / "old").life_loss == "reset"
 
 
 def test_resume_after_a_mid_game_stop_starts_a_new_game_and_merges_no_returns(tmp_path):

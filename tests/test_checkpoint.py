@@ -440,7 +440,7 @@ def test_seed_and_lr_out_of_range_are_one_line(tmp_path, capsys):
 
 
 def test_a_checkpoint_write_that_fails_mid_run_is_one_line_and_keeps_the_results(tmp_path, capsys, monkeypatch):
-    import streamx.run
+    import streamx.rundir
 
     writes = []
 
@@ -450,7 +450,7 @@ def test_a_checkpoint_write_that_fails_mid_run_is_one_line_and_keeps_the_results
         writes.append(path)
         save_checkpoint(path, payload)
 
-    monkeypatch.setattr(streamx.run, "save_checkpoint", failing_save)
+    monkeypatch.setattr(streamx.rundir, "save_checkpoint", failing_save)
     run = tmp_path / "run"
     err = _one_line(capsys, "train", "stream_q", "--env", "CartPole-v1", "--steps", "300", "--run-dir", str(run),
                     "progress=false", "checkpoint_interval=100", "hidden_sizes=8")

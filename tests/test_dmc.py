@@ -112,7 +112,7 @@ def test_each_wrapper_acts_where_the_order_says(spies):
 
 
 def test_episodes_csv_holds_raw_returns(tmp_path, spies, monkeypatch):
-    import streamx.run
+    import streamx.loop
 
     seen: list[RawSpy] = []  # outside the whole stack: the rewards the agent learns from
 
@@ -120,7 +120,7 @@ def test_episodes_csv_holds_raw_returns(tmp_path, spies, monkeypatch):
         seen.append(RawSpy(envs.make_env(config)))
         return seen[-1]
 
-    monkeypatch.setattr(streamx.run, "make_env", make_env)
+    monkeypatch.setattr(streamx.loop, "make_env", make_env)
     config = resolve_config("stream_ac", ENV, overrides={
         "total_steps": 1000, "seed": 0, "run_dir": str(tmp_path / "run"), "progress": False, "log_interval": 500})
     assert config.reward_scaling and config.obs_normalization and config.max_episode_steps == 1000

@@ -13,7 +13,7 @@ import streamx.evaluate
 from streamx import cli
 from streamx.checkpoint import restore_env_state
 from streamx.envs import make_env
-from streamx.run import _load_run_config, checkpoint_paths, latest_checkpoint
+from streamx.rundir import checkpoint_paths, latest_checkpoint, load_run_config
 from streamx.wrappers import NormalizeObservation, ScaleReward, find_wrapper
 
 
@@ -57,7 +57,7 @@ def _same(left, right) -> bool:
 
 
 def test_eval_uses_and_keeps_the_checkpoints_normalizer_statistics(run_dir, monkeypatch):
-    config = _load_run_config(run_dir)
+    config = load_run_config(run_dir)
     payload = latest_checkpoint(run_dir)
     expected_env = make_env(config)
     restore_env_state(expected_env, payload["env_state"], mid_episode=False)
