@@ -10,6 +10,10 @@ them alike:
   distribution objects), standing in for the original code;
 * ``autograd`` — streamx's generic agents (``fast_path=off``);
 * ``fast``     — streamx's fast path (what ``fast_path=auto`` picks);
+* ``unchecked`` — the same fast agent driven through its unchecked ``_act`` / ``_update`` with
+  the observations only converted to float32: the cost of the input checks that ``act`` and
+  ``update`` make (shapes, dtypes, actions, finiteness; :mod:`streamx.validation`) is
+  ``1 − fast / unchecked``;
 
 and, for Atari cases, the reference set-up that the fast Atari pipeline is measured against:
 
@@ -17,10 +21,11 @@ and, for Atari cases, the reference set-up that the fast Atari pipeline is measu
   with the env reset after every lost life (``life_loss=reset``);
 * ``env_before`` — that environment alone, as ``env``.
 
-It prints ``fast / naive`` against the target speed-up, plus ``fast / autograd`` (and, for
-Atari, ``fast / before`` against its own target). Results go to a JSON file (``--out``). The
-start-up cost of the fast path (numba compilation, cold and from the on-disk cache) is
-measured in fresh processes unless ``--quick`` or ``--no-startup``.
+It prints ``fast / naive`` against the target speed-up, plus ``fast / autograd``, the input
+checks' share ``fast / unchecked`` (and, for Atari, ``fast / before`` against its own target).
+Results go to a JSON file (``--out``). The start-up cost of the fast path (numba compilation,
+cold and from the on-disk cache) is measured in fresh processes unless ``--quick`` or
+``--no-startup``.
 
     streamx bench                                  # every case whose extras are installed
     streamx bench --cases q-cartpole,q-atari-breakout --seconds 20 --out bench.json
@@ -51,7 +56,7 @@ from streamx.outputs import atomic_write_text
 
 __all__ = ["CASES", "Case", "main", "measure_startup", "read_results"]
 
-KINDS = ("env", "naive", "autograd", "fast", "before", "env_before")
+KINDS = ("env", "naive", "autograd", "fast", "unchecked", "before", "env_before")
 _BEFORE = {"before": "fast", "env_before": "env"}  # kind → what it measures, on the previous Atari set-up
 
 
@@ -120,8 +125,9 @@ class _Loop:
             self.agent = naive.make_naive_agent(config, space, actions)
         elif kind == "autograd":
             self.agent = algorithm_class(case.algo)(space, actions, config)
-        elif kind == "fast":
+        elif kind in ("fast", "unchecked"):
             self.agent = make_fast_agent(case.algo, space, actions, config)
+        self.unchecked = kind == "unchecked"
         self.env.action_space.seed(0)
         self.random_actions = [self.env.action_space.sample() for _ in range(1000)]
         self.obs, _ = self.env.reset(seed=0)
@@ -132,6 +138,9 @@ class _Loop:
     def run(self, steps: int | None = None, seconds: float | None = None, measure: bool = True) -> None:
         """Step until ``steps`` steps or ``seconds`` seconds have passed."""
         env, agent, whole_games = self.env, self.agent, self.whole_games
+        if self.unchecked:
+            self._run_unchecked(steps, seconds, measure)
+            return
         obs = self.obs
         done_steps = 0
         start = time.perf_counter()
@@ -145,6 +154,33 @@ class _Loop:
             if agent is not None:
                 agent.update(obs, action, float(reward), next_obs, terminated, False if whole_games else truncated)
             obs = env.reset()[0] if (("episode" in info) if whole_games else (terminated or truncated)) else next_obs
+            done_steps += 1
+            if steps is not None and done_steps >= steps:
+                break
+            if seconds is not None and time.perf_counter() - start >= seconds:
+                break
+        self.obs = obs
+        if measure:
+            self.seconds += time.perf_counter() - start
+            self.steps += done_steps
+
+    def _run_unchecked(self, steps: int | None, seconds: float | None, measure: bool) -> None:
+        """:meth:`run` through the agent's unchecked ``_act`` / ``_update`` (the same loop otherwise):
+        the observations are only converted to float32 arrays, as the checks return them."""
+        env, agent, whole_games = self.env, self.agent, self.whole_games
+        obs = np.asarray(self.obs, dtype=np.float32)
+        done_steps = 0
+        start = time.perf_counter()
+        while True:
+            action = agent._act(obs, False)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            next_obs = np.asarray(next_obs, dtype=np.float32)
+            agent._update(obs, action, float(reward), next_obs, bool(terminated),
+                          False if whole_games else bool(truncated))
+            if ("episode" in info) if whole_games else (terminated or truncated):
+                obs = np.asarray(env.reset()[0], dtype=np.float32)
+            else:
+                obs = next_obs
             done_steps += 1
             if steps is not None and done_steps >= steps:
                 break
@@ -300,6 +336,13 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 2)
 
 
+def _ratio3(numerator: float | None, denominator: float | None) -> float | None:
+    """A ratio to three decimals (the checks' share is a few percent)."""
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
 def _format_rate(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
@@ -319,6 +362,12 @@ def _print_table(rows: dict[str, dict[str, Any]]) -> None:
               f"{_format_rate(rates.get('autograd')):>9} {_format_rate(rates.get('fast')):>8} "
               f"{'—' if fast_vs_naive is None else f'{fast_vs_naive:.2f}x':>10} {row['target']:>6.1f}x "
               f"{passed:>5} {'—' if fast_vs_autograd is None else f'{fast_vs_autograd:.2f}x':>13}")
+    for name, row in rows.items():
+        checked = row["ratios"].get("fast_vs_unchecked")
+        if checked is not None:
+            print(f"{name:<20} input checks: fast {_format_rate(row['steps_per_second'].get('fast'))} vs unchecked "
+                  f"{_format_rate(row['steps_per_second'].get('unchecked'))} steps/s, fast/unchecked {checked:.3f} "
+                  f"(the checks cost {100 * (1 - checked):.1f} %)")
     for name, row in rows.items():
         rates, ratios = row["steps_per_second"], row["ratios"]
         if ratios.get("fast_vs_before") is None and ratios.get("env_vs_env_before") is None:
@@ -390,7 +439,7 @@ def main(argv: list[str]) -> int:
             row["fast_path"] = reason
             if not supported:
                 row["notes"].append(f"fast path not measured: {reason}")
-                case_kinds = [kind for kind in case_kinds if kind not in ("fast", "before")]
+                case_kinds = [kind for kind in case_kinds if kind not in ("fast", "unchecked", "before")]
         print(f"measuring {name} ({case.algo} on {case.env}): {', '.join(case_kinds)} ...", flush=True)
         measured = measure_case(case, case_kinds, args.seconds, args.warmup_steps, args.chunk_seconds, naive,
                                 args.steps)
@@ -399,6 +448,7 @@ def main(argv: list[str]) -> int:
         row["measured"] = measured
         row["ratios"] = {"fast_vs_naive": _ratio(rates.get("fast"), rates.get("naive")),
                          "fast_vs_autograd": _ratio(rates.get("fast"), rates.get("autograd")),
+                         "fast_vs_unchecked": _ratio3(rates.get("fast"), rates.get("unchecked")),
                          "autograd_vs_naive": _ratio(rates.get("autograd"), rates.get("naive")),
                          "fast_share_of_env_only": _ratio(rates.get("fast"), rates.get("env"))}
         fast_vs_naive = row["ratios"]["fast_vs_naive"]
