@@ -15,7 +15,7 @@ no distribution objects in the per-step path.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +38,7 @@ _LOG_CLAMP_LOW, _LOG_CLAMP_HIGH = math.log(CLAMP_EPS), math.log1p(-CLAMP_EPS)
 class GaussianPolicy(nn.Module):
     """Diagonal Gaussian: ``mean = W_μ h``, ``std = softplus(W_σ h)`` on a shared trunk."""
 
-    def __init__(self, trunk: nn.Module, features: int, action_dim: int):
+    def __init__(self, trunk: nn.Module, features: int, action_dim: int) -> None:
         super().__init__()
         self.trunk = trunk
         self.mean_head = nn.Linear(features, action_dim)
@@ -66,7 +66,7 @@ class CategoricalPolicy(nn.Module):
     """Softmax policy over a linear head on the trunk. With ``prob_clamp`` the log-probabilities
     (in log π(a) and in the entropy −Σ π log π) are of π clamped to [CLAMP_EPS, 1 − CLAMP_EPS]."""
 
-    def __init__(self, trunk: nn.Module, features: int, num_actions: int, prob_clamp: bool = True):
+    def __init__(self, trunk: nn.Module, features: int, num_actions: int, prob_clamp: bool = True) -> None:
         super().__init__()
         self.trunk = trunk
         self.logits_head = nn.Linear(features, num_actions)
@@ -92,8 +92,10 @@ class CategoricalPolicy(nn.Module):
 
 
 def _hidden_width(trunk: nn.Module, observation_space: gym.spaces.Space) -> int:
+    shape = observation_space.shape
+    assert shape is not None  # build_network refused a space without a shape
     with torch.no_grad():
-        return int(trunk(torch.zeros(1, *observation_space.shape)).shape[-1])
+        return int(trunk(torch.zeros(1, *shape)).shape[-1])
 
 
 class StreamAC(StreamAgent):
@@ -103,17 +105,20 @@ class StreamAC(StreamAgent):
     action_spaces = ("discrete", "box")
     config_fields = (*STREAM_X_FIELDS, "kappa_policy", "entropy_coef", "policy_prob_clamp")
     policy_description = "mean action / most likely action"
-    fast_agents = {"mlp": "streamx.fast.agents:FastStreamAC", "atari": "streamx.fast.conv:ConvStreamAC"}
+    fast_agents: ClassVar[dict[str, str]] = {
+        "mlp": "streamx.fast.agents:FastStreamAC",
+        "atari": "streamx.fast.conv:ConvStreamAC",
+    }
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
-                 config: Config):
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
         self.critic = build_network(observation_space, 1, config)
         trunk = build_network(observation_space, None, config, initialize=False)  # init with the heads below
         features = _hidden_width(trunk, observation_space)
         if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
             self.continuous = True
-            self.actor: nn.Module = GaussianPolicy(trunk, features, action_space.shape[0])
+            self.actor: GaussianPolicy | CategoricalPolicy = GaussianPolicy(trunk, features, action_space.shape[0])
         elif isinstance(action_space, gym.spaces.Discrete):
             self.continuous = False
             self.actor = CategoricalPolicy(trunk, features, int(action_space.n), config.policy_prob_clamp)

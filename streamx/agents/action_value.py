@@ -5,7 +5,7 @@ traces are cut, which subclasses define."""
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -35,13 +35,16 @@ class ActionValueAgent(StreamAgent):
     policy_description = "greedy"
     # The fast path (streamx.fast): for a subclass that only defines the hooks below, a fast class
     # is composed of the subclass and the mixin of the network's kind.
-    fast_mixins = {"mlp": "streamx.fast.agents:_FastActionValue", "atari": "streamx.fast.conv:_ConvActionValue"}
-    fast_hooks = ("_bootstrap_value", "_cut_traces")
-    numpy_hooks = True
+    fast_mixins: ClassVar[dict[str, str]] = {
+        "mlp": "streamx.fast.agents:_FastActionValue",
+        "atari": "streamx.fast.conv:_ConvActionValue",
+    }
+    fast_hooks: ClassVar[tuple[str, ...]] = ("_bootstrap_value", "_cut_traces")
+    numpy_hooks: ClassVar[bool] = True
     """Whether the hooks also accept float32 numpy arrays (the fast path's Q-values)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
-                 config: Config):
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
         assert isinstance(action_space, gym.spaces.Discrete)  # checked by StreamAgent against action_spaces
         self.num_actions = int(action_space.n)
@@ -57,7 +60,7 @@ class ActionValueAgent(StreamAgent):
         progress = min(1.0, self.num_updates / horizon)
         return c.epsilon_start + progress * (c.epsilon_end - c.epsilon_start)
 
-    def _epsilon_greedy(self, q_values: Tensor) -> int:
+    def _epsilon_greedy(self, q_values: Tensor | np.ndarray) -> int:
         if self.np_random.random() < self.epsilon:
             return int(self.np_random.integers(self.num_actions))
         return int(q_values.argmax())

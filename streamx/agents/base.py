@@ -21,7 +21,8 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -35,7 +36,11 @@ from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
 
-__all__ = ["StreamAgent", "action_space_kind", "build_network", "td_target_mask"]
+__all__ = ["StreamAgent", "TraceOptimizer", "action_space_kind", "build_network", "td_target_mask"]
+
+TraceOptimizer = ObGD | AdaptiveObGD | TracedSGD
+"""The optimizers :meth:`StreamAgent._add_learner` builds: eligibility traces,
+``step(td_error, reset=...)``, ``effective_step_size``, ``trace_norm`` and ``reset_traces``."""
 
 
 def action_space_kind(action_space: gym.spaces.Space | None) -> str:
@@ -71,7 +76,9 @@ def build_network(observation_space: gym.spaces.Space, out_features: int | None,
             f"no standard network for observations of shape {shape}; flatten them (1-D) or use "
             "channels-first images (C, H, W)"
         )
-    return init_network(net, sparse=config.sparse_init, sparsity=config.sparsity) if initialize else net
+    if initialize:
+        init_network(net, sparse=config.sparse_init, sparsity=config.sparsity)  # in place
+    return net
 
 
 def td_target_mask(terminated: bool, truncated: bool, config: Config) -> float:
@@ -118,26 +125,26 @@ class StreamAgent(ABC):
     """
 
     # What the rest of streamx reads from an algorithm's class (streamx.registry):
-    algo: str = ""
+    algo: ClassVar[str] = ""
     """The algorithm's name: its key in the registry and its name on the command line."""
-    extra_metrics: tuple[str, ...] = ()
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
     """Keys ``update`` returns beyond td_error/effective_step_size/trace_norm (logged as means)."""
-    acting_network: str | None = None
+    acting_network: ClassVar[str | None] = None
     """The network (a key of :attr:`networks`) that chooses the actions: what ``streamx export``
     writes. None for a prediction algorithm (nothing to evaluate or export)."""
-    action_spaces: tuple[str, ...] = ("discrete", "box")
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "box")
     """The action spaces it supports, as :func:`action_space_kind` names them."""
-    config_fields: tuple[str, ...] = STREAM_X_FIELDS
+    config_fields: ClassVar[tuple[str, ...]] = STREAM_X_FIELDS
     """The :class:`~streamx.config.Config` fields the agent reads (beyond the environment's and the
     loop's). The others are left out of its runs' identity in sweeps."""
-    config_defaults: dict[str, Any] = {}
+    config_defaults: ClassVar[dict[str, Any]] = {}
     """Config values of this algorithm, applied over the environment suite's defaults and under
     the suite's values for this algorithm, presets and overrides."""
-    policy_description: str = "the most likely action"
+    policy_description: ClassVar[str] = "the most likely action"
     """What a deterministic ``act`` returns (``streamx eval`` records it)."""
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
-                 config: Config):
+                 config: Config) -> None:
         kind = action_space_kind(action_space)
         if kind not in self.action_spaces:
             raise ConfigError(
@@ -161,13 +168,13 @@ class StreamAgent(ABC):
         self._num_actions = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else None
 
     # -- construction helpers --------------------------------------------------------------
-    def _add_learner(self, name: str, network: nn.Module, kappa: float) -> torch.optim.Optimizer:
+    def _add_learner(self, name: str, network: nn.Module, kappa: float) -> TraceOptimizer:
         optimizer = self._make_optimizer(network.parameters(), kappa)
         self._networks[name] = network
         self._optimizers[name] = optimizer
         return optimizer
 
-    def _make_optimizer(self, params: Any, kappa: float) -> torch.optim.Optimizer:
+    def _make_optimizer(self, params: Iterable[Tensor], kappa: float) -> TraceOptimizer:
         c = self.config
         if c.optimizer == "obgd":
             return ObGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda, kappa=kappa)
@@ -176,7 +183,7 @@ class StreamAgent(ABC):
                                 beta2=c.beta2, eps=c.adaptive_eps)
         return TracedSGD(params, lr=c.lr, gamma=c.gamma, lamda=c.lamda)
 
-    def _check_finite(self, td_error: Tensor) -> None:
+    def _check_finite(self, td_error: SupportsFloat) -> None:
         """Refuse an update whose TD error is NaN/inf, before it reaches the weights."""
         if not math.isfinite(float(td_error)):
             raise NonFiniteError(
@@ -185,11 +192,11 @@ class StreamAgent(ABC):
             )
 
     @staticmethod
-    def _step_metrics(td_error: Tensor, optimizer: torch.optim.Optimizer, prefix: str = "") -> dict[str, float]:
+    def _step_metrics(td_error: Tensor, optimizer: TraceOptimizer, prefix: str = "") -> dict[str, float]:
         """The TD error and the optimizer's effective step size and trace norm, as floats."""
         metrics = {} if prefix else {"td_error": float(td_error)}
-        metrics[f"{prefix}effective_step_size"] = float(optimizer.effective_step_size)  # type: ignore[attr-defined]
-        metrics[f"{prefix}trace_norm"] = float(optimizer.trace_norm)  # type: ignore[attr-defined]
+        metrics[f"{prefix}effective_step_size"] = float(optimizer.effective_step_size)
+        metrics[f"{prefix}trace_norm"] = float(optimizer.trace_norm)
         return metrics
 
     @staticmethod
@@ -276,7 +283,9 @@ class StreamAgent(ABC):
         """Forget everything tied to the current episode (eligibility traces), as at an episode
         end; used when an episode is abandoned, e.g. when a run resumes at a new episode."""
         for optimizer in self._optimizers.values():
-            optimizer.reset_traces()  # type: ignore[attr-defined]
+            # _add_learner's optimizers; an agent with others (avg: Adam) overrides end_episode
+            assert isinstance(optimizer, TraceOptimizer)
+            optimizer.reset_traces()
 
     def _extra_state(self) -> dict[str, Any]:
         return {}

@@ -7,6 +7,8 @@ exploratory draw that happens to equal the greedy action keeps the trace).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from streamx.agents.action_value import ActionValueAgent
@@ -16,7 +18,10 @@ __all__ = ["StreamQ"]
 
 class StreamQ(ActionValueAgent):
     algo = "stream_q"
-    fast_agents = {"mlp": "streamx.fast.agents:FastStreamQ", "atari": "streamx.fast.conv:ConvStreamQ"}
+    fast_agents: ClassVar[dict[str, str]] = {
+        "mlp": "streamx.fast.agents:FastStreamQ",
+        "atari": "streamx.fast.conv:ConvStreamQ",
+    }
 
     def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
         return next_q_values.max()

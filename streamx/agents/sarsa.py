@@ -8,7 +8,7 @@ episode is drawn from the reset observation, not from the terminal one (PAPER §
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
@@ -21,9 +21,12 @@ __all__ = ["StreamSARSA"]
 
 class StreamSARSA(ActionValueAgent):
     algo = "stream_sarsa"
-    fast_agents = {"mlp": "streamx.fast.agents:FastStreamSARSA", "atari": "streamx.fast.conv:ConvStreamSARSA"}
+    fast_agents: ClassVar[dict[str, str]] = {
+        "mlp": "streamx.fast.agents:FastStreamSARSA",
+        "atari": "streamx.fast.conv:ConvStreamSARSA",
+    }
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_action: int | None = None
 

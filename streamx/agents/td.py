@@ -7,7 +7,7 @@ dummy space; ``action_space=None`` is accepted for action-free streams).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,10 +24,13 @@ class StreamTD(StreamAgent):
     extra_metrics = ("prediction",)
     acting_network = None  # a prediction algorithm: it learns v, it has no policy
     action_spaces = ("discrete", "box", "none", "other")  # behaviour: uniform random over any space
-    fast_agents = {"mlp": "streamx.fast.agents:FastStreamTD", "atari": "streamx.fast.conv:ConvStreamTD"}
+    fast_agents: ClassVar[dict[str, str]] = {
+        "mlp": "streamx.fast.agents:FastStreamTD",
+        "atari": "streamx.fast.conv:ConvStreamTD",
+    }
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
-                 config: Config):
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
         self.value_network = build_network(observation_space, 1, config)
         self.optimizer = self._add_learner("value_network", self.value_network, config.kappa_value)
