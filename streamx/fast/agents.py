@@ -22,16 +22,17 @@ and at every ``load_state_dict``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from streamx.agents.ac import CLAMP_EPS, StreamAC
+from streamx.agents.ac import CLAMP_EPS, CategoricalPolicy, GaussianPolicy, StreamAC
 from streamx.agents.action_value import ActionValueAgent
-from streamx.agents.base import StreamAgent, td_target_mask
+from streamx.agents.base import StreamAgent, TraceOptimizer, td_target_mask
 from streamx.agents.q import StreamQ
 from streamx.agents.sarsa import StreamSARSA
 from streamx.agents.td import StreamTD
@@ -40,7 +41,10 @@ from streamx.errors import ConfigError
 from streamx.fast import kernels
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 
-__all__ = ["FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork"]
+__all__ = ["FastStreamAC", "FastStreamQ", "FastStreamSARSA", "FastStreamTD", "FlatNetwork", "WeightLayer"]
+
+WeightLayer = nn.Linear | nn.Conv2d
+"""The layers the fast path lays out in its flat buffers (every other layer has no parameters)."""
 
 
 def _as_input(obs: np.ndarray) -> np.ndarray:
@@ -49,14 +53,27 @@ def _as_input(obs: np.ndarray) -> np.ndarray:
     return obs if obs.ndim == 1 else obs.reshape(-1)
 
 
-def _optimizer_rule(optimizer: torch.optim.Optimizer) -> int:
+def _trace_optimizer(optimizer: torch.optim.Optimizer) -> TraceOptimizer:
+    """``optimizer``, when the kernels implement its rule (ObGD, AdaptiveObGD, traced SGD)."""
+    if isinstance(optimizer, (AdaptiveObGD, ObGD, TracedSGD)):
+        return optimizer
+    raise ConfigError(f"the fast path has no kernel for optimizer {type(optimizer).__name__}; use fast_path=off")
+
+
+def _optimizer_rule(optimizer: TraceOptimizer) -> int:
     if isinstance(optimizer, AdaptiveObGD):
         return kernels.ADAPTIVE_OBGD
     if isinstance(optimizer, ObGD):
         return kernels.OBGD
-    if isinstance(optimizer, TracedSGD):
-        return kernels.TRACED_SGD
-    raise ConfigError(f"the fast path has no kernel for optimizer {type(optimizer).__name__}; use fast_path=off")
+    return kernels.TRACED_SGD
+
+
+def _bias(layer: WeightLayer) -> Tensor:
+    """The layer's bias; the fast path's layers all have one."""
+    if layer.bias is None:
+        raise ConfigError("the fast path supports the paper's MLPs and conv nets (layers with biases) only; "
+                          "use fast_path=off")
+    return layer.bias
 
 
 def _aligned_zeros(rows: int, columns: int) -> np.ndarray:
@@ -86,13 +103,13 @@ class FlatParameters:
     first ``num_params`` columns (the rest is zero padding, see ``_aligned_state``).
     """
 
-    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer):
+    def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if len(optimizer.param_groups) != 1:
             raise ConfigError("the fast path supports one parameter group per optimizer; use fast_path=off")
         self.module = module
-        self.optimizer = optimizer
+        self.optimizer = _trace_optimizer(optimizer)
         self.parameters = list(module.parameters())
-        self.rule = _optimizer_rule(optimizer)
+        self.rule = _optimizer_rule(self.optimizer)
         self.num_params = self._index_parameters()
         self.state = _aligned_state(self.num_params)
         self.settings = np.zeros(kernels.NUM_SETTINGS, dtype=np.float32)
@@ -101,8 +118,8 @@ class FlatParameters:
         self.last_effective_step_size = np.zeros((), dtype=np.float32)
         self.last_trace_norm = np.zeros((), dtype=np.float32)
 
-    def _check_layers(self, layers: list[nn.Module]) -> None:
-        if sum(layer.weight.numel() + layer.bias.numel() for layer in layers) != self.num_params:
+    def _check_layers(self, layers: Sequence[WeightLayer]) -> None:
+        if sum(layer.weight.numel() + _bias(layer).numel() for layer in layers) != self.num_params:
             raise ConfigError("the fast path supports the paper's MLPs and conv nets (layers with biases) only; "
                               "use fast_path=off")
 
@@ -151,7 +168,7 @@ class FlatParameters:
             return kernels.ONE
         return np.float32(kernels.ONE - self.settings[kernels.BETA2] ** self._next_update_count())
 
-    def record_step(self, effective_step_size: float, trace_norm: float) -> None:
+    def record_step(self, effective_step_size: float | np.float32, trace_norm: float | np.float32) -> None:
         """Book an update that went through (torch creates the optimizer state at the first)."""
         if self.rule == kernels.ADAPTIVE_OBGD:
             self.update_count[()] = self._next_update_count()
@@ -199,8 +216,8 @@ class FlatParameters:
                     view.copy_(saved[key])
         if self.has_optimizer_state:
             self._share_optimizer_state()
-        self.optimizer._last_effective_step_size = torch.from_numpy(self.last_effective_step_size)  # type: ignore[attr-defined]
-        self.optimizer._last_trace_norm = torch.from_numpy(self.last_trace_norm)  # type: ignore[attr-defined]
+        self.optimizer._last_effective_step_size = torch.from_numpy(self.last_effective_step_size)
+        self.optimizer._last_trace_norm = torch.from_numpy(self.last_trace_norm)
 
     def _share_optimizer_state(self) -> None:
         """Point the optimizer's state entries at the flat arrays (creating them, as torch's
@@ -236,8 +253,8 @@ class FlatNetwork(FlatParameters):
     shape. Every parameter of ``module`` must belong to one of these layers.
     """
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+    def __init__(self, module: nn.Module, hidden: list[WeightLayer], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]) -> None:
         if not hidden:
             raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
         if any(isinstance(layer, nn.Conv2d) for layer in hidden[1:] + heads):
@@ -305,9 +322,27 @@ def _conv_geometry(conv: nn.Conv2d, shape: tuple[int, ...], row: np.ndarray) -> 
     return conv.out_channels, height, width
 
 
-def _weight_layers(module: nn.Module) -> list[nn.Module]:
+def _weight_layers(module: nn.Module) -> list[WeightLayer]:
     """The Linear and Conv2d layers of a network, in order."""
     return [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def _hidden_and_output(module: nn.Module) -> tuple[list[WeightLayer], list[nn.Linear]]:
+    """The Linear and Conv2d layers of a network with one output layer: those before it, and
+    ``[output]`` (a Linear, as every network of :mod:`streamx.nn` ends)."""
+    layers = _weight_layers(module)
+    hidden, output = layers[:-1], layers[-1:]
+    heads = [layer for layer in output if isinstance(layer, nn.Linear)]
+    if heads != output:
+        raise ConfigError(f"the fast path needs a Linear output layer, not {output[0]}; use fast_path=off")
+    return hidden, heads
+
+
+def _policy_heads(actor: GaussianPolicy | CategoricalPolicy) -> list[nn.Linear]:
+    """The actor's output layers on its trunk: [mean, std] (Gaussian) or [logits] (categorical)."""
+    if isinstance(actor, GaussianPolicy):
+        return [actor.mean_head, actor.std_head]
+    return [actor.logits_head]
 
 
 class _FastAgent(StreamAgent):
@@ -316,7 +351,7 @@ class _FastAgent(StreamAgent):
 
     _flat: dict[str, FlatNetwork]
 
-    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Module], list[Any]]]) -> None:
+    def _build_flat_networks(self, layouts: dict[str, tuple[list[WeightLayer], list[nn.Linear]]]) -> None:
         shape = tuple(self.observation_space.shape or ())
         self._flat = {
             name: FlatNetwork(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
@@ -342,10 +377,10 @@ class _FastAgent(StreamAgent):
 class FastStreamTD(StreamTD, _FastAgent):
     """:class:`~streamx.agents.td.StreamTD` with a fused update (PAPER §2)."""
 
-    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
-        layers = _weight_layers(self.value_network)
-        self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
+        self._build_flat_networks({"value_network": _hidden_and_output(self.value_network)})
         self._value = self._flat["value_network"]
 
     def _predict(self, obs: np.ndarray) -> float:
@@ -363,11 +398,12 @@ class FastStreamTD(StreamTD, _FastAgent):
             net.state, net.layers, net.num_hidden, net.layer_norm, net.workspace, _as_input(obs),
             _as_input(next_obs), np.float32(reward), discount, net.rule, net.settings,
             net.next_bias_correction(), bool(terminated or truncated), net.conv)
-        self._check_finite(td_error)  # type: ignore[arg-type]
+        self._check_finite(td_error)
         net.record_step(step_size, trace_norm)
         self.num_updates += 1
-        return {"td_error": td_error, "effective_step_size": step_size, "trace_norm": trace_norm,
-                "prediction": value}
+        # float() of what numba returns, a Python float already (mypy takes the kernels' np.float32)
+        return {"td_error": float(td_error), "effective_step_size": float(step_size),
+                "trace_norm": float(trace_norm), "prediction": float(value)}
 
 
 # ==============================================================================================
@@ -385,10 +421,10 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
     in-place edit of the torch module between ``act`` and ``update`` (or between ``update`` and
     the next ``act``) is therefore not seen by that pass; ``q_values`` always runs afresh."""
 
-    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
-        layers = _weight_layers(self.q_network)
-        self._build_flat_networks({"q_network": (layers[:-1], layers[-1:])})
+        self._build_flat_networks({"q_network": _hidden_and_output(self.q_network)})
         self._q = self._flat["q_network"]
         self._forward_current = False  # workspace row 0 holds a pass with the current weights
 
@@ -413,7 +449,7 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         q_values = self._q_values_array(obs)
         if deterministic:
             return int(q_values.argmax())
-        return self._epsilon_greedy(q_values)  # type: ignore[arg-type]  # works on any array with argmax
+        return self._epsilon_greedy(q_values)
 
     def _update(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
                 truncated: bool) -> dict[str, float]:
@@ -426,7 +462,7 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         td_error = ((np.float32(reward) + np.float32(self.config.gamma * bootstrap) * target_value)
                     - q_values[action])
         reset = episode_end or self._cut_traces(action, q_values)  # type: ignore[arg-type]
-        self._check_finite(td_error)  # type: ignore[arg-type]
+        self._check_finite(td_error)
         step_size, trace_norm = self._learn_output(action, td_error, reset)
         self.num_updates += 1
         return {"td_error": float(td_error), "effective_step_size": float(step_size),
@@ -494,12 +530,12 @@ class FastStreamAC(StreamAC, _FastAgent):
     ``act(s)`` leaves the actor's forward pass of ``s`` in the workspace; ``update`` reuses it
     when the weights have not changed since and the observation is the same."""
 
-    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
-        critic_layers = _weight_layers(self.critic)
         trunk = _weight_layers(self.actor.trunk)
-        heads = [self.actor.mean_head, self.actor.std_head] if self.continuous else [self.actor.logits_head]
-        self._build_flat_networks({"critic": (critic_layers[:-1], critic_layers[-1:]), "actor": (trunk, heads)})
+        heads = _policy_heads(self.actor)
+        self._build_flat_networks({"critic": _hidden_and_output(self.critic), "actor": (trunk, heads)})
         self._critic, self._actor = self._flat["critic"], self._flat["actor"]
         self._num_outputs = heads[0].out_features  # action dimension or number of actions
         size = 2 * self._num_outputs if self.continuous else self._num_outputs
@@ -548,10 +584,12 @@ class FastStreamAC(StreamAC, _FastAgent):
             critic.next_bias_correction(), actor.next_bias_correction(), bool(terminated or truncated),
             self._scratch, critic.conv)
         self._actor_forward_current = False
-        self._check_finite(td_error)  # type: ignore[arg-type]
+        self._check_finite(td_error)
         critic.record_step(critic_step, critic_norm)
         actor.record_step(actor_step, actor_norm)
         self.num_updates += 1
-        return {"td_error": td_error, "effective_step_size": critic_step, "trace_norm": critic_norm,
-                "policy_effective_step_size": actor_step, "policy_trace_norm": actor_norm, "entropy": entropy}
+        # float() of what numba returns, a Python float already (mypy takes the kernels' np.float32)
+        return {"td_error": float(td_error), "effective_step_size": float(critic_step),
+                "trace_norm": float(critic_norm), "policy_effective_step_size": float(actor_step),
+                "policy_trace_norm": float(actor_norm), "entropy": float(entropy)}
 

@@ -53,10 +53,14 @@ from streamx.fast import gemm, kernels
 from streamx.fast.agents import (
     FastStreamSARSA,
     FlatParameters,
+    WeightLayer,
     _aligned_zeros,
+    _bias,
     _conv_geometry,
     _FastActionValue,
     _FastAgent,
+    _hidden_and_output,
+    _policy_heads,
     _weight_layers,
 )
 from streamx.nn import LEAKY_RELU_SLOPE
@@ -71,10 +75,10 @@ class _KeptPassNetwork(FlatParameters):
     for the backward pass and drops it whenever the weights change (a step, or new weights from
     torch). Subclasses lay out their buffers, then call ``_make_views`` and ``load_from_torch``."""
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+    def __init__(self, module: nn.Module, hidden: list[WeightLayer], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]) -> None:
         super().__init__(module, optimizer)
-        self._check_layers(hidden + heads)
+        self._check_layers([*hidden, *heads])
         _check_convolutions(hidden)
         if not hidden:
             raise ConfigError("the fast path needs at least one hidden layer (hidden_sizes is empty)")
@@ -109,10 +113,10 @@ class GemmConvNetwork(_KeptPassNetwork):
     in that row, keeping its input and first-layer patches, and that row becomes the kept one.
     """
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+    def __init__(self, module: nn.Module, hidden: list[WeightLayer], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]) -> None:
         super().__init__(module, hidden, heads, layer_norm, optimizer, input_shape)
-        self.layers, width = self._layer_table(hidden + heads)
+        self.layers, width = self._layer_table([*hidden, *heads])
         self.workspace = _aligned_zeros(3, width)
         self._row = 0  # the workspace row of the kept pass
         self._norm_groups = gemm.norm_groups([p.numel() for p in self.parameters])
@@ -120,11 +124,12 @@ class GemmConvNetwork(_KeptPassNetwork):
         self._make_views()
         self.load_from_torch()
 
-    def _layer_table(self, layers: list[nn.Module]) -> tuple[np.ndarray, int]:
+    def _layer_table(self, layers: list[WeightLayer]) -> tuple[np.ndarray, int]:
         """The kernels' layer table and the workspace width. Every block starts on a 64-byte
         boundary (the SGEMM operands)."""
         table = np.zeros((len(layers), gemm.LAYER_COLUMNS), dtype=np.int64)
         shape = self.input_shape
+        cursor = 0
 
         def allocate(size: int) -> int:
             nonlocal cursor
@@ -132,7 +137,6 @@ class GemmConvNetwork(_KeptPassNetwork):
             cursor += -(-size // 16) * 16
             return at
 
-        cursor = 0
         previous_at = allocate(math.prod(shape))  # the input sits at offset 0
         for row, layer in enumerate(layers):
             table[row, kernels.W_AT] = self.offsets[id(layer.weight)]
@@ -220,8 +224,8 @@ class TorchConvNetwork(_KeptPassNetwork):
     until the weights change (:meth:`step`, :meth:`load_from_torch`).
     """
 
-    def __init__(self, module: nn.Module, hidden: list[nn.Module], heads: list[nn.Linear], layer_norm: bool,
-                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]):
+    def __init__(self, module: nn.Module, hidden: list[WeightLayer], heads: list[nn.Linear], layer_norm: bool,
+                 optimizer: torch.optim.Optimizer, input_shape: tuple[int, ...]) -> None:
         super().__init__(module, hidden, heads, layer_norm, optimizer, input_shape)
         self.hidden = hidden
         self.heads = heads
@@ -237,10 +241,10 @@ class TorchConvNetwork(_KeptPassNetwork):
         self._trace = trace
         self._trace_tensors = self._tensor_views(kernels.TRACE)
 
-        def views(layer: nn.Module) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        def views(layer: WeightLayer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             """Weight as [out, fan_in], bias; their traces likewise (views of the flat rows)."""
             w_at, b_at = self.offsets[id(layer.weight)], self.offsets[id(layer.bias)]
-            w_end, b_end = w_at + layer.weight.numel(), b_at + layer.bias.numel()
+            w_end, b_end = w_at + layer.weight.numel(), b_at + _bias(layer).numel()
             shape = (layer.weight.shape[0], layer.weight[0].numel())
             return (weights[w_at:w_end].view(shape), weights[b_at:b_end], trace[w_at:w_end].view(shape),
                     trace[b_at:b_end])
@@ -303,7 +307,9 @@ class TorchConvNetwork(_KeptPassNetwork):
                 inputs = h
                 pre = torch.addmv(bias, weight, h)
             else:
-                inputs = patches[layer]
+                buffer = patches[layer]
+                assert buffer is not None  # allocated for each layer with a patch index
+                inputs = buffer
                 if not (layer == 0 and reuse_first):
                     torch.index_select(h, 0, patch_index.view(-1), out=inputs.view(-1))
                 pre = torch.addmm(self._bias_columns[layer], weight, inputs).view(-1)
@@ -378,7 +384,7 @@ def conv_network_class() -> type[GemmConvNetwork] | type[TorchConvNetwork]:
     return GemmConvNetwork if gemm.AVAILABLE else TorchConvNetwork
 
 
-def _check_convolutions(hidden: list[nn.Module]) -> None:
+def _check_convolutions(hidden: list[WeightLayer]) -> None:
     for layer in hidden:
         if isinstance(layer, nn.Conv2d) and (
                 layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]
@@ -408,10 +414,12 @@ class _ConvAgent(_FastAgent):
     """Builds conv networks (:func:`conv_network_class`) instead of numba
     :class:`~streamx.fast.agents.FlatNetwork` s."""
 
-    def _build_flat_networks(self, layouts: dict[str, tuple[list[nn.Module], list[Any]]]) -> None:
+    _flat: dict[str, ConvNetwork]  # type: ignore[assignment]  # the conv agents' networks replace FlatNetwork
+
+    def _build_flat_networks(self, layouts: dict[str, tuple[list[WeightLayer], list[nn.Linear]]]) -> None:
         shape = tuple(self.observation_space.shape or ())
         network = conv_network_class()
-        self._flat = {  # type: ignore[assignment]
+        self._flat = {
             name: network(self._networks[name], hidden, heads, self.config.layer_norm, self._optimizers[name],
                               shape)
             for name, (hidden, heads) in layouts.items()
@@ -423,7 +431,7 @@ class _ConvAgent(_FastAgent):
 # ==============================================================================================
 
 class _ConvActionValue(_ConvAgent, _FastActionValue):
-    _q: ConvNetwork  # type: ignore[assignment]
+    _q: ConvNetwork  # type: ignore[assignment]  # every method reading it as a FlatNetwork is overridden here
 
     def _q_values_array(self, obs: Any, reuse: bool = True) -> np.ndarray:
         return self._q.forward(_as_input(obs))
@@ -458,11 +466,11 @@ class ConvStreamSARSA(FastStreamSARSA, _ConvActionValue):
 class ConvStreamTD(StreamTD, _ConvAgent):
     """Stream TD(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork)."""
 
-    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
-        layers = _weight_layers(self.value_network)
-        self._build_flat_networks({"value_network": (layers[:-1], layers[-1:])})
-        self._value: ConvNetwork = self._flat["value_network"]  # type: ignore[assignment]
+        self._build_flat_networks({"value_network": _hidden_and_output(self.value_network)})
+        self._value = self._flat["value_network"]
 
     def _predict(self, obs: np.ndarray) -> float:
         return float(self._value.forward(_as_input(obs), keep=False)[0])
@@ -474,7 +482,7 @@ class ConvStreamTD(StreamTD, _ConvAgent):
         next_value = net.forward(_as_input(next_obs), keep=False)[0]
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error = (np.float32(reward) + discount * next_value) - value
-        self._check_finite(td_error)  # type: ignore[arg-type]
+        self._check_finite(td_error)
         trace_norm = net.accumulate_trace(np.ones(1, dtype=np.float32))
         step_size = net.step(td_error, bool(terminated or truncated), trace_norm)
         self.num_updates += 1
@@ -490,14 +498,14 @@ class ConvStreamAC(StreamAC, _ConvAgent):
     """Stream AC(λ) on the Atari conv net (GemmConvNetwork or TorchConvNetwork); the policy heads'
     gradients are the numba kernels' closed forms (as in :class:`~streamx.fast.agents.FastStreamAC`)."""
 
-    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None, config: Config):
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
+                 config: Config) -> None:
         super().__init__(observation_space, action_space, config)
-        critic_layers = _weight_layers(self.critic)
-        heads = [self.actor.mean_head, self.actor.std_head] if self.continuous else [self.actor.logits_head]
-        self._build_flat_networks({"critic": (critic_layers[:-1], critic_layers[-1:]),
+        heads = _policy_heads(self.actor)
+        self._build_flat_networks({"critic": _hidden_and_output(self.critic),
                                    "actor": (_weight_layers(self.actor.trunk), heads)})
-        self._critic: ConvNetwork = self._flat["critic"]  # type: ignore[assignment]
-        self._actor: ConvNetwork = self._flat["actor"]  # type: ignore[assignment]
+        self._critic = self._flat["critic"]
+        self._actor = self._flat["actor"]
         self._num_outputs = heads[0].out_features
         self._log_probs = np.zeros(self._num_outputs, dtype=np.float64)
         self._entropy_coef = np.float32(config.entropy_coef)
@@ -532,7 +540,7 @@ class ConvStreamAC(StreamAC, _ConvAgent):
         next_value = critic.forward(_as_input(next_obs), keep=False)[0]
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error = (np.float32(reward) + discount * next_value) - value
-        self._check_finite(td_error)  # type: ignore[arg-type]
+        self._check_finite(td_error)
 
         outputs = actor.forward_kept(x)  # usually kept by act
         sign = kernels.ONE if td_error > 0 else (-kernels.ONE if td_error < 0 else kernels.ZERO)
