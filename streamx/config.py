@@ -304,7 +304,11 @@ def field_help() -> list[tuple[str, str, Any]]:
     """(name, help, default) for every config field, in declaration order."""
     out = []
     for f in dataclasses.fields(Config):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            assert f.default_factory is not dataclasses.MISSING  # _f gives every field a default
+            default = f.default_factory()
         out.append((f.name, f.metadata["help"], default))
     return out
 

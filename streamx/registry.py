@@ -106,15 +106,15 @@ def register(cls: type[StreamAgent], name: str | None = None) -> type[StreamAgen
 
     Usable as a class decorator. Registering the same class again is allowed; another class
     under a taken name is refused (built-in names cannot be taken)."""
-    name = name or getattr(cls, "algo", "")
-    _check_class(name, cls, cls.__qualname__)
-    if name in BUILTIN or name in _entry_points():
-        raise ConfigError(f"algorithm name '{name}' is taken by {BUILTIN.get(name) or _entry_points()[name]}; "
+    algo: str = name if name else getattr(cls, "algo", "")
+    _check_class(algo, cls, cls.__qualname__)
+    if algo in BUILTIN or algo in _entry_points():
+        raise ConfigError(f"algorithm name '{algo}' is taken by {BUILTIN.get(algo) or _entry_points()[algo]}; "
                           "give the class another algo name")
-    if _registered.get(name, cls) is not cls:
-        raise ConfigError(f"algorithm name '{name}' is already registered for {_registered[name].__qualname__}; "
+    if _registered.get(algo, cls) is not cls:
+        raise ConfigError(f"algorithm name '{algo}' is already registered for {_registered[algo].__qualname__}; "
                           "unregister it first or choose another algo name")
-    _registered[name] = cls
+    _registered[algo] = cls
     return cls
 
 
