@@ -204,13 +204,14 @@ class Policy:
     them are read by rebuilding the stream-x networks from the weights' shapes.
     """
 
-    def __init__(self, exported: dict[str, Any]):
+    def __init__(self, exported: dict[str, Any]) -> None:
         if exported.get("format") != POLICY_FORMAT:
             raise CheckpointError("not a streamx policy file; create one with `streamx export <run-dir>`")
         self.algo: str = exported["algo"]
         self.config = Config.from_dict(json.loads(exported["config"]))
-        self.obs_mean = None if exported["obs_mean"] is None else exported["obs_mean"].numpy()
-        self.obs_std = None if exported["obs_var"] is None else np.sqrt(exported["obs_var"].numpy() + 1e-8)
+        self.obs_mean: np.ndarray | None = None if exported["obs_mean"] is None else exported["obs_mean"].numpy()
+        self.obs_std: np.ndarray | None = (None if exported["obs_var"] is None
+                                           else np.sqrt(exported["obs_var"].numpy() + 1e-8))
         self.time_limit: int | None = exported["time_limit"]
         shape = tuple(int(n) for n in exported["observation_shape"])
         weights = exported["network"]
@@ -274,6 +275,7 @@ class Policy:
         if self.time_limit is not None and (isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0):
             raise InputError(f"Policy.act: t={t!r}; expected the number of steps since the reset (an int >= 0)", "t")
         if self.obs_mean is not None:
+            assert self.obs_std is not None  # export_policy writes both statistics or neither
             obs = (obs - self.obs_mean.reshape(-1)) / self.obs_std.reshape(-1)
         if self.time_limit is not None:
             obs = np.append(obs, t / self.time_limit - 0.5)
