@@ -28,10 +28,12 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow -n 2
 
+# ruff, then mypy over the package (configuration: [tool.mypy] in pyproject.toml; every function
+# annotated).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
-# Static type check of the package (configuration: [tool.mypy] in pyproject.toml).
 typecheck: setup
 	$(BIN)/mypy
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamx.config import algorithm_choices, field_help
@@ -170,13 +170,13 @@ def _export(argv: Sequence[str]) -> int:
     return 0
 
 
-def _delegate(module: str):
+def _delegate(module: str) -> Callable[[Sequence[str]], int]:
     """A command whose parser lives in its own module (``streamx.<module>.main(argv)``)."""
 
     def command(argv: Sequence[str]) -> int:
         import importlib
 
-        return importlib.import_module(f"streamx.{module}").main(list(argv))
+        return int(importlib.import_module(f"streamx.{module}").main(list(argv)))
 
     return command
 

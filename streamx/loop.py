@@ -260,7 +260,8 @@ class StreamTraining:
         config, env, agent = self.config, self.env, self.agent
         self.start = self.interval_start = time.perf_counter()
         exact = env_state(env)["exact"] if config.checkpoint_interval else True
-        status, stopped_early, fault = "failed", False, None
+        status, stopped_early = "failed", False
+        fault: BaseException | None = None
         continuous = isinstance(env.action_space, gym.spaces.Box)
         obs: Any = None
         episode_over = False  # the loop stopped right after an episode end, before the reset
@@ -348,7 +349,7 @@ class StreamTraining:
         return RunResult(self.run_dir, self.step, self.returns, self.lengths, stopped_early, agent,
                          status=status, signal=signals.received)
 
-    def _finish(self, status: str, fault: Exception | None) -> None:
+    def _finish(self, status: str, fault: BaseException | None) -> None:
         elapsed = self.elapsed_before + time.perf_counter() - self.start
         if getattr(self, "bar", None) is not None:
             self.bar.close()
