@@ -38,10 +38,11 @@ import numpy as np
 
 from streamx import __version__
 from streamx.checkpoint import FORMAT_VERSION, env_state, global_rng_state, restore_env_state, restore_global_rng_state
-from streamx.config import BASELINES, Config
+from streamx.config import Config
 from streamx.envs import suite_of
 from streamx.errors import CheckpointError, ConfigError
 from streamx.outputs import RunWriter
+from streamx.registry import BASELINES
 from streamx.rundir import (
     RunResult,
     StopSignals,

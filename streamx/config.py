@@ -20,13 +20,12 @@ from typing import Any
 
 import yaml
 
-from streamx.errors import ConfigError
+from streamx.errors import ConfigError, unknown_choice
+from streamx.registry import BASELINES, algorithm_names
 
-__all__ = ["AGENT_FIELDS", "BASELINES", "OPTIMIZERS", "VALUES_BEFORE_FIELD", "Config", "algorithm_choices",
-           "decisive_values", "field_help", "load_yaml", "parse_value", "unknown_choice"]
+__all__ = ["AGENT_FIELDS", "AVG_FIELDS", "BASELINES", "EXPLORATION_FIELDS", "OPTIMIZERS", "STREAM_X_FIELDS",
+           "VALUES_BEFORE_FIELD", "Config", "algorithm_choices", "field_help", "load_yaml", "parse_value"]
 
-BASELINES = ("ppo", "sac", "dqn", "ppo1", "sac1", "dqn1")
-"""Batch baselines run through Stable-Baselines3 (``streamx.baselines``; the ``sb3`` extra)."""
 OPTIMIZERS = ("obgd", "adaptive_obgd", "sgd")
 LIFE_LOSS = ("continue", "reset")
 ETT_CUMULANTS = ("paper", "same_row")
@@ -238,10 +237,6 @@ VALUES_BEFORE_FIELD: dict[str, Any] = {
     "ett_cumulant": "same_row",
 }
 
-# Fields that cannot change what a run computes (where it writes, how it reports, how often it
-# checkpoints): left out of a run's identity.
-NOT_DECISIVE = ("run_dir", "progress", "tensorboard", "checkpoint_interval", "keep_checkpoints", "log_interval",
-                "threads", "wandb", "wandb_project", "wandb_entity", "wandb_group")
 EXPLORATION_FIELDS = ("epsilon_start", "epsilon_end", "exploration_fraction", "exploration_steps")
 """The ε-greedy schedule's fields (read by the action-value agents)."""
 STREAM_X_FIELDS = ("lr", "gamma", "lamda", "kappa_value", "hidden_sizes", "optimizer", "beta2", "adaptive_eps",
@@ -252,54 +247,7 @@ AVG_FIELDS = ("avg_actor_lr", "avg_critic_lr", "avg_entropy_coef", "avg_beta1", 
 AGENT_FIELDS = frozenset((*STREAM_X_FIELDS, *EXPLORATION_FIELDS, "kappa_policy", "entropy_coef", "policy_prob_clamp",
                           *AVG_FIELDS))
 """The fields only an agent reads. Each algorithm's class lists those it uses (``config_fields``);
-the others are not part of its runs' identity (:func:`decisive_values`)."""
-_STREAM_ONLY = (*sorted(AGENT_FIELDS), "obs_normalization", "reward_scaling", "time_feature")
-# classic-control ids with a continuous action space (every MuJoCo and DM Control task has one)
-_CONTINUOUS_CLASSIC = ("Pendulum-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3")
-
-
-def decisive_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The values of a resolved config that decide a run's results: every field, the defaults
-    included, except those that cannot change the results (:data:`NOT_DECISIVE`) and those the
-    run's algorithm or environment never reads (e.g. ε for stream_ac, ``life_loss`` outside Atari).
-    Missing fields take :data:`VALUES_BEFORE_FIELD`. A sweep names a run's directory by a hash of
-    these values, so changing any default that a run uses gives it a new directory.
-    """
-    from streamx.envs import suite_of
-
-    values = {**VALUES_BEFORE_FIELD, **config}
-    algo, env = values.get("algo"), str(values.get("env"))
-    try:
-        suite = suite_of(env)
-    except Exception:  # an env whose suite is not installed here: keep every field
-        suite = None
-    dropped: set[str] = set(NOT_DECISIVE)
-    if algo in BASELINES:
-        dropped.update(_STREAM_ONLY, ("life_loss", "ett_cumulant"))
-    else:
-        dropped.add("sb3_kwargs")
-        used = _algorithm_fields(str(algo))
-        if used is not None:  # an algorithm that cannot be loaded here keeps every field
-            dropped.update(AGENT_FIELDS - used)
-        if suite in ("mujoco", "dmc") or env in _CONTINUOUS_CLASSIC:
-            dropped.add("policy_prob_clamp")
-    if suite is not None and suite != "atari":
-        dropped.add("life_loss")
-    if suite is not None and suite != "ett":
-        dropped.add("ett_cumulant")
-    return {k: v for k, v in values.items() if k not in dropped}
-
-
-def _algorithm_fields(algo: str) -> frozenset[str] | None:
-    """The config fields the agent class of ``algo`` reads, or None when it cannot be loaded."""
-    from streamx.registry import algorithm_class
-
-    try:
-        return frozenset(algorithm_class(algo).config_fields)
-    except ConfigError:
-        return None
-
-
+the others are not part of its runs' identity (:func:`streamx.identity.decisive_values`)."""
 def field_help() -> list[tuple[str, str, Any]]:
     """(name, help, default) for every config field, in declaration order."""
     out = []
@@ -368,16 +316,7 @@ def parse_value(text: str) -> Any:
 
 def algorithm_choices() -> tuple[str, ...]:
     """Every algorithm name ``algo`` accepts: the registry's stream algorithms, then the baselines."""
-    from streamx.registry import algorithm_names
-
     return algorithm_names() + BASELINES
-
-
-def unknown_choice(what: str, value: str, choices: Any) -> str:
-    """The one-line message for a name that is not among ``choices`` (with the closest one)."""
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {what} '{value}'{hint}; choose one of: {', '.join(choices)}"
 
 
 def _field_types() -> dict[str, Any]:

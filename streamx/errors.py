@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = ["CheckpointError", "ConfigError", "EnvironmentFault", "InputError", "NonFiniteError", "RunLockedError",
-           "StreamxError"]
+           "StreamxError", "unknown_choice"]
 
 
 class StreamxError(Exception):
@@ -40,3 +43,11 @@ class InputError(StreamxError, ValueError):
 
 class RunLockedError(StreamxError, RuntimeError):
     """Another live process is writing the run directory (training or resuming it)."""
+
+
+def unknown_choice(what: str, value: str, choices: Iterable[str]) -> str:
+    """The one-line message for a name that is not among ``choices`` (with the closest one)."""
+    choices = list(choices)
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown {what} '{value}'{hint}; choose one of: {', '.join(choices)}"

@@ -30,12 +30,13 @@ import importlib.metadata
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from streamx.errors import ConfigError
+from streamx.errors import ConfigError, unknown_choice
 
 if TYPE_CHECKING:
     from streamx.agents.base import StreamAgent
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "algorithm_class", "algorithm_names", "register", "unregister"]
+__all__ = ["BASELINES", "BUILTIN", "ENTRY_POINT_GROUP", "algorithm_class", "algorithm_names", "register",
+           "unregister"]
 
 ENTRY_POINT_GROUP = "streamx.algorithms"
 """The entry-point group through which installed packages add algorithms."""
@@ -48,6 +49,10 @@ BUILTIN: dict[str, str] = {
     "avg": "streamx.agents.avg:AVG",
 }
 """The algorithms that come with streamx: name → ``module:Class``."""
+
+BASELINES = ("ppo", "sac", "dqn", "ppo1", "sac1", "dqn1")
+"""The batch baselines, run through Stable-Baselines3 (:mod:`streamx.baselines`; the ``sb3`` extra)
+by their own runner rather than as agent classes."""
 
 _registered: dict[str, type[StreamAgent]] = {}
 _loaded: dict[str, type[StreamAgent]] = {}
@@ -84,8 +89,6 @@ def algorithm_class(name: str) -> type[StreamAgent]:
         return _loaded[name]
     target = BUILTIN.get(name) or _entry_points().get(name)
     if target is None:
-        from streamx.config import BASELINES, unknown_choice
-
         if name in BASELINES:
             raise ConfigError(f"'{name}' is a batch baseline run through Stable-Baselines3, not a stream "
                               "algorithm; train it with `streamx train`, it has no agent class")
@@ -123,12 +126,15 @@ def unregister(name: str) -> None:
     _registered.pop(name, None)
 
 
-def _check_class(name: str, cls: Any, where: str) -> None:
-    from streamx.agents.base import StreamAgent
+_BASE_CLASS = "streamx.agents.base.StreamAgent"
 
-    if not (isinstance(cls, type) and issubclass(cls, StreamAgent)):
+
+def _check_class(name: str, cls: Any, where: str) -> None:
+    # a subclass test by the base class's full name: the registry imports no agent (nor torch)
+    if not (isinstance(cls, type) and any(f"{k.__module__}.{k.__qualname__}" == _BASE_CLASS for k in cls.__mro__)):
         raise ConfigError(f"algorithm '{name}' ({where}) is not a StreamAgent subclass; "
                           "an algorithm is a class derived from streamx.agents.base.StreamAgent")
-    if not name or cls.algo != name:
-        raise ConfigError(f"algorithm '{name}' ({where}) declares algo = {cls.algo!r}; "
+    declared = getattr(cls, "algo", None)
+    if not name or declared != name:
+        raise ConfigError(f"algorithm '{name}' ({where}) declares algo = {declared!r}; "
                           "the class's algo attribute must equal its registered name")

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streamx.config import BASELINES, Config, load_yaml
+from streamx.config import Config, load_yaml
 from streamx.envs import suite_defaults
 from streamx.errors import CheckpointError, ConfigError
 from streamx.loop import StreamTraining
-from streamx.registry import algorithm_class
+from streamx.registry import BASELINES, algorithm_class
 from streamx.rundir import (
     EpisodeCallback,
     RunResult,

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from streamx.checkpoint import load_checkpoint, save_checkpoint
-from streamx.config import Config, decisive_values
+from streamx.config import Config
 from streamx.errors import CheckpointError, ConfigError
+from streamx.identity import decisive_values
 
 __all__ = ["EpisodeCallback", "RunResult", "StopSignals", "check_checkpoint_matches", "checkpoint_paths",
            "clear_run_outputs", "default_run_dir", "latest_checkpoint", "load_run_config", "log_interval_metrics",

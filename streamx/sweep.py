@@ -162,13 +162,14 @@ def _preset_path(experiment: Experiment, preset: str) -> Path:
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """A short, stable hash of the values that decide a run's results
-    (:func:`streamx.config.decisive_values`: every field the run uses, defaults included).
+    (:func:`streamx.identity.decisive_values`: every field the run uses, defaults included).
 
     A run made under an earlier default therefore never answers for a run of today's default: it
     has another directory. Fields that cannot change the results (run_dir, logging, checkpoint
     interval, threads) are left out, so toggling them never turns a finished run into a new one.
     """
-    from streamx.config import BASELINES, decisive_values
+    from streamx.identity import decisive_values
+    from streamx.registry import BASELINES
 
     if config.get("algo") in BASELINES:  # the zoo's hyperparameters decide a baseline's results too
         from streamx.baselines import baseline_hyperparameters, numeric_values
@@ -270,7 +271,7 @@ def _settings_mismatch(run_dir: Path, config: Mapping[str, Any]) -> str | None:
         return None  # nothing usable was written yet: the run starts afresh
     if not isinstance(saved, dict) or config_hash(saved) == config_hash(config):
         return None
-    from streamx.config import decisive_values
+    from streamx.identity import decisive_values
 
     ours, theirs = decisive_values(config), decisive_values(saved)
     differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k != "sb3_kwargs")

@@ -251,7 +251,8 @@ def test_sigterm_stops_the_whole_sweep_and_its_workers_checkpoint(tmp_path):
 
 def test_run_identity_covers_every_decisive_value_defaults_included(tmp_path):
     """A run made under an earlier default never answers for a run of today's default."""
-    from streamx.config import Config, decisive_values
+    from streamx.config import Config
+    from streamx.identity import decisive_values
 
     experiment = load_experiment(_experiment(tmp_path))
     run = expand(experiment, "smoke", tmp_path / "out")[0]
@@ -267,7 +268,8 @@ def test_run_identity_covers_every_decisive_value_defaults_included(tmp_path):
 
 
 def test_saved_configs_without_a_new_field_mean_its_earlier_behaviour():
-    from streamx.config import VALUES_BEFORE_FIELD, Config, decisive_values
+    from streamx.config import VALUES_BEFORE_FIELD, Config
+    from streamx.identity import decisive_values
 
     saved = Config(algo="stream_q", env="BreakoutNoFrameskip-v4").to_dict()
     for name in VALUES_BEFORE_FIELD:

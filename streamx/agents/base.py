@@ -34,6 +34,7 @@ from streamx.config import STREAM_X_FIELDS, Config
 from streamx.errors import ConfigError, NonFiniteError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
+from streamx.registry import algorithm_class, algorithm_names
 from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
 
 __all__ = ["StreamAgent", "TraceOptimizer", "action_space_kind", "build_network", "td_target_mask"]
@@ -103,8 +104,6 @@ def space_names(kinds: tuple[str, ...]) -> str:
 
 def _alternatives(kind: str) -> str:
     """What to do about an action space of this kind: the registered algorithms that support it."""
-    from streamx.registry import algorithm_class, algorithm_names
-
     names = []
     for name in algorithm_names():
         try:
