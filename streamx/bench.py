@@ -10,10 +10,15 @@ them alike:
   distribution objects), standing in for the original code;
 * ``autograd`` — streamx's generic agents (``fast_path=off``);
 * ``fast``     — streamx's fast path (what ``fast_path=auto`` picks);
-* ``unchecked`` — the same fast agent driven through its unchecked ``_act`` / ``_update`` with
-  the observations only converted to float32: the cost of the input checks that ``act`` and
-  ``update`` make (shapes, dtypes, actions, finiteness; :mod:`streamx.validation`) is
-  ``1 − fast / unchecked``;
+* ``api``      — the fast agent driven through its public ``act`` / ``update``, which check every
+  argument (:mod:`streamx.validation`), as a loop of one's own would;
+* ``unchecked`` — the fast agent with no check at all: the environment without its
+  :class:`~streamx.wrappers.CheckFinite` wrapper, the agent's unchecked ``_act`` / ``_update``.
+
+``autograd`` and ``fast`` step as the training loop does (:mod:`streamx.loop`): the environment's
+outputs are checked once, by ``CheckFinite``, and handed to the agent's ``_act`` / ``_update``
+through :class:`~streamx.loop.TrustedInput`. So ``1 − fast / unchecked`` is what the checks cost
+in training and ``1 − api / unchecked`` what they cost per ``act`` / ``update`` call.
 
 and, for Atari cases, the reference set-up that the fast Atari pipeline is measured against:
 
@@ -22,7 +27,7 @@ and, for Atari cases, the reference set-up that the fast Atari pipeline is measu
 * ``env_before`` — that environment alone, as ``env``.
 
 It prints ``fast / naive`` against the target speed-up, plus ``fast / autograd``, the input
-checks' share ``fast / unchecked`` (and, for Atari, ``fast / before`` against its own target).
+checks' share ``fast / unchecked`` and ``api / unchecked`` (and, for Atari, ``fast / before`` against its own target).
 Results go to a JSON file (``--out``). The start-up cost of the fast path (numba compilation,
 cold and from the on-disk cache) is measured in fresh processes unless ``--quick`` or
 ``--no-startup``.
@@ -52,11 +57,12 @@ import numpy as np
 import torch
 
 from streamx.errors import ConfigError
+from streamx.loop import TrustedInput
 from streamx.outputs import atomic_write_text
 
 __all__ = ["CASES", "Case", "main", "measure_startup", "read_results"]
 
-KINDS = ("env", "naive", "autograd", "fast", "unchecked", "before", "env_before")
+KINDS = ("env", "naive", "autograd", "fast", "api", "unchecked", "before", "env_before")
 _BEFORE = {"before": "fast", "env_before": "env"}  # kind → what it measures, on the previous Atari set-up
 
 
@@ -125,9 +131,13 @@ class _Loop:
             self.agent = naive.make_naive_agent(config, space, actions)
         elif kind == "autograd":
             self.agent = algorithm_class(case.algo)(space, actions, config)
-        elif kind in ("fast", "unchecked"):
+        elif kind in ("fast", "api", "unchecked"):
             self.agent = make_fast_agent(case.algo, space, actions, config)
-        self.unchecked = kind == "unchecked"
+        # how the agent is driven: as the training loop does, through the public act/update, or unchecked
+        self.mode = {"autograd": "loop", "fast": "loop", "api": "api", "unchecked": "bare"}.get(kind, "api")
+        if self.mode == "bare":
+            _remove_check_finite(self.env)
+        self.trusted = TrustedInput(space, case.algo)
         self.env.action_space.seed(0)
         self.random_actions = [self.env.action_space.sample() for _ in range(1000)]
         self.obs, _ = self.env.reset(seed=0)
@@ -138,7 +148,7 @@ class _Loop:
     def run(self, steps: int | None = None, seconds: float | None = None, measure: bool = True) -> None:
         """Step until ``steps`` steps or ``seconds`` seconds have passed."""
         env, agent, whole_games = self.env, self.agent, self.whole_games
-        if self.unchecked:
+        if agent is not None and self.mode != "api":
             self._run_unchecked(steps, seconds, measure)
             return
         obs = self.obs
@@ -165,20 +175,22 @@ class _Loop:
             self.steps += done_steps
 
     def _run_unchecked(self, steps: int | None, seconds: float | None, measure: bool) -> None:
-        """:meth:`run` through the agent's unchecked ``_act`` / ``_update`` (the same loop otherwise):
-        the observations are only converted to float32 arrays, as the checks return them."""
+        """:meth:`run` through the agent's unchecked ``_act`` / ``_update`` (the same loop otherwise),
+        the observations made float32 arrays by :class:`~streamx.loop.TrustedInput` (mode ``loop``)
+        or only converted (mode ``bare``)."""
         env, agent, whole_games = self.env, self.agent, self.whole_games
-        obs = np.asarray(self.obs, dtype=np.float32)
+        as_input = self.trusted if self.mode == "loop" else _as_float32
+        obs = as_input(self.obs)
         done_steps = 0
         start = time.perf_counter()
         while True:
             action = agent._act(obs, False)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            next_obs = np.asarray(next_obs, dtype=np.float32)
+            next_obs = as_input(next_obs)
             agent._update(obs, action, float(reward), next_obs, bool(terminated),
                           False if whole_games else bool(truncated))
             if ("episode" in info) if whole_games else (terminated or truncated):
-                obs = np.asarray(env.reset()[0], dtype=np.float32)
+                obs = as_input(env.reset()[0])
             else:
                 obs = next_obs
             done_steps += 1
@@ -193,6 +205,22 @@ class _Loop:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _as_float32(obs: Any) -> np.ndarray:
+    return np.asarray(obs, dtype=np.float32)
+
+
+def _remove_check_finite(env: Any) -> None:
+    """Take the CheckFinite wrapper out of ``env``'s chain of wrappers (for the ``unchecked`` kind)."""
+    from streamx.wrappers import CheckFinite
+
+    outer = env
+    while hasattr(outer, "env"):
+        if isinstance(outer.env, CheckFinite):
+            outer.env = outer.env.env
+            return
+        outer = outer.env
 
 
 def _previous_atari_env(config: Any) -> Any:
@@ -363,11 +391,13 @@ def _print_table(rows: dict[str, dict[str, Any]]) -> None:
               f"{'—' if fast_vs_naive is None else f'{fast_vs_naive:.2f}x':>10} {row['target']:>6.1f}x "
               f"{passed:>5} {'—' if fast_vs_autograd is None else f'{fast_vs_autograd:.2f}x':>13}")
     for name, row in rows.items():
-        checked = row["ratios"].get("fast_vs_unchecked")
-        if checked is not None:
-            print(f"{name:<20} input checks: fast {_format_rate(row['steps_per_second'].get('fast'))} vs unchecked "
-                  f"{_format_rate(row['steps_per_second'].get('unchecked'))} steps/s, fast/unchecked {checked:.3f} "
-                  f"(the checks cost {100 * (1 - checked):.1f} %)")
+        rates = row["steps_per_second"]
+        for kind, what in (("fast", "in training"), ("api", "through act/update")):
+            ratio = row["ratios"].get(f"{kind}_vs_unchecked")
+            if ratio is not None:
+                print(f"{name:<20} input checks {what}: {kind} {_format_rate(rates.get(kind))} vs unchecked "
+                      f"{_format_rate(rates.get('unchecked'))} steps/s, {kind}/unchecked {ratio:.3f} "
+                      f"(the checks cost {100 * (1 - ratio):.1f} %)")
     for name, row in rows.items():
         rates, ratios = row["steps_per_second"], row["ratios"]
         if ratios.get("fast_vs_before") is None and ratios.get("env_vs_env_before") is None:
@@ -439,7 +469,7 @@ def main(argv: list[str]) -> int:
             row["fast_path"] = reason
             if not supported:
                 row["notes"].append(f"fast path not measured: {reason}")
-                case_kinds = [kind for kind in case_kinds if kind not in ("fast", "unchecked", "before")]
+                case_kinds = [kind for kind in case_kinds if kind not in ("fast", "api", "unchecked", "before")]
         print(f"measuring {name} ({case.algo} on {case.env}): {', '.join(case_kinds)} ...", flush=True)
         measured = measure_case(case, case_kinds, args.seconds, args.warmup_steps, args.chunk_seconds, naive,
                                 args.steps)
@@ -449,6 +479,7 @@ def main(argv: list[str]) -> int:
         row["ratios"] = {"fast_vs_naive": _ratio(rates.get("fast"), rates.get("naive")),
                          "fast_vs_autograd": _ratio(rates.get("fast"), rates.get("autograd")),
                          "fast_vs_unchecked": _ratio3(rates.get("fast"), rates.get("unchecked")),
+                         "api_vs_unchecked": _ratio3(rates.get("api"), rates.get("unchecked")),
                          "autograd_vs_naive": _ratio(rates.get("autograd"), rates.get("naive")),
                          "fast_share_of_env_only": _ratio(rates.get("fast"), rates.get("env"))}
         fast_vs_naive = row["ratios"]["fast_vs_naive"]

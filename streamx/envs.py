@@ -246,7 +246,7 @@ def _vector_env(config: Config) -> gym.Env:
 
 
 def _minatar_env(config: Config) -> gym.Env:
-    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(_make_raw(config))
+    env: gym.Env = gym.wrappers.RecordEpisodeStatistics(CheckFinite(_make_raw(config)))
     env = ChannelsFirst(env)
     if config.reward_scaling:
         env = ScaleReward(env, gamma=config.gamma)

@@ -50,7 +50,33 @@ from streamx.rundir import (
     write_checkpoint,
 )
 
-__all__ = ["StreamTraining"]
+__all__ = ["StreamTraining", "TrustedInput"]
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+class TrustedInput:
+    """The loop's one check of what it hands the agent, so that the agent's own argument checks
+    (:mod:`streamx.validation`, for callers of ``act``/``update``) are not made a second time.
+
+    The environment's outputs were checked where they enter, by the
+    :class:`~streamx.wrappers.CheckFinite` wrapper right above the environment (the declared
+    shape, numbers, finite values, one finite reward); the wrappers above it are streamx's own.
+    What is left is to hand the agent a C-contiguous float32 array of the observation space's
+    exact shape — verified here, as the compiled kernels require — and its own action back."""
+
+    def __init__(self, observation_space: gym.spaces.Space, who: str):
+        self.shape = tuple(getattr(observation_space, "shape", None) or ())
+        self.who = who
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        if type(obs) is np.ndarray and obs.dtype is _FLOAT32 and obs.shape == self.shape and obs.flags.c_contiguous:
+            return obs
+        array = np.ascontiguousarray(obs, dtype=np.float32)
+        if array.shape != self.shape:
+            raise EnvironmentFault(f"the observation handed to {self.who} has shape {array.shape}, not the "
+                                   f"observation space's {self.shape}; the environment's wrappers changed it")
+        return array
 
 
 class _PredictionRecord:
@@ -269,24 +295,27 @@ class StreamTraining:
         # learner but the same game goes on; the env resets only when the game is over (the innermost
         # statistics wrapper reports it in info["episode"]), and the learner never sees truncation.
         whole_games = resets_only_at_game_over(config)
+        # CheckFinite checked the env's outputs; the agent's unchecked _act/_update take them from here
+        trusted, act, learn = TrustedInput(env.observation_space, config.algo), agent._act, agent._update
         with StopSignals() as signals:
             try:
                 if self.resume_from is not None:
-                    obs = self._restore(self.resume_from)
+                    obs = trusted(self._restore(self.resume_from))
                 else:
-                    obs, _ = env.reset(seed=config.seed)
+                    obs = trusted(env.reset(seed=config.seed)[0])
                 self.bar = progress_bar(config, initial=self.step)
                 while self.step < config.total_steps:
                     self.step += 1
                     step = self.step
-                    action = agent.act(obs)
+                    action = act(obs, False)
                     if continuous and not np.isfinite(action).all():
                         raise NonFiniteError(
                             f"{config.algo}: the policy produced a non-finite action ({action}): its weights "
                             "diverged — lower lr or keep the stream-x stabilizers (optimizer=obgd)")
                     next_obs, reward, terminated, truncated, info = env.step(action)
-                    metrics = agent.update(obs, action, float(reward), next_obs, terminated,
-                                           False if whole_games else truncated)
+                    next_obs = trusted(next_obs)
+                    metrics = learn(obs, action, float(reward), next_obs, bool(terminated),
+                                    False if whole_games else bool(truncated))
                     self.stats.add(metrics)
                     if self.record is not None:
                         # the TD target's episode end: truncation counts only without bootstrapping
@@ -312,7 +341,7 @@ class StreamTraining:
                             break
                         if self.checkpoint_pending and not exact and "episode" in info:
                             self.save_checkpoint(obs, mid_episode=False)  # at the game's end, before reset
-                        obs, _ = env.reset()
+                        obs = trusted(env.reset()[0])
                     if self.checkpoint_pending and exact:
                         self.save_checkpoint(obs, mid_episode=True)
                     if stopped_early:

@@ -35,7 +35,7 @@ _FLOAT32 = np.dtype(np.float32)
 _NUMERIC_KINDS = frozenset("biuf")  # bool, signed and unsigned integers, floats
 # Up to this many values the finiteness scan sums them as Python floats (float32 values cannot
 # overflow a double's sum, and NaN/inf propagate through it); beyond, one BLAS dot product.
-_SMALL = 8
+_SMALL = 20
 _INTEGER_TYPES = frozenset((int, np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8))
 _REAL_TYPES = frozenset((float, int, np.float64, np.float32, np.float16, np.int64, np.int32))
 
@@ -67,21 +67,23 @@ class ArrayCheck:
         self.who = who
         self.hint = hint
         self.size = math.prod(self.shape)
+        self._one_dimensional = len(self.shape) == 1
         self._zeros = np.zeros(self.size, dtype=np.float32)
-        self._scanned: np.ndarray | None = None
+        self._scanned: np.ndarray = np.empty(0, dtype=np.float32)  # no caller's array: nothing checked yet
 
     def __call__(self, value: Any, name: str) -> np.ndarray:
+        if value is self._scanned and value.shape == self.shape:  # the array checked last: its dtype and
+            return value  # memory layout stay (an in-place NaN is caught by the TD error check, see above)
         if (type(value) is np.ndarray and value.dtype is _FLOAT32 and value.shape == self.shape
                 and value.flags.c_contiguous):
-            if value is self._scanned:
-                return value
             array = value  # the common case: nothing to convert
         else:
             array = self._convert(value, name)
+        flat = array if self._one_dimensional else array.reshape(-1)
         if self.size <= _SMALL:  # a Python sum of a few doubles is cheaper than a BLAS call
-            finite = math.isfinite(sum(array.reshape(-1).tolist()))
+            finite = math.isfinite(sum(flat.tolist()))
         else:
-            finite = math.isfinite((array if array.ndim == 1 else array.reshape(-1)).dot(self._zeros))
+            finite = math.isfinite(flat.dot(self._zeros))
         if not finite:
             bad = int(np.count_nonzero(~np.isfinite(array)))
             raise InputError(f"{self.who}: {name} holds {bad} NaN/inf value{'s' * (bad != 1)}; "

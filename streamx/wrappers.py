@@ -9,6 +9,7 @@ Every stateful wrapper has ``state_dict()``/``load_state_dict()`` and a ``frozen
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -241,33 +242,65 @@ class ChannelsFirst(gym.ObservationWrapper):
         return channels_first
 
 
+_ZEROS: dict[tuple[int, np.dtype], np.ndarray] = {}
+# the dot product of a NaN/inf sets the FPU's invalid flag and NumPy warns; the check reports it instead
+warnings.filterwarnings("ignore", "invalid value encountered in dot", RuntimeWarning, __name__)
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether every value of a float array is finite, as one dot product with zeros: 0·x is 0 for
+    every finite x and NaN for NaN or ±inf, so the result is NaN exactly when a value is not finite
+    (and it cannot overflow, as a plain sum of huge finite values could)."""
+    key = (array.size, array.dtype)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        zeros = _ZEROS[key] = np.zeros(array.size, dtype=array.dtype)
+    flat = array if array.ndim == 1 else array.reshape(-1)
+    return math.isfinite(flat.dot(zeros))
+
+
 class CheckFinite(gym.Wrapper):
     """Stop with a clear message when the environment emits an observation of another shape than
     its observation space declares, a NaN/inf observation, or a reward that is not one finite
     number — before any normalizer or learner sees it."""
 
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = self.observation_space
+        self._shape: tuple[int, ...] | None = tuple(space.shape) if isinstance(space, gym.spaces.Box) else None
+
     def _name(self) -> str:
         return str(self.spec.id if self.spec else self.env)
 
     def _check(self, observation: Any, reward: Any = None) -> None:
-        expected = getattr(self.observation_space, "shape", None)
-        if isinstance(self.observation_space, gym.spaces.Box) and np.shape(observation) != expected:
+        # The common case costs about a microsecond: an ndarray of the declared shape and a float
+        # dtype, scanned by summing it (NaN/inf propagate through a sum; a float64 sum of float32
+        # values cannot overflow), and a float reward.
+        array = observation if type(observation) is np.ndarray else np.asarray(observation)
+        if self._shape is not None and array.shape != self._shape:
             raise EnvironmentFault(
                 f"environment {self._name()} returned an observation of shape {np.shape(observation)} while its "
-                f"observation space declares {expected}; fix the environment (or its observation_space)")
-        if isinstance(observation, np.ndarray) and observation.dtype.kind == "f" and not np.isfinite(observation).all():
+                f"observation space declares {self._shape}; fix the environment (or its observation_space)")
+        kind = array.dtype.kind
+        if kind not in "biuf":
+            raise EnvironmentFault(
+                f"environment {self._name()} returned an observation of dtype {array.dtype}, not numbers; "
+                "fix the environment (or its observation_space)")
+        if kind == "f" and not _all_finite(array):
             raise EnvironmentFault(
                 f"environment {self._name()} returned a non-finite observation "
                 f"({observation}); fix the environment or its action inputs — learning cannot continue"
             )
         if reward is None:
             return
+        if type(reward) is float and math.isfinite(reward):
+            return
         try:
             value = float(reward)
         except (TypeError, ValueError):
             raise EnvironmentFault(f"environment {self._name()} returned a reward that is not one number "
                                    f"({reward!r}); fix the environment to return a scalar reward") from None
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise EnvironmentFault(
                 f"environment {self._name()} returned a non-finite reward ({reward}); "
                 "fix the environment — learning cannot continue"

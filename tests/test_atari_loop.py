@@ -58,7 +58,7 @@ def recorded_run(tmp_path, life_loss: str | None, steps: int, stop_at: int | Non
     training = StreamTraining(resolve_config("stream_q", GAME, overrides=values), None)
     env, agent, record = training.env, training.agent, Recording()
     ale = env.unwrapped.ale
-    real_step, real_reset, real_update = env.step, env.reset, agent.update
+    real_step, real_reset, real_update = env.step, env.reset, agent._update  # what the loop calls
 
     def step(action):
         next_obs, reward, terminated, truncated, info = real_step(action)
@@ -78,7 +78,7 @@ def recorded_run(tmp_path, life_loss: str | None, steps: int, stop_at: int | Non
         last.obs, last.learner_terminated, last.learner_truncated = obs, bool(terminated), bool(truncated)
         return real_update(obs, action, reward, next_obs, terminated, truncated)
 
-    env.step, env.reset, agent.update = step, reset, update
+    env.step, env.reset, agent._update = step, reset, update
     result = training.run()
     return record, result
 

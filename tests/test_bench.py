@@ -89,15 +89,15 @@ def test_quick_bench_writes_every_column(tmp_path, capsys):
     assert streamx.bench.main(["--quick", "--cases", "q-cartpole", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     row = result["cases"]["q-cartpole"]
-    assert set(row["steps_per_second"]) == {"env", "naive", "autograd", "fast", "unchecked"}
+    assert set(row["steps_per_second"]) == {"env", "naive", "autograd", "fast", "api", "unchecked"}
     assert all(rate > 0 for rate in row["steps_per_second"].values())
-    assert set(row["ratios"]) >= {"fast_vs_naive", "fast_vs_autograd", "fast_vs_unchecked"}
+    assert set(row["ratios"]) >= {"fast_vs_naive", "fast_vs_autograd", "fast_vs_unchecked", "api_vs_unchecked"}
     assert row["ratios"]["fast_vs_unchecked"] == round(row["steps_per_second"]["fast"]
                                                        / row["steps_per_second"]["unchecked"], 3)
     assert row["target"] == 8.0 and isinstance(row["passed"], bool)
     assert result["machine"]["torch_threads"] == 1 and len(result["machine"]["load_average_before"]) == 3
     printed = capsys.readouterr().out
-    assert "fast/naive" in printed and "q-cartpole" in printed and "input checks: fast" in printed
+    assert "fast/naive" in printed and "q-cartpole" in printed and "input checks in training: fast" in printed
 
 
 def test_bench_says_when_the_naive_baseline_is_unavailable(tmp_path, capsys, monkeypatch):
@@ -149,18 +149,23 @@ def test_results_files_of_earlier_versions_read_with_the_current_keys():
     assert row["original_steps_per_second"] == 263.0 and "original_steps_per_second_in_issue" not in row
 
 
-def test_the_unchecked_kind_learns_exactly_what_the_checked_one_does():
-    """``unchecked`` differs from ``fast`` only by skipping the input checks: the same seed gives
-    the same weights after the same steps (so the rate ratio is the checks' cost alone)."""
+def test_the_unchecked_kind_learns_exactly_what_the_checked_ones_do():
+    """``fast`` (the training loop's procedure), ``api`` (act/update) and ``unchecked`` differ only
+    by the checks: the same seed gives the same weights after the same steps (so the rate ratios
+    are the checks' cost alone), and ``unchecked`` has no CheckFinite wrapper."""
+    from streamx.wrappers import CheckFinite, find_wrapper
+
     case = streamx.bench.CASES["q-cartpole"]
-    loops = [streamx.bench._Loop(kind, case, None) for kind in ("fast", "unchecked")]
+    loops = [streamx.bench._Loop(kind, case, None) for kind in ("fast", "api", "unchecked")]
     try:
+        assert [find_wrapper(loop.env, CheckFinite) is None for loop in loops] == [False, False, True]
         for loop in loops:
             loop.run(steps=300)
-        checked, unchecked = (loop.agent.state_dict()["networks"] for loop in loops)
-        for name, weights in checked.items():
-            for key, value in weights.items():
-                assert torch.equal(value, unchecked[name][key]), (name, key)
+        fast, *others = (loop.agent.state_dict()["networks"] for loop in loops)
+        for other in others:
+            for name, weights in fast.items():
+                for key, value in weights.items():
+                    assert torch.equal(value, other[name][key]), (name, key)
     finally:
         for loop in loops:
             loop.close()

@@ -219,9 +219,18 @@ class StreamAgent(ABC):
         flags); a refused transition raises :class:`~streamx.errors.InputError` and changes
         nothing, as does a non-finite TD error (:class:`~streamx.errors.NonFiniteError`)."""
         check, who = self._check_obs, self.algo
-        return self._update(check(obs, "obs"), self._check_action(action), check_reward(reward, who),
-                            check(next_obs, "next_obs"), check_flag(terminated, "terminated", who),
-                            check_flag(truncated, "truncated", who))
+        # the common case inline (an int action of a Discrete space, a float reward, bool flags);
+        # anything else through the full checks
+        n = self._num_actions
+        if not (n is not None and type(action) is int and 0 <= action < n):
+            action = self._check_action(action)
+        if not (type(reward) is float and math.isfinite(reward)):
+            reward = check_reward(reward, who)
+        if terminated is not True and terminated is not False:
+            terminated = check_flag(terminated, "terminated", who)
+        if truncated is not True and truncated is not False:
+            truncated = check_flag(truncated, "truncated", who)
+        return self._update(check(obs, "obs"), action, reward, check(next_obs, "next_obs"), terminated, truncated)
 
     def _check_action(self, action: Any) -> Any:
         """The action as the algorithm uses it: an index of a Discrete space, or a float32
