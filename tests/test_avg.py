@@ -513,7 +513,7 @@ def test_discrete_action_spaces_are_refused_with_one_clear_line():
     with pytest.raises(ConfigError) as error:
         AVG(OBS_SPACE, gym.spaces.Discrete(3), Config())
     message = str(error.value)
-    assert "continuous action space" in message and "Discrete(3)" in message and "stream_ac" in message
+    assert "avg supports 1-D Box action spaces" in message and "Discrete(3)" in message and "stream_ac" in message
     assert "\n" not in message
 
 
