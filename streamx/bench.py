@@ -147,23 +147,12 @@ class _Loop:
 
     def run(self, steps: int | None = None, seconds: float | None = None, measure: bool = True) -> None:
         """Step until ``steps`` steps or ``seconds`` seconds have passed."""
-        env, agent, whole_games = self.env, self.agent, self.whole_games
-        if agent is not None and self.mode != "api":
-            self._run_unchecked(steps, seconds, measure)
-            return
-        obs = self.obs
+        step = self._step_function()
+        obs = self.obs if self.agent is None or self.mode == "api" else self._as_input(self.obs)
         done_steps = 0
         start = time.perf_counter()
         while True:
-            if agent is None:
-                action = self.random_actions[self._index % 1000]
-                self._index += 1
-            else:
-                action = agent.act(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            if agent is not None:
-                agent.update(obs, action, float(reward), next_obs, terminated, False if whole_games else truncated)
-            obs = env.reset()[0] if (("episode" in info) if whole_games else (terminated or truncated)) else next_obs
+            obs = step(obs)
             done_steps += 1
             if steps is not None and done_steps >= steps:
                 break
@@ -174,41 +163,45 @@ class _Loop:
             self.seconds += time.perf_counter() - start
             self.steps += done_steps
 
-    def _run_unchecked(self, steps: int | None, seconds: float | None, measure: bool) -> None:
-        """:meth:`run` through the agent's unchecked ``_act`` / ``_update`` (the same loop otherwise),
-        the observations made float32 arrays by :class:`~streamx.loop.TrustedInput` (mode ``loop``)
-        or only converted (mode ``bare``)."""
+    def _as_input(self, obs: Any) -> np.ndarray:
+        return self.trusted(obs) if self.mode == "loop" else np.asarray(obs, dtype=np.float32)
+
+    def _step_function(self) -> Any:
+        """One step of this kind: act, env.step, update, reset at an episode's end; returns the
+        next observation. ``api``, the env and the naive baseline go through ``act`` / ``update``;
+        ``loop`` and ``bare`` through the unchecked ``_act`` / ``_update``, the observations made
+        float32 by :class:`~streamx.loop.TrustedInput` (``loop``) or only converted (``bare``)."""
         env, agent, whole_games = self.env, self.agent, self.whole_games
-        as_input = self.trusted if self.mode == "loop" else _as_float32
-        obs = as_input(self.obs)
-        done_steps = 0
-        start = time.perf_counter()
-        while True:
-            action = agent._act(obs, False)
+
+        def ended(terminated: bool, truncated: bool, info: dict[str, Any]) -> bool:
+            return ("episode" in info) if whole_games else bool(terminated or truncated)
+
+        if agent is None:
+            def random_step(obs: Any) -> Any:
+                action = self.random_actions[self._index % 1000]
+                self._index += 1
+                next_obs, _, terminated, truncated, info = env.step(action)
+                return env.reset()[0] if ended(terminated, truncated, info) else next_obs
+            return random_step
+        if self.mode == "api":
+            def checked_step(obs: Any) -> Any:
+                action = agent.act(obs)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                agent.update(obs, action, float(reward), next_obs, terminated, False if whole_games else truncated)
+                return env.reset()[0] if ended(terminated, truncated, info) else next_obs
+            return checked_step
+        as_input, act, learn = self._as_input, agent._act, agent._update
+
+        def unchecked_step(obs: Any) -> Any:
+            action = act(obs, False)
             next_obs, reward, terminated, truncated, info = env.step(action)
             next_obs = as_input(next_obs)
-            agent._update(obs, action, float(reward), next_obs, bool(terminated),
-                          False if whole_games else bool(truncated))
-            if ("episode" in info) if whole_games else (terminated or truncated):
-                obs = as_input(env.reset()[0])
-            else:
-                obs = next_obs
-            done_steps += 1
-            if steps is not None and done_steps >= steps:
-                break
-            if seconds is not None and time.perf_counter() - start >= seconds:
-                break
-        self.obs = obs
-        if measure:
-            self.seconds += time.perf_counter() - start
-            self.steps += done_steps
+            learn(obs, action, float(reward), next_obs, bool(terminated), False if whole_games else bool(truncated))
+            return as_input(env.reset()[0]) if ended(terminated, truncated, info) else next_obs
+        return unchecked_step
 
     def close(self) -> None:
         self.env.close()
-
-
-def _as_float32(obs: Any) -> np.ndarray:
-    return np.asarray(obs, dtype=np.float32)
 
 
 def _remove_check_finite(env: Any) -> None:
