@@ -80,11 +80,8 @@ class ArrayCheck:
         else:
             array = self._convert(value, name)
         flat = array if self._one_dimensional else array.reshape(-1)
-        if self.size <= _SMALL:  # a Python sum of a few doubles is cheaper than a BLAS call
-            finite = math.isfinite(sum(flat.tolist()))
-        else:
-            finite = math.isfinite(flat.dot(self._zeros))
-        if not finite:
+        # a Python sum of a few doubles is cheaper than a BLAS call
+        if not math.isfinite(sum(flat.tolist()) if self.size <= _SMALL else flat.dot(self._zeros)):
             bad = int(np.count_nonzero(~np.isfinite(array)))
             raise InputError(f"{self.who}: {name} holds {bad} NaN/inf value{'s' * (bad != 1)}; "
                              "expected finite values (check the environment or its wrappers)", name)

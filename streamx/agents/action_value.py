@@ -15,7 +15,11 @@ from torch import Tensor
 from streamx.agents.base import StreamAgent, build_network, td_target_mask
 from streamx.config import EXPLORATION_FIELDS, STREAM_X_FIELDS, Config
 
-__all__ = ["ActionValueAgent"]
+__all__ = ["ActionValueAgent", "QValues"]
+
+QValues = Tensor | np.ndarray
+"""What the hooks get: ``Q(s, ·)`` as a 1-D torch tensor (autograd path) or float32 numpy array
+(fast path). Write hooks with what both have (indexing, ``.max()``, ``.argmax()``, ``.mean()``)."""
 
 
 class ActionValueAgent(StreamAgent):
@@ -60,7 +64,7 @@ class ActionValueAgent(StreamAgent):
         progress = min(1.0, self.num_updates / horizon)
         return c.epsilon_start + progress * (c.epsilon_end - c.epsilon_start)
 
-    def _epsilon_greedy(self, q_values: Tensor | np.ndarray) -> int:
+    def _epsilon_greedy(self, q_values: QValues) -> int:
         if self.np_random.random() < self.epsilon:
             return int(self.np_random.integers(self.num_actions))
         return int(q_values.argmax())
@@ -80,12 +84,12 @@ class ActionValueAgent(StreamAgent):
         return self._epsilon_greedy(q_values)
 
     @abstractmethod
-    def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
+    def _bootstrap_value(self, next_q_values: QValues, episode_continues: bool) -> Any:
         """The value of ``s'`` in the TD target (``max_a' Q`` or ``Q(s', a')``), from ``Q(s', ·)``
         (1-D; a numpy array on the fast path). Called only when the target bootstraps."""
 
     @abstractmethod
-    def _cut_traces(self, action: int, q_values: Tensor) -> bool:
+    def _cut_traces(self, action: int, q_values: QValues) -> bool:
         """Whether traces are cut after this update although the episode goes on, from the action
         taken and ``Q(s, ·)`` before the update (1-D; a numpy array on the fast path)."""
 

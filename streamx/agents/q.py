@@ -7,11 +7,9 @@ exploratory draw that happens to equal the greedy action keeps the trace).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from torch import Tensor
-
-from streamx.agents.action_value import ActionValueAgent
+from streamx.agents.action_value import ActionValueAgent, QValues
 
 __all__ = ["StreamQ"]
 
@@ -23,9 +21,9 @@ class StreamQ(ActionValueAgent):
         "atari": "streamx.fast.conv:ConvStreamQ",
     }
 
-    def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
+    def _bootstrap_value(self, next_q_values: QValues, episode_continues: bool) -> Any:
         return next_q_values.max()
 
-    def _cut_traces(self, action: int, q_values: Tensor) -> bool:
+    def _cut_traces(self, action: int, q_values: QValues) -> bool:
         # Greedy w.r.t. the same (pre-update) weights act() used, so ties break identically.
         return action != int(q_values.argmax())

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from torch import Tensor
 
-from streamx.agents.action_value import ActionValueAgent
+from streamx.agents.action_value import ActionValueAgent, QValues
 from streamx.errors import NonFiniteError
 
 __all__ = ["StreamSARSA"]
@@ -46,13 +45,13 @@ class StreamSARSA(ActionValueAgent):
             self.np_random.bit_generator.state, self._next_action = rng_state, next_action
             raise
 
-    def _bootstrap_value(self, next_q_values: Tensor, episode_continues: bool) -> Tensor:
+    def _bootstrap_value(self, next_q_values: QValues, episode_continues: bool) -> Any:
         next_action = self._epsilon_greedy(next_q_values)
         if episode_continues:
             self._next_action = next_action
         return next_q_values[next_action]
 
-    def _cut_traces(self, action: int, q_values: Tensor) -> bool:
+    def _cut_traces(self, action: int, q_values: QValues) -> bool:
         return False
 
     def end_episode(self) -> None:

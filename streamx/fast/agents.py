@@ -457,11 +457,11 @@ class _FastActionValue(ActionValueAgent, _FastAgent):
         q_values, next_q_values = self._forward_pair(obs, next_obs)
         bootstrap = td_target_mask(terminated, truncated, self.config)
         # The same float32 expression as ActionValueAgent.update; the hooks may draw a' (SARSA).
-        target_value = (np.float32(self._bootstrap_value(next_q_values, not episode_end))  # type: ignore[arg-type]
+        target_value = (np.float32(self._bootstrap_value(next_q_values, not episode_end))
                         if bootstrap else kernels.ZERO)
         td_error = ((np.float32(reward) + np.float32(self.config.gamma * bootstrap) * target_value)
                     - q_values[action])
-        reset = episode_end or self._cut_traces(action, q_values)  # type: ignore[arg-type]
+        reset = episode_end or self._cut_traces(action, q_values)
         self._check_finite(td_error)
         step_size, trace_norm = self._learn_output(action, td_error, reset)
         self.num_updates += 1
