@@ -121,7 +121,7 @@ def _envs(argv: Sequence[str]) -> int:
 
 def _algorithms(argv: Sequence[str]) -> int:
     from streamx.agents.base import space_names
-    from streamx.fast import fast_agent_class
+    from streamx.fast import fast_agent_class, numba_available
     from streamx.registry import BUILTIN, algorithm_class, algorithm_names
 
     _Parser(prog="streamx algorithms", description="List the stream algorithms: built-in, from installed "
@@ -133,11 +133,14 @@ def _algorithms(argv: Sequence[str]) -> int:
             print(f"{name:<22} cannot be loaded: {exc}")
             continue
         source = "built-in" if name in BUILTIN else f"plugin {cls.__module__}.{cls.__qualname__}"
-        kernels = fast_agent_class(cls, "mlp")[0] is not None
+        if numba_available():
+            path = "fast path" if fast_agent_class(cls, "mlp")[0] is not None else "autograd path"
+        else:
+            path = "autograd path (numba is not installed)"
         role = f"acts with {cls.acting_network}" if cls.acting_network else "predicts (no policy)"
         spaces = "any" if set(cls.action_spaces) >= {"discrete", "box", "none", "other"} else \
             space_names(cls.action_spaces)
-        print(f"{name:<22} {source}; {spaces} actions; {role}; {'fast path' if kernels else 'autograd path'}")
+        print(f"{name:<22} {source}; {spaces} actions; {role}; {path}")
     return 0
 
 

@@ -338,3 +338,44 @@ def test_register_refuses_a_taken_name_and_a_mismatched_algo():
         register(Misnamed, "another_name")
     with pytest.raises(ConfigError, match="unknown algorithm 'stream_qq' \\(did you mean 'stream_q'\\?\\)"):
         algorithm_class("stream_qq")
+
+
+def test_without_numba_every_algorithm_runs_on_autograd_and_fast_path_on_names_numba(tmp_path):
+    """In a process where numba cannot be imported (as after `pip install streamx-rl` without it),
+    building any agent never touches the fast path's modules; `streamx algorithms` says so."""
+    import subprocess
+
+    script = (
+        "import sys, builtins\n"
+        "real_import = builtins.__import__\n"
+        "def no_numba(name, *args, **kwargs):\n"
+        "    if name == 'numba' or name.startswith('numba.'):\n"
+        "        raise ModuleNotFoundError(\"No module named 'numba'\")\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = no_numba\n"
+        "import importlib.util\n"
+        "find_spec = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'numba' else find_spec(name, *a)\n"
+        "import gymnasium as gym, numpy as np\n"
+        "from streamx import make_agent\n"
+        "from streamx.errors import ConfigError\n"
+        "from streamx.registry import algorithm_class, algorithm_names\n"
+        "box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)\n"
+        "obs = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)\n"
+        "for name in algorithm_names():\n"
+        "    space = gym.spaces.Discrete(2) if 'discrete' in algorithm_class(name).action_spaces else box\n"
+        "    agent = make_agent(name, obs, space)\n"
+        "    assert type(agent) is algorithm_class(name), (name, type(agent))\n"
+        "try:\n"
+        "    make_agent('stream_q', obs, gym.spaces.Discrete(2), fast_path='on')\n"
+        "except ConfigError as exc:\n"
+        "    assert 'numba is not installed' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('fast_path=on without numba was accepted')\n"
+        "assert not any(m.startswith('streamx.fast.') for m in sys.modules), sorted(sys.modules)\n"
+        "from streamx.cli import main\n"
+        "main(['algorithms'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "autograd path (numba is not installed)" in done.stdout

@@ -67,13 +67,13 @@ def fast_path_supported(config: Config, observation_space: gym.spaces.Space,
     kind = action_space_kind(action_space)
     if kind not in cls.action_spaces:
         return False, f"{config.algo} supports {space_names(cls.action_spaces)} action spaces, not {action_space}"
+    if not numba_available():  # before anything that imports the kernels
+        return False, "numba is not installed (pip install numba)"
     shape = getattr(observation_space, "shape", None)
     network_kind = "atari" if is_atari_shape(shape) else "mlp"
     fast_class, reason = fast_agent_class(cls, network_kind)
     if fast_class is None:
         return False, reason
-    if not numba_available():
-        return False, "numba is not installed (pip install numba)"
     if config.optimizer not in OPTIMIZERS:
         return False, f"no fast kernel for optimizer '{config.optimizer}'"
     if torch.get_default_dtype() != torch.float32:
