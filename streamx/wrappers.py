@@ -312,9 +312,14 @@ class CheckFinite(gym.Wrapper):
         return observation, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        observation, reward, terminated, truncated, info = self.env.step(action)
+        result = self.env.step(action)
+        observation, reward = result[0], result[1]
+        # the common case inline: a float ndarray of the declared shape with finite values, a float reward
+        if (type(observation) is np.ndarray and observation.shape == self._shape and observation.dtype.kind == "f"
+                and type(reward) is float and math.isfinite(reward) and _all_finite(observation)):
+            return result
         self._check(observation, reward)
-        return observation, reward, terminated, truncated, info
+        return result
 
 
 def find_wrapper(env: gym.Env, wrapper_type: type) -> Any | None:
