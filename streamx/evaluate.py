@@ -106,17 +106,22 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
     # Atari with life_loss=continue: as in training, a lost life does not reset the game; the env
     # resets when the whole game is over (the statistics wrapper reports it)
     whole_games = resets_only_at_game_over(config)
-    obs, _ = env.reset(seed=eval_seed)
-    while len(returns) < episodes:
-        obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
-        if "episode" in info:
-            returns.append(float(info["episode"]["r"]))
-            lengths.append(int(info["episode"]["l"]))
-        if ("episode" in info) if whole_games else (terminated or truncated):
-            if len(returns) >= episodes:
-                break  # no reset after the last episode (a video would get an empty extra clip)
-            obs, _ = env.reset()
-    env.close()
+    try:
+        obs, _ = env.reset(seed=eval_seed)
+        while len(returns) < episodes:
+            obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            if "episode" in info:
+                returns.append(float(info["episode"]["r"]))
+                lengths.append(int(info["episode"]["l"]))
+            if ("episode" in info) if whole_games else (terminated or truncated):
+                if len(returns) >= episodes:
+                    break  # no reset after the last episode (a video would get an empty extra clip)
+                obs, _ = env.reset()
+    except gym.error.DependencyNotInstalled as exc:  # rendering for --video (e.g. pygame for classic control)
+        raise ConfigError(f"--video needs rendering that {config.env} cannot do here ({exc}); install the "
+                          "video extra: pip install 'streamx-rl[video]'") from None
+    finally:
+        env.close()
     result = {
         "checkpoint_step": int(payload["loop"]["step"]),
         "episodes": episodes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import pytest
 
 from streamx.cli import main as cli_main
@@ -36,3 +37,23 @@ def test_eval_video_records_each_episode_as_an_mp4(tmp_path, monkeypatch):
         assert len(first) == 600 * 400 * 3  # RGB24 frames
         assert len(set(first)) > 2  # a drawn scene, not a blank frame
         reader.close()
+
+
+def test_eval_video_without_rendering_support_is_one_line(tmp_path, monkeypatch):
+    """Without what the environment needs to render (pygame for classic control), --video stops
+    with one line naming the video extra, and the run directory is left as it was."""
+    from streamx.errors import ConfigError
+    from streamx.evaluate import evaluate
+
+    run_dir = tmp_path / "run"
+    train(resolve_config("stream_q", "CartPole-v1", overrides={"total_steps": 300, "run_dir": str(run_dir),
+                                                               "progress": False}))
+    pytest.importorskip("moviepy", reason="the video extra is not installed")
+
+    def no_pygame(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("pygame is not installed")
+
+    monkeypatch.setattr(gym.envs.classic_control.cartpole.CartPoleEnv, "render", no_pygame)
+    with pytest.raises(ConfigError, match=r"--video needs rendering .*pip install 'streamx-rl\[video\]'"):
+        evaluate(run_dir, episodes=1, video=True)
+    assert not (run_dir / "eval.json").exists()
