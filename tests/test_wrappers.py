@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -153,3 +154,59 @@ def test_time_feature_runs_from_minus_half_and_resets(scripted_env):
     assert features == pytest.approx([-0.5, -0.25, 0.0, 0.25])
     assert env.reset()[0][-1] == pytest.approx(-0.5)
     assert env.step(0)[0][-1] == pytest.approx(-0.25)
+
+
+class _Emits(gym.Env):
+    """Emits one given observation and reward at every step."""
+
+    def __init__(self, space: gym.spaces.Box, observation, reward):
+        self.observation_space, self.action_space = space, gym.spaces.Discrete(2)
+        self.observation, self.reward = observation, reward
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(self.observation_space.shape, self.observation_space.dtype), {}
+
+    def step(self, action):
+        return self.observation, self.reward, False, False, {}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("observation", "reward", "message"), [
+    ([1.0, 2.0, 3.0], 1.0, None),
+    ([1.0, np.nan, 3.0], 1.0, "non-finite observation"),
+    ([1.0, 2.0, -np.inf], 1.0, "non-finite observation"),
+    ([1.0, 2.0, 3.0], float("nan"), "non-finite reward"),
+    ([1.0, 2.0, 3.0], float("inf"), "non-finite reward"),
+    ([1.0, 2.0, 3.0], np.float32(2.0), None),
+    ([1.0, 2.0, 3.0], np.ones(2), "not one number"),
+    ([1.0, 2.0], 1.0, r"shape \(2,\) while its observation space declares \(3,\)"),
+    ([3e38, 3e38, 3e38], 1e308, None),  # large but finite: the quick sum overflows, the exact check passes
+])
+def test_check_finite_refuses_what_it_must_and_passes_the_rest(dtype, observation, reward, message):
+    from streamx.errors import EnvironmentFault
+    from streamx.wrappers import CheckFinite
+
+    space = gym.spaces.Box(-np.inf, np.inf, (3,), dtype)
+    env = CheckFinite(_Emits(space, np.asarray(observation, dtype=dtype), reward))
+    env.reset()
+    if message is None:
+        result = env.step(0)
+        assert result[0] is env.env.observation and result[1] is reward  # passed through untouched
+    else:
+        with pytest.raises(EnvironmentFault, match=message):
+            env.step(0)
+
+
+def test_check_finite_refuses_observations_that_are_not_numbers():
+    from streamx.errors import EnvironmentFault
+    from streamx.wrappers import CheckFinite
+
+    space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    env = CheckFinite(_Emits(space, np.array(["a", "b"]), 1.0))
+    env.reset()
+    with pytest.raises(EnvironmentFault, match="not numbers"):
+        env.step(0)
+    env = CheckFinite(_Emits(space, [1.0, float("nan")], 1.0))  # a list, not an array
+    env.reset()
+    with pytest.raises(EnvironmentFault, match="non-finite observation"):
+        env.step(0)
