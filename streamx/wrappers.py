@@ -242,7 +242,7 @@ class ChannelsFirst(gym.ObservationWrapper):
         return channels_first
 
 
-_FLOAT32 = np.dtype(np.float32)
+_FLOAT_TYPES = frozenset((float, np.float64, np.float32))
 _ZEROS: dict[tuple[int, np.dtype], np.ndarray] = {}
 # the dot product of a NaN/inf sets the FPU's invalid flag and NumPy warns; the check reports it instead
 warnings.filterwarnings("ignore", "invalid value encountered in dot", RuntimeWarning, __name__)
@@ -269,10 +269,15 @@ class CheckFinite(gym.Wrapper):
         super().__init__(env)
         space = self.observation_space
         self._shape: tuple[int, ...] | None = tuple(space.shape) if isinstance(space, gym.spaces.Box) else None
-        # the common case's scan: a 1-D float32 observation of the declared shape, summed in float64
-        # (NaN and inf propagate through a sum; float32 values cannot overflow a double's sum of a few)
-        self._small_float32 = (self._shape is not None and len(self._shape) == 1 and self._shape[0] <= 64
-                               and space.dtype == np.float32)
+        # The common case's scan: a float observation of the declared shape and dtype. A 1-D one of
+        # up to 64 values is summed as Python floats with the reward (NaN and inf propagate through a
+        # sum; a sum that overflows on huge finite values only sends the step to the exact check);
+        # a larger one is one dot product with zeros (0·x is NaN exactly for NaN and ±inf).
+        floats = isinstance(space, gym.spaces.Box) and space.dtype is not None and space.dtype.kind == "f"
+        self._dtype: np.dtype | None = np.dtype(space.dtype) if floats else None
+        self._small = floats and self._shape is not None and len(self._shape) == 1 and self._shape[0] <= 64
+        self._zeros: np.ndarray = (np.zeros(math.prod(self._shape), self._dtype) if floats and self._shape is not None
+                                   else np.zeros(0))
 
     def _name(self) -> str:
         return str(self.spec.id if self.spec else self.env)
@@ -319,12 +324,14 @@ class CheckFinite(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         result = self.env.step(action)
         observation, reward = result[0], result[1]
-        # the common case inline: a finite float ndarray of the declared shape, a finite float reward
-        if type(observation) is np.ndarray and observation.shape == self._shape and type(reward) is float:
-            if self._small_float32 and observation.dtype is _FLOAT32:
-                if math.isfinite(sum(observation.tolist()) + reward):
-                    return result
-            elif observation.dtype.kind == "f" and math.isfinite(reward) and _all_finite(observation):
+        # the common case inline: a finite float ndarray of the declared shape and dtype, a finite float reward
+        if (type(observation) is np.ndarray and observation.shape == self._shape and observation.dtype == self._dtype
+                and type(reward) in _FLOAT_TYPES):
+            if self._small:
+                total = sum(observation.tolist()) + reward
+            else:
+                total = (observation if observation.ndim == 1 else observation.reshape(-1)).dot(self._zeros) + reward
+            if math.isfinite(total):
                 return result
         self._check(observation, reward)
         return result
