@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from conftest import episode_rows
 
 from streamx import cli
@@ -127,3 +128,23 @@ def test_paper_tables_average_finished_runs_and_report_unfinished_ones_as_interi
     assert row["paper"] == "2173" and row["seeds"] == "2/3" and row["version"] == "v4"
     assert row["streamx"].startswith("300 [")  # mean of 200 and 400; the unfinished run is not in it
     assert row["notes"] == "1 unfinished (20 at 100)" and row["steps_per_second"] == "150"
+
+
+def test_every_archived_run_keeps_its_name_under_todays_code():
+    """The archive's run directories are named by the hash of the values that decide each run
+    (streamx.identity): a change to streamx that renames one would make a sweep rerun it. Every
+    run in experiments/results/ must still be one the sweep of its experiment and budget expands to."""
+    from streamx.sweep import expand, load_experiment
+
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    checked = 0
+    for budget_dir in sorted(p for p in results.glob("*/*") if (p / "sweep.json").is_file()):
+        experiment = load_experiment(Path(__file__).resolve().parents[1] / "experiments" / budget_dir.parent.name)
+        try:
+            names = {Path(spec.run_dir).name for spec in expand(experiment, budget_dir.name)}
+        except Exception as exc:  # an experiment whose suite is not installed here
+            pytest.skip(f"{budget_dir}: {exc}")
+        archived = {p.name for p in budget_dir.iterdir() if (p / "config.json").is_file()}
+        assert archived <= names, f"{budget_dir}: runs no longer named as archived: {sorted(archived - names)}"
+        checked += len(archived)
+    assert checked >= 20
