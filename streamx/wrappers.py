@@ -283,9 +283,7 @@ class CheckFinite(gym.Wrapper):
         return str(self.spec.id if self.spec else self.env)
 
     def _check(self, observation: Any, reward: Any = None) -> None:
-        # The common case costs about a microsecond: an ndarray of the declared shape and a float
-        # dtype, scanned by summing it (NaN/inf propagate through a sum; a float64 sum of float32
-        # values cannot overflow), and a float reward.
+        # The exact check (step's quick path sends here only what it could not pass at once).
         array = observation if type(observation) is np.ndarray else np.asarray(observation)
         if self._shape is not None and array.shape != self._shape:
             raise EnvironmentFault(
