@@ -51,6 +51,8 @@ def _records(path: Path) -> list:
         length = int.from_bytes(data[position + 4:position + 6], "little")
         kind = data[position + 6]
         chunk = data[position + 7:position + 7 + length]
+        if len(chunk) < length:  # the writer process is still appending this chunk: read what is whole
+            break
         position += 7 + length
         if kind == 1:
             payloads.append(chunk)
@@ -73,9 +75,17 @@ def _offline_runs(directory: Path, expected: int) -> list[dict]:
     """Per offline run directory (oldest first): its run record, history rows, summary and exit
     code. W&B's writer process finishes the files after ``finish()`` returns: wait (up to a
     minute) until ``expected`` runs have their exit record."""
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + 60
     while True:
-        runs = _read_offline_runs(directory)
+        try:
+            runs = _read_offline_runs(directory)
+        except DecodeError:  # a record caught mid-write: read again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         if (len(runs) >= expected and all(run["exit_code"] is not None for run in runs)) or time.monotonic() > deadline:
             return runs
         time.sleep(0.2)
