@@ -23,7 +23,7 @@ import numpy as np
 
 from streamx.errors import InputError
 
-__all__ = ["ArrayCheck", "check_discrete_action", "check_flag", "check_reward", "describe"]
+__all__ = ["ArrayCheck", "all_finite", "check_discrete_action", "check_flag", "check_reward", "describe"]
 
 # A NaN/inf found by the dot product, or a float64 too large for float32, sets the FPU's flags and
 # NumPy warns about it; the check reports it as an InputError instead (a filter per message and
@@ -50,6 +50,21 @@ def describe(value: Any) -> str:
         return "None"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+_ZEROS: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every value of a float array is finite, as one dot product with zeros: 0·x is 0 for
+    every finite x and NaN for NaN or ±inf, so the result is NaN exactly when a value is not finite
+    (and it cannot overflow, as a plain sum of huge finite values could)."""
+    key = (array.size, array.dtype)
+    zeros = _ZEROS.get(key)
+    if zeros is None:
+        zeros = _ZEROS[key] = np.zeros(array.size, dtype=array.dtype)
+    flat = array if array.ndim == 1 else array.reshape(-1)
+    return math.isfinite(flat.dot(zeros))
 
 
 class ArrayCheck:

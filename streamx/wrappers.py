@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from streamx.errors import EnvironmentFault
+from streamx.validation import all_finite
 
 __all__ = [
     "AddTimeFeature",
@@ -243,21 +244,8 @@ class ChannelsFirst(gym.ObservationWrapper):
 
 
 _FLOAT_TYPES = frozenset((float, np.float64, np.float32))
-_ZEROS: dict[tuple[int, np.dtype], np.ndarray] = {}
-# the dot product of a NaN/inf sets the FPU's invalid flag and NumPy warns; the check reports it instead
+# CheckFinite's dot product of a NaN/inf sets the FPU's invalid flag and NumPy warns; the check reports it instead
 warnings.filterwarnings("ignore", "invalid value encountered in dot", RuntimeWarning, __name__)
-
-
-def _all_finite(array: np.ndarray) -> bool:
-    """Whether every value of a float array is finite, as one dot product with zeros: 0·x is 0 for
-    every finite x and NaN for NaN or ±inf, so the result is NaN exactly when a value is not finite
-    (and it cannot overflow, as a plain sum of huge finite values could)."""
-    key = (array.size, array.dtype)
-    zeros = _ZEROS.get(key)
-    if zeros is None:
-        zeros = _ZEROS[key] = np.zeros(array.size, dtype=array.dtype)
-    flat = array if array.ndim == 1 else array.reshape(-1)
-    return math.isfinite(flat.dot(zeros))
 
 
 class CheckFinite(gym.Wrapper):
@@ -294,7 +282,7 @@ class CheckFinite(gym.Wrapper):
             raise EnvironmentFault(
                 f"environment {self._name()} returned an observation of dtype {array.dtype}, not numbers; "
                 "fix the environment (or its observation_space)")
-        if kind == "f" and not _all_finite(array):
+        if kind == "f" and not all_finite(array):
             raise EnvironmentFault(
                 f"environment {self._name()} returned a non-finite observation "
                 f"({observation}); fix the environment or its action inputs — learning cannot continue"
@@ -323,10 +311,11 @@ class CheckFinite(gym.Wrapper):
         result = self.env.step(action)
         observation, reward = result[0], result[1]
         # the common case inline: a finite float ndarray of the declared shape and dtype, a finite float reward
-        if (type(observation) is np.ndarray and observation.shape == self._shape and observation.dtype == self._dtype
+        if (type(observation) is np.ndarray and observation.shape == self._shape and observation.dtype is self._dtype
                 and type(reward) in _FLOAT_TYPES):
             if self._small:
-                total = sum(observation.tolist()) + reward
+                # reward's type is a float type here (checked above), which mypy cannot narrow to
+                total = sum(observation.tolist(), reward)  # type: ignore[call-overload]
             else:
                 total = (observation if observation.ndim == 1 else observation.reshape(-1)).dot(self._zeros) + reward
             if math.isfinite(total):
