@@ -12,6 +12,13 @@ follow a free-running autograd agent to 1e-5 over 1,000 updates. So:
   quantities that cancellation makes ill-conditioned in float32 (e.g. the policy gradient of a
   nearly deterministic policy) — be no further from it than a few times the autograd agent's
   own float32 rounding error, measured against the float64 twin;
+* one exception, identified, not tolerated blindly: a hidden unit whose pre-activation lies
+  within float32 rounding of the LeakyReLU's kink can fall on either side in two float32
+  implementations, and its gradient then differs by a factor 100 (slope 1 vs 0.01). A
+  transition that fails the comparison AND has such a unit (|x| in float64 below KINK_FACTOR
+  times its layer's largest float32 rounding error, in the autograd agent's forward pass of s
+  and s' from the shared state) is counted, not failed; at most 1 % of a stream's transitions
+  may be (measured: one of the 1,000-step Atari stream's, in the actor's first conv layer);
 * free running for 50 updates (before the chaos grows; at 100–300 updates the two drift apart
   by 1e-5 to 1e-3, as two autograd agents 1e-7 apart do): 1e-5 relative;
 * whole training runs on CartPole (and MinAtar Breakout) with the same seed: identical
@@ -43,6 +50,7 @@ RTOL = 1e-5
 REFERENCE_ERROR_FACTOR = 4.0  # allowed multiple of the autograd agent's own float32 error
 FLOAT32_RESOLUTION = 1e-7  # relative floor of a float32 quantity's rounding error
 HIDDEN = [32, 32]
+KINK_FACTOR = 4.0  # a pre-activation within this many float32 rounding errors of 0 may take either branch
 
 Transition = tuple[np.ndarray, Any, float, np.ndarray, bool, bool]
 
@@ -153,6 +161,34 @@ def _value_scale(agent: Any, obs: np.ndarray, next_obs: np.ndarray) -> float:
         return max(1.0, float(network(agent._as_batch(obs, next_obs)).abs().max()))
 
 
+def _pre_activations(agent: Any, observations: tuple[np.ndarray, ...]) -> list[torch.Tensor]:
+    """The inputs of every LeakyReLU in ``agent``'s networks, for a batch of ``observations``."""
+    recorded: list[torch.Tensor] = []
+    handles = [module.register_forward_pre_hook(lambda _, inputs: recorded.append(inputs[0].detach().double()))
+               for network in agent._networks.values() for module in network.modules()
+               if isinstance(module, torch.nn.LeakyReLU)]
+    try:
+        with torch.no_grad():
+            for network in agent._networks.values():
+                network(agent._as_batch(*observations))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorded
+
+
+def _at_a_kink(agent: Any, *observations: np.ndarray) -> bool:
+    """Whether a hidden unit of ``agent`` (on ``observations``) is so close to its LeakyReLU's kink
+    that float32 rounding may put it on either side: |x| (computed in float64) below
+    KINK_FACTOR times the largest float32 rounding error of its layer's pre-activations."""
+    exact = _pre_activations(_float64_twin(agent), observations)
+    for rounded, x in zip(_pre_activations(agent, observations), exact, strict=True):
+        error = float((rounded - x).abs().max())
+        if bool((x.abs() < KINK_FACTOR * error).any()):
+            return True
+    return False
+
+
 def _lockstep(algo: str, observation_space: gym.spaces.Space, action_space: gym.spaces.Space | None,
               stream: list[Transition], float64_twin: bool = True, **overrides: Any) -> dict[str, int]:
     """Compare one update at a time from a shared state; returns counts of notable events.
@@ -166,7 +202,8 @@ def _lockstep(algo: str, observation_space: gym.spaces.Space, action_space: gym.
     for a, b in zip(_learning_state(reference).values(), _learning_state(fast).values()):
         assert torch.equal(a, b), "fast and autograd agents must start from the same weights"
     twin = _float64_twin(reference) if float64_twin else reference
-    events = {"episode_ends": 0, "trace_cuts": 0}
+    probe = make_agent(algo, observation_space, action_space, hidden_sizes=HIDDEN, fast_path="off", **overrides)
+    events = {"episode_ends": 0, "trace_cuts": 0, "at_kink": 0}
     for step, (obs, action, reward, next_obs, terminated, truncated) in enumerate(stream):
         shared = reference.state_dict()
         fast.load_state_dict(shared)
@@ -182,12 +219,19 @@ def _lockstep(algo: str, observation_space: gym.spaces.Space, action_space: gym.
         exact = twin.update(obs, action, reward, next_obs, terminated, truncated) if float64_twin else expected
         where = f"{algo} transition {step}"
         assert got.keys() == expected.keys()
-        for key in expected:
-            value_like = key in ("td_error", "prediction")  # resolution set by the values' scale
-            _assert_metric_close(key, expected[key], got[key], exact[key], scale if value_like else 0.0, where)
-        expected_state = _learning_state(reference)
-        _assert_close_to_reference(expected_state, _learning_state(fast),
-                                   _learning_state(twin) if float64_twin else expected_state, where)
+        try:
+            for key in expected:
+                value_like = key in ("td_error", "prediction")  # resolution set by the values' scale
+                _assert_metric_close(key, expected[key], got[key], exact[key], scale if value_like else 0.0, where)
+            expected_state = _learning_state(reference)
+            _assert_close_to_reference(expected_state, _learning_state(fast),
+                                       _learning_state(twin) if float64_twin else expected_state, where)
+        except AssertionError:
+            probe.load_state_dict(shared)
+            if not _at_a_kink(probe, obs, next_obs):
+                raise
+            events["at_kink"] += 1
+    assert events["at_kink"] <= len(stream) // 100, f"{algo}: {events['at_kink']} transitions at a LeakyReLU kink"
     return events
 
 
