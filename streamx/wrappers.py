@@ -193,7 +193,12 @@ class AddTimeFeature(gym.Wrapper):
 
     def _with_time(self, observation: np.ndarray) -> np.ndarray:
         feature = self.elapsed_steps / self.time_limit - 0.5
-        return np.append(np.asarray(observation, dtype=np.float32).reshape(-1), np.float32(feature))
+        flat = np.asarray(observation, dtype=np.float32).reshape(-1)
+        # a new array every step (the caller may keep the previous one), as np.append makes, cheaper
+        out = np.empty(flat.shape[0] + 1, dtype=np.float32)
+        out[:-1] = flat
+        out[-1] = feature  # rounded to float32 as np.float32(feature) is
+        return out
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         observation, info = self.env.reset(**kwargs)

@@ -156,6 +156,19 @@ def test_time_feature_runs_from_minus_half_and_resets(scripted_env):
     assert env.step(0)[0][-1] == pytest.approx(-0.25)
 
 
+def test_time_feature_appends_to_a_new_float32_array_each_step(scripted_env):
+    """The observation is rounded to float32 and the feature appended as np.float32(t/T − 0.5),
+    in a new array every step (a learner may still hold the previous one)."""
+    values = np.array([[0.1, 1e-9], [2.0 / 3.0, -7.3], [1e30, 3.0]], dtype=np.float64)
+    env = AddTimeFeature(scripted_env(values, [0.0] * 2, [None, None]), time_limit=3)
+    first, _ = env.reset()
+    second = env.step(0)[0]
+    assert first.dtype == second.dtype == np.float32 and first is not second
+    np.testing.assert_array_equal(first, np.array([0.1, 1e-9, np.float32(-0.5)], dtype=np.float32))
+    np.testing.assert_array_equal(second, np.array([2.0 / 3.0, -7.3, np.float32(1 / 3 - 0.5)], dtype=np.float32))
+    np.testing.assert_array_equal(first, np.array([0.1, 1e-9, -0.5], dtype=np.float32))  # untouched by step
+
+
 class _Emits(gym.Env):
     """Emits one given observation and reward at every step."""
 
