@@ -235,11 +235,34 @@ def _colors(methods: list[str]) -> dict[str, Any]:
 
 
 def _seed_label(runs: list[Run]) -> str:
+    """"3 seeds", "3–5 seeds"; with ", 1 unfinished" when runs stopped before their budget."""
     counts: dict[tuple[str, str], set[int]] = {}
     for run in runs:
         counts.setdefault((run.method, run.env), set()).add(run.seed)
     sizes = sorted({len(seeds) for seeds in counts.values()})
-    return _count(sizes[0], "seed") if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} seeds"
+    label = _count(sizes[0], "seed") if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} seeds"
+    unfinished = sum(not run.finished for run in runs)
+    return f"{label}, {unfinished} unfinished" if unfinished else label
+
+
+def _steps_text(steps: float) -> str:
+    """Agent steps as the axes write them: 900k, 4.24M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if steps >= scale:
+            return f"{steps / scale:.3g}{suffix}"
+    return f"{steps:.0f}"
+
+
+def _method_label(method: str, runs: list[Run]) -> str:
+    """The legend entry: ``method (n=seeds)``, and how far each unfinished run got (its last
+    episode's end), e.g. ``stream_q (n=2; unfinished: seed 1 to 4.24M)``."""
+    label = f"{method} (n={len({run.seed for run in runs})}"
+    unfinished = sorted((run for run in runs if not run.finished), key=lambda run: run.seed)
+    if unfinished:
+        reached = ", ".join(f"seed {run.seed} to {_steps_text(run.steps[-1] if len(run.steps) else 0)}"
+                            for run in unfinished)
+        label += f"; unfinished: {reached}"
+    return label + ")"
 
 
 def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],
@@ -251,14 +274,28 @@ def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list
     for env in sorted({r["env"] for r in rows}):
         figure = new_figure(figsize=(7.5, 4.2))
         axes = figure.add_subplot()
+        any_partial = False
         for method in sorted({r["method"] for r in rows if r["env"] == env}, key=analysis.method_sort_key):
             cell = [r for r in rows if r["env"] == env and r["method"] == method]
             x = np.array([r["window_end"] for r in cell], dtype=float)
             mean, stderr = (np.array([r[k] for r in cell], dtype=float) for k in ("mean", "stderr"))
             low, high = (np.array([r[k] for r in cell], dtype=float) for k in ("ci_low", "ci_high"))
-            n = len({run.seed for run in runs if run.env == env and run.method == method})
+            cell_runs = [run for run in runs if run.env == env and run.method == method]
+            n = len({run.seed for run in cell_runs})
             color = colors[method]
-            axes.plot(x, mean, color=color, label=f"{method} (n={n})", marker="." if len(x) < 30 else None)
+            # solid where every seed has an episode in the window; dotted where fewer do (an
+            # unfinished run, or one whose episodes are longer than the window)
+            whole = np.array([r["n_runs"] >= n for r in cell], dtype=bool)
+            marker = "." if len(x) < 30 else None
+            axes.plot(x, np.where(whole, mean, np.nan), color=color, label=_method_label(method, cell_runs),
+                      marker=marker)
+            if not whole.all():
+                fewer = ~whole
+                partial = fewer.copy()  # with its solid neighbours: one unbroken line
+                partial[1:] |= fewer[:-1]
+                partial[:-1] |= fewer[1:]
+                axes.plot(x, np.where(partial, mean, np.nan), color=color, linestyle=":", marker=marker)
+                any_partial = True
             axes.fill_between(x, mean - stderr, mean + stderr, color=color, alpha=0.3, linewidth=0)
             axes.fill_between(x, low, high, color=color, alpha=0.1, linewidth=0)
         for mark in marks or []:  # the paper's final return: a dashed line in the method's colour
@@ -270,7 +307,8 @@ def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list
         axes.set_xlabel("agent steps")
         axes.set_ylabel(f"mean return, {windows[env]:,}-step windows")
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
-        axes.legend(fontsize=8, title="mean ± s.e. (dark),\n95% CI (light)", title_fontsize=7, loc="upper left",
+        legend_title = "mean ± s.e. (dark),\n95% CI (light)" + ("\ndotted: fewer seeds" if any_partial else "")
+        axes.legend(fontsize=8, title=legend_title, title_fontsize=7, loc="upper left",
                     bbox_to_anchor=(1.01, 1.0))
         axes.grid(alpha=0.3)
         written += _save(figure, out, f"curves_{_safe_name(env)}", formats)

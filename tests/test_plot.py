@@ -423,3 +423,43 @@ def test_bootstrap_ci_is_the_exact_percentile_interval_of_all_resamples():
     assert (exact_low, exact_high) == (1.0, 7.4)  # far inside (min, max) = (0, 10)
     narrower = analysis.bootstrap_ci(values, n_resamples=200_000, seed=1, confidence=0.9)
     assert narrower[0] > low + 0.3 and narrower[1] < high - 0.3
+
+
+def test_an_unfinished_run_is_named_in_the_legend_and_its_missing_windows_are_dotted(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A seed interrupted part-way: the panel says "1 unfinished", the legend how far it got, and
+    the windows it does not reach (averaged over fewer seeds) are drawn dotted, not solid."""
+    pytest.importorskip("matplotlib")
+    root = tmp_path / "runs"
+    for seed in SEEDS:
+        _write_run(root / str(seed), "stream_ac", "Hopper-v5", seed, "stream_ac", finished=seed != 1)
+    episodes = root / "1" / "episodes.csv"  # seed 1 stopped after its episode ending at step 600
+    kept = [line for line in episodes.read_text().splitlines() if not line[0].isdigit() or
+            int(line.split(",")[0]) <= 600]
+    episodes.write_text("\n".join(kept) + "\n")
+    figures = _captured_figures(monkeypatch)
+    assert plot.main([str(root), "--out", str(tmp_path / "out"), "--format", "png", "--bootstrap", "50"]) == 0
+    assert "3 seeds, 1 unfinished" in capsys.readouterr().out
+    (axes,) = figures["curves_Hopper-v5"].axes
+    assert axes.get_title() == "Hopper-v5 — 3 seeds, 1 unfinished"
+    legend = axes.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["stream_ac (n=3; unfinished: seed 1 to 600)"]
+    assert "dotted: fewer seeds" in legend.get_title().get_text()
+    solid, dotted = axes.get_lines()
+    x = np.asarray(solid.get_xdata())
+    assert list(x) == list(range(100, 1001, 100))
+    # three seeds up to 600, two after it: solid to 600, dotted from 600 (joined there) to the end
+    assert np.isfinite(np.asarray(solid.get_ydata(), dtype=float)).tolist() == [True] * 6 + [False] * 4
+    assert dotted.get_linestyle() == ":"
+    assert np.isfinite(np.asarray(dotted.get_ydata(), dtype=float)).tolist() == [False] * 5 + [True] * 5
+
+
+def test_steps_and_seed_labels():
+    assert [plot._steps_text(s) for s in (0, 600, 900_000, 4_240_000, 10_000_000)] == [
+        "0", "600", "900k", "4.24M", "10M"]
+    done = analysis.Run(Path("a"), "stream_q", "Breakout", 0, 10, np.array([5.0, 10.0]), np.zeros(2), "finished")
+    cut = analysis.Run(Path("b"), "stream_q", "Breakout", 1, 10, np.array([4.0]), np.zeros(1), "interrupted")
+    assert plot._method_label("stream_q", [done]) == "stream_q (n=1)"
+    assert plot._method_label("stream_q", [done, cut]) == "stream_q (n=2; unfinished: seed 1 to 4)"
+    assert plot._seed_label([done, cut]) == "2 seeds, 1 unfinished"
+    assert plot._seed_label([done]) == "1 seed"
