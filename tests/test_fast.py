@@ -387,6 +387,30 @@ def test_gemm_checks_the_sgemm_it_binds():
     assert not gemm._sgemm_works(does_nothing)
 
 
+@pytest.mark.parametrize("size", [1, 17, 63, 64, 65, 128, 130, 28224])
+def test_same_input_is_elementwise_equality_in_every_block_and_the_tail(size):
+    """The kept pass is reused only for an input equal to its own entry by entry: a difference
+    in any block of 64 or in the tail is found; -0.0 equals 0.0 and NaN equals nothing, as for
+    ``==`` on floats."""
+    from streamx.fast import kernels
+
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size).astype(np.float32)
+    held = np.concatenate([x, rng.standard_normal(5).astype(np.float32)])  # a workspace row is longer
+    assert kernels.same_input(None, x, held)
+    for at in {0, size // 2, size - 1, max(0, size - 2)}:
+        other = held.copy()
+        other[at] = np.nextafter(other[at], np.float32(np.inf))
+        assert not kernels.same_input(None, x, other), at
+        other[at] = np.nan
+        assert not kernels.same_input(None, x, other), at
+    signed = np.zeros(size, np.float32)
+    assert kernels.same_input(None, signed, -signed)
+    with_nan = x.copy()
+    with_nan[size - 1] = np.nan
+    assert not kernels.same_input(None, with_nan, with_nan.copy())
+
+
 def test_gemm_trace_norms_are_torchs_bitwise():
     """ObGD's bound uses Σ‖z‖₁, whose float32 sum over 65k entries torch rounds by up to
     ≈ 4e-5 relative: GemmConvNetwork sums each tensor in torch's order to give the same bits."""

