@@ -3,8 +3,8 @@
     python experiments/archive.py runs/sweeps/stream_barrier_mujoco/laptop \
         experiments/results/stream_barrier_mujoco/laptop
 
-For every run directory of SRC this copies the plain result files (config.json, episodes.csv,
-metrics.csv, summary.json, and prediction.csv where present) to DST/<run>/, and sweep.json.
+For every run directory of SRC this copies the plain result files (config.json, versions.json,
+episodes.csv, metrics.csv, summary.json, and prediction.csv where present) to DST/<run>/, and sweep.json.
 A run that has not ended (status incomplete or interrupted) also gets its newest checkpoint, so
 ``streamx sweep <experiment> --budget <b> --out DST`` continues it on another machine or in
 another session; finished and diverged runs get none. Nothing else is copied: no older
@@ -35,7 +35,7 @@ from streamx.outputs import atomic_write_text
 from streamx.run import checkpoint_paths
 from streamx.sweep import config_hash, run_status
 
-RESULT_FILES = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.csv")
+RESULT_FILES = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.csv")
 
 
 def archive(source: Path, target: Path) -> list[tuple[str, str, bool]]:

@@ -674,7 +674,8 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
                      status=status, signal=signals.received)
 
 
-_RUN_FILES = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "model.zip", "vecnormalize.pkl")
+_RUN_FILES = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "summary.json", "model.zip",
+              "vecnormalize.pkl")
 
 
 def resume_baseline(config: Config, on_episode: Any = None) -> Any:

@@ -1,6 +1,7 @@
 """The run directory: plain, durable result files.
 
     config.json    the resolved config (atomic write)
+    versions.json  the versions of the packages the run was made with (streamx.provenance)
     episodes.csv   step, return, length, wall_time — one row per finished episode
     metrics.csv    periodic learning diagnostics (TD error, effective step size, trace norm, steps/s)
     summary.json   written at the end (atomic): steps, episodes, final returns, status
@@ -132,6 +133,11 @@ class RunWriter:
                 "(results are never overwritten)"
             )
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if "env" in config:
+            from streamx.provenance import VERSIONS_FILE, versions_record
+
+            record = versions_record(str(config["env"]))
+            atomic_write_text(self.run_dir / VERSIONS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
         self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
         self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
         self._open_tensorboard(tensorboard)

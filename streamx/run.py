@@ -19,6 +19,7 @@ from streamx.config import Config, load_yaml
 from streamx.envs import suite_defaults
 from streamx.errors import CheckpointError, ConfigError
 from streamx.loop import StreamTraining
+from streamx.provenance import task_mismatch
 from streamx.registry import BASELINES, algorithm_class
 from streamx.rundir import (
     EpisodeCallback,
@@ -114,6 +115,9 @@ def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> Ru
             print(f"streamx: note: process {stale} ended without releasing {run_dir}; continuing its run",
                   file=sys.stderr, flush=True)
         config = load_run_config(run_dir).replace(run_dir=str(run_dir))  # the directory may have moved
+        mismatch = task_mismatch(run_dir)
+        if mismatch is not None:  # another simulator would continue another task
+            raise ConfigError(mismatch)
         if config.algo in BASELINES:  # an SB3 run: its own checkpoint contents (streamx.baselines)
             from streamx.baselines import resume_baseline
 

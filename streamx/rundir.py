@@ -158,7 +158,8 @@ def check_checkpoint_matches(payload: dict[str, Any], config: Config, run_dir: P
         )
 
 
-_RUN_OUTPUTS = ("config.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.json", "wandb.json", "tb")
+_RUN_OUTPUTS = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.json",
+                "wandb.json", "tb")
 
 
 def clear_run_outputs(run_dir: str | Path) -> None:

@@ -19,7 +19,9 @@ preset → experiment, method and budget overrides → seed, steps and ``label``
 and runs in ``<out>/<hash>``, where the hash is taken over that resolved config. A run whose
 ``summary.json`` says it finished (or diverged) is skipped, an interrupted run (stream-x or SB3
 baseline) continues from its newest checkpoint, and anything else starts afresh — so a killed
-sweep resumes where it stopped when run again. ``<out>/sweep.json`` lists every run with its
+sweep resumes where it stopped when run again. A run made with other decisive settings, or on a
+task defined by other package versions (its ``versions.json``, :mod:`streamx.provenance`), is
+neither skipped nor continued: it is reported, and left as it is. ``<out>/sweep.json`` lists every run with its
 method, env and seed for ``streamx plot``.
 
 Backends: ``local`` (a process pool, one torch thread per run; needs nothing), ``slurm``
@@ -48,6 +50,7 @@ import yaml
 
 from streamx.errors import ConfigError, RunLockedError, StreamxError
 from streamx.outputs import atomic_write_text
+from streamx.provenance import VERSIONS_FILE, task_mismatch
 from streamx.rundir import StopSignals
 
 __all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
@@ -264,7 +267,11 @@ def run_status(run_dir: str | Path) -> str:
 
 def _settings_mismatch(run_dir: Path, config: Mapping[str, Any]) -> str | None:
     """Why the run already in ``run_dir`` cannot stand for ``config`` (None when it can): a run
-    made with other decisive values is never skipped or resumed as if it were this one."""
+    made with other decisive values, or on a task defined by other package versions
+    (:mod:`streamx.provenance`), is never skipped or resumed as if it were this one."""
+    versions = task_mismatch(run_dir)
+    if versions is not None:
+        return versions + " (sweep into another --out)"
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -524,11 +531,19 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
     runs = expand(experiment, budget, out)
     write_manifest(experiment, budget, out, runs)
     chosen = _select(experiment, budget, runs, only_methods, only_envs)
-    todo = [r for r in chosen if run_status(r.run_dir) not in ("finished", "diverged")]
+    # a finished run made on a task of other package versions is not done here: it goes to the
+    # backend, which refuses it with the reason (execute_run)
+    todo = [r for r in chosen
+            if run_status(r.run_dir) not in ("finished", "diverged") or task_mismatch(r.run_dir) is not None]
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     part = "" if len(chosen) == len(runs) else f" ({len(chosen)} selected)"
     say(f"{experiment.name} [{budget}]: {len(runs)} runs{part}, {len(chosen) - len(todo)} already finished, "
         f"{len(todo)} to run with the {backend} backend → {out}")
+    unrecorded = sum((Path(r.run_dir) / "config.json").is_file() and not (Path(r.run_dir) / VERSIONS_FILE).is_file()
+                     for r in chosen)
+    if unrecorded:
+        say(f"  {unrecorded} of them hold no {VERSIONS_FILE} (made before streamx recorded package versions): "
+            "taken as made with the versions installed here")
     done = [0]
     started = time.perf_counter()
 

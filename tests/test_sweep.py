@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -290,3 +292,66 @@ def test_a_run_made_with_other_settings_is_never_skipped_or_resumed(tmp_path):
     result = execute_run(run)
     assert result["status"] == "failed" and "other settings (lamda differ)" in result["error"]
     assert run_status(run.run_dir) == "finished"  # nothing written over it
+
+
+def _set_recorded(run_dir: Path, **versions: str | None) -> None:
+    path = Path(run_dir) / "versions.json"
+    record = json.loads(path.read_text())
+    record["task"].update(versions)
+    path.write_text(json.dumps(record))
+
+
+def test_a_run_records_the_package_versions_of_its_task(tmp_path):
+    from streamx import provenance
+
+    experiment = load_experiment(_experiment(tmp_path, steps=50))
+    run = expand(experiment, "smoke", tmp_path / "out")[0]
+    assert execute_run(run)["status"] == "finished"
+    record = json.loads((Path(run.run_dir) / "versions.json").read_text())
+    assert record["suite"] == "classic"
+    assert record["task"] == {"gymnasium": importlib.metadata.version("gymnasium")}
+    assert record["other"]["torch"] == importlib.metadata.version("torch")
+    assert record["other"]["python"] == platform.python_version()
+    # each suite's task is its simulator and gymnasium (which registers the id)
+    assert provenance.TASK_PACKAGES["mujoco"] == ("gymnasium", "mujoco")
+    assert provenance.TASK_PACKAGES["dmc"] == ("gymnasium", "mujoco", "dm-control", "shimmy")
+    assert provenance.TASK_PACKAGES["atari"] == ("gymnasium", "ale-py")
+    if provenance.installed_version("mujoco") is not None:
+        assert provenance.versions_record("Hopper-v4")["task"] == {
+            "gymnasium": importlib.metadata.version("gymnasium"), "mujoco": importlib.metadata.version("mujoco")}
+
+
+def test_a_run_of_other_task_versions_is_neither_skipped_nor_resumed(tmp_path, capsys):
+    """A run made with another gymnasium (or simulator) is another task: the sweep reports it and
+    leaves it as it is, `streamx train --resume` refuses it; a run that recorded nothing (made
+    before versions were recorded) is taken as it is, and the sweep says so."""
+    from streamx.run import resume
+
+    experiment = _experiment(tmp_path, steps=300, interval=100)
+    out = tmp_path / "out"
+    assert all(r["status"] == "finished" for r in run_sweep(experiment, "smoke", out, jobs=1, quiet=True))
+    runs = expand(load_experiment(experiment), "smoke", out)
+    other, unrecorded = Path(runs[0].run_dir), Path(runs[1].run_dir)
+    _set_recorded(other, gymnasium="0.29.1")
+    (unrecorded / "versions.json").unlink()
+    before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    capsys.readouterr()
+    results = run_sweep(experiment, "smoke", out, jobs=1)
+    printed = capsys.readouterr().err
+    assert [r["run_dir"] for r in results] == [str(other)]
+    assert results[0]["status"] == "failed"
+    assert (f"{other} holds a run made with gymnasium 0.29.1 (installed here: "
+            f"{importlib.metadata.version('gymnasium')})") in results[0]["error"]
+    assert "pip install gymnasium==0.29.1" in results[0]["error"] and "--out" in results[0]["error"]
+    assert "3 already finished, 1 to run" in printed
+    assert "1 of them hold no versions.json" in printed
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before  # nothing written over it
+    # an interrupted run of another task is not continued either
+    summary = json.loads((other / "summary.json").read_text())
+    (other / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    with pytest.raises(ConfigError, match=r"gymnasium 0\.29\.1 .*neither continued nor counted as done"):
+        resume(other)
+    assert execute_run(runs[0])["status"] == "failed"
+    (other / "versions.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"versions\.json is unreadable"):
+        resume(other)
