@@ -32,6 +32,7 @@ for the paper's numbers).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -47,6 +48,7 @@ import numpy as np
 
 from streamx.errors import ConfigError
 from streamx.outputs import read_csv
+from streamx.provenance import VERSIONS_FILE
 
 __all__ = [
     "ATARI_REFERENCE_SCORES", "DEFAULT_WINDOW", "Run", "atari_game", "bootstrap_ci", "curve_rows", "default_window",
@@ -112,6 +114,9 @@ class Run:
     returns: np.ndarray
     status: str
     """summary.json's status ("finished", "interrupted", …) or "running/killed" without one"""
+    task_versions: dict[str, str | None] | None = None
+    """versions.json's ``task``: the versions of the packages that define the task; None when
+    the run recorded none (streamx.provenance)"""
 
     @property
     def finished(self) -> bool:
@@ -153,9 +158,24 @@ def load_run(path: Path, method: str | None = None) -> Run:
             status = str(json.loads(summary.read_text()).get("status", status))
         except (OSError, ValueError):
             status = "unreadable summary"
+    task_versions = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # none recorded, or unreadable
+        task_versions = dict(json.loads((path / VERSIONS_FILE).read_text())["task"])
     return Run(path=path, method=method or config.get("label") or config["algo"], env=str(config["env"]),
                seed=int(config.get("seed", 0)), total_steps=int(config["total_steps"]), steps=steps,
-               returns=returns, status=status)
+               returns=returns, status=status, task_versions=task_versions)
+
+
+def mixed_task_versions(runs: Sequence[Run]) -> list[str]:
+    """One line per (method, env) whose runs recorded different task versions (another
+    simulator is another task, streamx.provenance): they would be averaged as one."""
+    lines = []
+    for (method, env), group in _groups(runs).items():
+        seen = sorted({tuple(sorted(run.task_versions.items())) for run in group if run.task_versions is not None})
+        if len(seen) > 1:
+            kinds = "; ".join(", ".join(f"{name} {version}" for name, version in versions) for versions in seen)
+            lines.append(f"{method} on {env}: runs made with different task versions ({kinds})")
+    return lines
 
 
 def load_sweep(root: Path) -> tuple[list[Run], dict[str, Any]]:

@@ -505,6 +505,8 @@ def main(argv: list[str]) -> int:
               "and the aggregates")
     if info["missing"]:
         print(f"  {info['missing']} run(s) listed in sweep.json have no results yet")
+    for line in analysis.mixed_task_versions(runs):
+        print(f"  warning: {line}, averaged together here as one task; plot them apart")
     if marks:
         print(f"  paper reference marks: {', '.join(sorted({m['env'] for m in marks}))} "
               f"({analysis.paper_results().get('source', 'the paper')})")

@@ -463,3 +463,22 @@ def test_steps_and_seed_labels():
     assert plot._method_label("stream_q", [done, cut]) == "stream_q (n=2; unfinished: seed 1 to 4)"
     assert plot._seed_label([done, cut]) == "2 seeds, 1 unfinished"
     assert plot._seed_label([done]) == "1 seed"
+
+
+def test_runs_of_one_method_and_env_made_with_different_task_versions_are_flagged(tmp_path, capsys):
+    for seed in SEEDS:
+        run = tmp_path / "runs" / str(seed)
+        _write_run(run, "stream_ac", "Hopper-v5", seed, "stream_ac")
+        mujoco = "2.3.7" if seed == 2 else "3.17.0"
+        (run / "versions.json").write_text(json.dumps({"task": {"gymnasium": "1.4.0", "mujoco": mujoco}}))
+    runs = [analysis.load_run(tmp_path / "runs" / str(seed)) for seed in SEEDS]
+    assert runs[2].task_versions == {"gymnasium": "1.4.0", "mujoco": "2.3.7"}
+    assert analysis.mixed_task_versions(runs) == [
+        "stream_ac on Hopper-v5: runs made with different task versions (gymnasium 1.4.0, mujoco 2.3.7; "
+        "gymnasium 1.4.0, mujoco 3.17.0)"]
+    assert analysis.mixed_task_versions(runs[:2]) == []
+    assert plot.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--format", "png",
+                      "--bootstrap", "20"]) == 0
+    assert "warning: stream_ac on Hopper-v5: runs made with different task versions" in capsys.readouterr().out
+    (tmp_path / "runs" / "2" / "versions.json").unlink()  # an older run recorded nothing: nothing to compare
+    assert analysis.mixed_task_versions([analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]) == []
