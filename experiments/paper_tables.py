@@ -8,7 +8,8 @@ Markdown row: the paper's final return where the paper reports one for that exac
 version (streamx/data/paper_results.yaml), streamx's final return — the mean over seeds of each
 run's mean return of the episodes ending in the last ``window`` steps of its budget (PAPER §6),
 with a 95 % percentile bootstrap CI over seeds — the seeds finished out of those run, the steps,
-the env version, and the median agent steps/s of those runs. A run that has not reached its
+the env version, and the median agent steps/s of those runs; under the table, the versions of
+the packages that define the task as the runs recorded them (versions.json). A run that has not reached its
 budget is never averaged into the final column: the row then gives its interim value (the last
 full window it reached) and says so, with the step it reached. Nothing is read from anywhere else.
 """
@@ -87,6 +88,9 @@ def table_rows(roots: list[Path]) -> list[dict[str, str]]:
         rates = [_steps_per_second(r) for r in finished]
         rates = [x for x in rates if not math.isnan(x)]
         version = env.rsplit("-", 1)[-1] if "-v" in env else "–"
+        tasks = sorted({_task_text(r) for r in runs})
+        if len(tasks) > 1:
+            notes.append("runs of different task versions: " + " / ".join(tasks))
         rows.append({
             "env": env, "method": method,
             "paper": str(paper.get(env, {}).get(method, "–")),
@@ -96,8 +100,16 @@ def table_rows(roots: list[Path]) -> list[dict[str, str]]:
             "version": version,
             "steps_per_second": f"{np.median(rates):,.0f}" if rates else "–",
             "notes": "; ".join(notes),
+            "task": " / ".join(tasks),
         })
     return rows
+
+
+def _task_text(run: Run) -> str:
+    """The package versions of a run's task (its versions.json), e.g. ``gymnasium 1.4.0, mujoco 3.17.0``."""
+    if run.task_versions is None:
+        return "not recorded"
+    return ", ".join(f"{name} {version}" for name, version in sorted(run.task_versions.items())) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['env']} | {r['method']} | {r['paper']} | {r['streamx']} | {r['seeds']} | {r['steps']} | "
               f"{r['version']} | {r['steps_per_second']} | {r['notes']} |")
+    tasks = sorted({r["task"] for r in rows})
+    print()
+    if len(tasks) == 1:
+        print(f"Task versions (versions.json) of every run: {tasks[0]}.")
+    else:
+        for r in rows:
+            print(f"Task versions (versions.json), {r['env']} {r['method']}: {r['task']}.")
     return 0
 
 

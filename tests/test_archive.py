@@ -128,6 +128,24 @@ def test_paper_tables_average_finished_runs_and_report_unfinished_ones_as_interi
     assert row["paper"] == "2173" and row["seeds"] == "2/3" and row["version"] == "v4"
     assert row["streamx"].startswith("300 [")  # mean of 200 and 400; the unfinished run is not in it
     assert row["notes"] == "1 unfinished (20 at 100)" and row["steps_per_second"] == "150"
+    assert row["task"] == "not recorded"
+    for seed, mujoco in enumerate(["3.17.0", "3.17.0", "2.3.7"]):
+        (tmp_path / f"run{seed}" / "versions.json").write_text(json.dumps(
+            {"task": {"gymnasium": "1.4.0", "mujoco": mujoco}}))
+    (row,) = tables.table_rows([tmp_path])
+    assert row["task"] == "gymnasium 1.4.0, mujoco 2.3.7 / gymnasium 1.4.0, mujoco 3.17.0"
+    assert row["notes"].endswith("runs of different task versions: " + row["task"])
+
+
+def test_every_archived_full_budget_run_records_its_task_versions():
+    """A full-budget run in experiments/results/ says which simulator made it (versions.json), so
+    a sweep never continues or counts it under another one."""
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    runs = sorted(p.parent for p in results.glob("*/full/*/config.json"))
+    assert len(runs) >= 40
+    for run in runs:
+        record = json.loads((run / "versions.json").read_text())
+        assert record["task"].get("gymnasium"), run
 
 
 def test_every_archived_run_keeps_its_name_under_todays_code():
