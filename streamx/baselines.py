@@ -42,6 +42,7 @@ from streamx.config import Config
 from streamx.envs import suite_of
 from streamx.errors import CheckpointError, ConfigError
 from streamx.outputs import RunWriter
+from streamx.provenance import versions_record
 from streamx.registry import BASELINES
 from streamx.rundir import (
     RunResult,
@@ -629,7 +630,8 @@ def train_baseline(config: Config, on_episode: Any = None, payload: dict[str, An
     try:
         if payload is None:
             resolved = config.replace(run_dir=str(run_dir), sb3_kwargs=hyper)
-            writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard)
+            writer = RunWriter(run_dir, resolved.to_dict(), tensorboard=config.tensorboard,
+                               versions=versions_record(suite_of(config.env)))
         else:
             loop = payload["loop"]
             writer = RunWriter.reopen(run_dir, extra_fields=(), episode_rows=int(loop["episode_rows"]),

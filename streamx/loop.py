@@ -33,10 +33,11 @@ from streamx.checkpoint import (
     restore_global_rng_state,
 )
 from streamx.config import Config
-from streamx.envs import make_env, resets_only_at_game_over
+from streamx.envs import make_env, resets_only_at_game_over, suite_of
 from streamx.errors import CheckpointError, ConfigError, EnvironmentFault, InputError, NonFiniteError
 from streamx.outputs import RunWriter
 from streamx.prediction import discounted_returns, prediction_report
+from streamx.provenance import versions_record
 from streamx.rundir import (
     EpisodeCallback,
     RunResult,
@@ -181,7 +182,7 @@ class StreamTraining:
             self.writer = RunWriter(self.run_dir, resolved.to_dict(), extra_fields=self.stats.fields,
                                     tensorboard=config.tensorboard, wandb=config.wandb,
                                     wandb_project=config.wandb_project, wandb_entity=config.wandb_entity,
-                                    wandb_group=config.wandb_group)
+                                    wandb_group=config.wandb_group, versions=versions_record(suite_of(config.env)))
         else:
             self.writer = RunWriter.reopen(self.run_dir, extra_fields=self.stats.fields,
                                            episode_rows=resume_from["loop"]["episode_rows"],

@@ -109,11 +109,13 @@ class RunWriter:
 
     Weights & Biases logging follows ``wandb``, ``wandb_project``, ``wandb_entity`` and
     ``wandb_group``; each one left at None takes the run config's field of that name (the
-    ``config`` given here, or the run directory's config.json on ``reopen``)."""
+    ``config`` given here, or the run directory's config.json on ``reopen``). ``versions``, when
+    given, is written to versions.json (:func:`streamx.provenance.versions_record`)."""
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], extra_fields: tuple[str, ...] = (),
                  tensorboard: bool = False, wandb: bool | None = None, wandb_project: str | None = None,
-                 wandb_entity: str | None = None, wandb_group: str | None = None) -> None:
+                 wandb_entity: str | None = None, wandb_group: str | None = None,
+                 versions: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         enabled, options = _wandb_options(config, wandb, wandb_project, wandb_entity, wandb_group)
         if enabled:
@@ -133,11 +135,8 @@ class RunWriter:
                 "(results are never overwritten)"
             )
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if "env" in config:
-            from streamx.provenance import VERSIONS_FILE, versions_record
-
-            record = versions_record(str(config["env"]))
-            atomic_write_text(self.run_dir / VERSIONS_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if versions is not None:
+            atomic_write_text(self.run_dir / "versions.json", json.dumps(versions, indent=2, sort_keys=True) + "\n")
         self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
         self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
         self._open_tensorboard(tensorboard)

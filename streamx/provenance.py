@@ -51,14 +51,9 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def versions_record(env_id: str) -> dict[str, Any]:
-    """What ``versions.json`` holds for a run on ``env_id`` started now."""
-    from streamx.envs import suite_of
-
-    try:
-        suite: str | None = suite_of(env_id)
-    except Exception:  # an id no suite claims (the run fails to make it anyway)
-        suite = None
+def versions_record(suite: str | None) -> dict[str, Any]:
+    """What ``versions.json`` holds for a run started now on a task of ``suite``
+    (:func:`streamx.envs.suite_of` of its env id; None: a gymnasium id of no known suite)."""
     task = TASK_PACKAGES.get(suite or "gym", ("gymnasium",))
     other = {"python": platform.python_version(), **{name: installed_version(name) for name in OTHER_PACKAGES}}
     return {"suite": suite, "task": {name: installed_version(name) for name in task}, "other": other}

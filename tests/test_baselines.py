@@ -4,6 +4,7 @@ seeding, and the error messages."""
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -60,6 +61,9 @@ def test_each_baseline_writes_a_run_directory(tmp_path, algo):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["algo"] == algo and config["sb3_kwargs"]["policy"] == "MlpPolicy"
     Config.from_dict(config)  # the saved config loads back
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert versions["task"] == {"gymnasium": importlib.metadata.version("gymnasium")}
+    assert versions["other"]["stable-baselines3"] is not None
 
 
 @needs_sb3

@@ -317,8 +317,10 @@ def test_a_run_records_the_package_versions_of_its_task(tmp_path):
     assert provenance.TASK_PACKAGES["dmc"] == ("gymnasium", "mujoco", "dm-control", "shimmy")
     assert provenance.TASK_PACKAGES["atari"] == ("gymnasium", "ale-py")
     if provenance.installed_version("mujoco") is not None:
-        assert provenance.versions_record("Hopper-v4")["task"] == {
+        assert provenance.versions_record("mujoco")["task"] == {
             "gymnasium": importlib.metadata.version("gymnasium"), "mujoco": importlib.metadata.version("mujoco")}
+    assert provenance.versions_record("ett")["task"] == {}  # the task is the data file
+    assert provenance.versions_record(None)["task"] == {"gymnasium": importlib.metadata.version("gymnasium")}
 
 
 def test_a_run_of_other_task_versions_is_neither_skipped_nor_resumed(tmp_path, capsys):
