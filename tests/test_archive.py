@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import episode_rows
 
@@ -166,3 +167,24 @@ def test_every_archived_run_keeps_its_name_under_todays_code():
         assert archived <= names, f"{budget_dir}: runs no longer named as archived: {sorted(archived - names)}"
         checked += len(archived)
     assert checked >= 20
+
+
+def test_physics_versions_tells_a_physics_change_from_rounding(tmp_path):
+    spec = importlib.util.spec_from_file_location("physics_versions", ROOT / "experiments" / "physics_versions.py")
+    physics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(physics)
+    rng = np.random.default_rng(0)
+    base = {f"{task}|{k}": rng.standard_normal((50, 3)) for task in ("A-v4", "B-v4", "C-v4")
+            for k in range(physics.EPISODES)}
+    other = {key: value.copy() for key, value in base.items()}
+    for k in range(physics.EPISODES):
+        other[f"A-v4|{k}"][9:] += 0.05  # a jump at step 9 (a contact handled otherwise)
+        other[f"B-v4|{k}"] += 1e-12 * np.exp(np.arange(50) / 3.0)[:, None]  # rounding, growing chaotically
+    np.savez(tmp_path / "a.npz", versions=np.array(["mujoco 1"]), **base)
+    np.savez(tmp_path / "b.npz", versions=np.array(["mujoco 2"]), **other)
+    lines = physics.compare(tmp_path / "a.npz", tmp_path / "b.npz")
+    assert lines[1] == ("  A-v4: steps differently — first difference above 1e-09 at step 9–9, 0.05–0.05 there "
+                        "(20 of 20 episodes)")
+    assert lines[2].startswith("  B-v4: the same up to rounding (in 20 of 20 episodes a difference above 1e-09 "
+                               "appears, at most 1.")
+    assert lines[3] == "  C-v4: the same up to rounding (no difference above 1e-09 in any episode)"
