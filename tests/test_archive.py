@@ -174,9 +174,10 @@ def test_physics_versions_tells_a_physics_change_from_rounding(tmp_path):
     physics = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(physics)
     rng = np.random.default_rng(0)
-    base = {f"{task}|{k}": rng.standard_normal((50, 3)) for task in ("A-v4", "B-v4", "C-v4")
+    base = {f"{task}|{k}": rng.standard_normal((50, 3)) for task in ("A-v4", "B-v4", "C-v4", "D-v4")
             for k in range(physics.EPISODES)}
     other = {key: value.copy() for key, value in base.items()}
+    other["D-v4|3"] = other["D-v4|3"][:30]  # one episode ends earlier, the steps before it alike
     for k in range(physics.EPISODES):
         other[f"A-v4|{k}"][9:] += 0.05  # a jump at step 9 (a contact handled otherwise)
         other[f"B-v4|{k}"] += 1e-12 * np.exp(np.arange(50) / 3.0)[:, None]  # rounding, growing chaotically
@@ -188,3 +189,5 @@ def test_physics_versions_tells_a_physics_change_from_rounding(tmp_path):
     assert lines[2].startswith("  B-v4: the same up to rounding (in 20 of 20 episodes a difference above 1e-09 "
                                "appears, at most 1.")
     assert lines[3] == "  C-v4: the same up to rounding (no difference above 1e-09 in any episode)"
+    assert lines[4] == ("  D-v4: steps differently — first difference above 1e-09 at step 29–29, 1–1 there "
+                        "(1 of 20 episodes)")
