@@ -234,6 +234,11 @@ def _colors(methods: list[str]) -> dict[str, Any]:
     return colors
 
 
+def _unfinished(run: Run) -> bool:
+    """Stopped before its budget without an outcome (a diverged run has one: it diverged)."""
+    return run.status not in ("finished", "diverged")
+
+
 def _seed_label(runs: list[Run]) -> str:
     """"3 seeds", "3–5 seeds"; with ", 1 unfinished" when runs stopped before their budget."""
     counts: dict[tuple[str, str], set[int]] = {}
@@ -241,7 +246,7 @@ def _seed_label(runs: list[Run]) -> str:
         counts.setdefault((run.method, run.env), set()).add(run.seed)
     sizes = sorted({len(seeds) for seeds in counts.values()})
     label = _count(sizes[0], "seed") if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]} seeds"
-    unfinished = sum(not run.finished for run in runs)
+    unfinished = sum(_unfinished(run) for run in runs)
     return f"{label}, {unfinished} unfinished" if unfinished else label
 
 
@@ -254,14 +259,16 @@ def _steps_text(steps: float) -> str:
 
 
 def _method_label(method: str, runs: list[Run]) -> str:
-    """The legend entry: ``method (n=seeds)``, and how far each unfinished run got (its last
-    episode's end), e.g. ``stream_q (n=2; unfinished: seed 1 to 4.24M)``."""
+    """The legend entry: ``method (n=seeds)``, and how far each run that stopped early got (its
+    last episode's end), e.g. ``stream_q (n=3; diverged: seed 0 at 460k; unfinished: seed 1 to 4.24M)``."""
     label = f"{method} (n={len({run.seed for run in runs})}"
-    unfinished = sorted((run for run in runs if not run.finished), key=lambda run: run.seed)
-    if unfinished:
-        reached = ", ".join(f"seed {run.seed} to {_steps_text(run.steps[-1] if len(run.steps) else 0)}"
-                            for run in unfinished)
-        label += f"; unfinished: {reached}"
+    for kind, word, chosen in (("diverged", "at", lambda run: run.status == "diverged"),
+                               ("unfinished", "to", _unfinished)):
+        stopped = sorted((run for run in runs if chosen(run)), key=lambda run: run.seed)
+        if stopped:
+            reached = ", ".join(f"seed {run.seed} {word} {_steps_text(run.steps[-1] if len(run.steps) else 0)}"
+                                for run in stopped)
+            label += f"; {kind}: {reached}"
     return label + ")"
 
 

@@ -463,6 +463,10 @@ def test_steps_and_seed_labels():
     assert plot._method_label("stream_q", [done, cut]) == "stream_q (n=2; unfinished: seed 1 to 4)"
     assert plot._seed_label([done, cut]) == "2 seeds, 1 unfinished"
     assert plot._seed_label([done]) == "1 seed"
+    blown = analysis.Run(Path("c"), "stream_q", "Breakout", 2, 10, np.array([3.0]), np.zeros(1), "diverged")
+    assert plot._method_label("stream_q", [blown, cut, done]) == (
+        "stream_q (n=3; diverged: seed 2 at 3; unfinished: seed 1 to 4)")
+    assert plot._seed_label([done, blown]) == "2 seeds"  # a diverged run ended: an outcome, not unfinished
 
 
 def test_runs_of_one_method_and_env_made_with_different_task_versions_are_flagged(tmp_path, capsys):
