@@ -33,6 +33,7 @@ for the paper's numbers).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -166,6 +167,35 @@ def load_run(path: Path, method: str | None = None) -> Run:
                returns=returns, status=status, task_versions=task_versions)
 
 
+def split_by_task_versions(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
+    """The runs, where those of one (method, env) recorded different task versions (another
+    simulator is another task, streamx.provenance) relabelled ``method [mujoco 2.3.7]`` by
+    the versions that differ, so that they are never averaged as one (a run without a record,
+    made before streamx wrote one, joins them as ``[versions not recorded]``); and one line per
+    group so split."""
+    relabelled: dict[int, str] = {}
+    lines = []
+    for (method, env), group in _groups(runs).items():
+        kinds = {tuple(sorted(run.task_versions.items())) for run in group if run.task_versions is not None}
+        if len(kinds) < 2:  # a run that recorded nothing (an older one) is taken as the others' kind
+            continue
+        recorded = [dict(kind) for kind in kinds]
+        names = sorted({name for versions in recorded for name in versions})
+        differing = [name for name in names if len({versions.get(name) for versions in recorded}) > 1]
+
+        def label(run: Run, differing: list[str] = differing, method: str = method) -> str:
+            if run.task_versions is None:
+                return f"{method} [versions not recorded]"
+            return f"{method} [{', '.join(f'{n} {run.task_versions.get(n)}' for n in differing)}]"
+
+        for run in group:
+            relabelled[id(run)] = label(run)
+        lines.append(f"{method} on {env}: runs made with different task versions, drawn apart: "
+                     f"{', '.join(sorted({relabelled[id(run)] for run in group}))}")
+    split = [dataclasses.replace(run, method=relabelled[id(run)]) if id(run) in relabelled else run for run in runs]
+    return split, lines
+
+
 def mixed_task_versions(runs: Sequence[Run]) -> list[str]:
     """One line per (method, env) whose runs recorded different task versions (another
     simulator is another task, streamx.provenance): they would be averaged as one."""
@@ -234,7 +264,8 @@ def paper_results() -> dict[str, Any]:
 def paper_method(method: str) -> str | None:
     """The paper table's key of a streamx method name (``stream_ac``, ``PPO_1`` → ``ppo1``, …),
     or None for a method the paper did not run (ablations, custom labels)."""
-    name = re.sub(r"_(\d+)$", r"\1", method.strip().lower())
+    name = re.sub(r" \[[^]]*\]$", "", method.strip().lower())  # a label split by task versions
+    name = re.sub(r"_(\d+)$", r"\1", name)
     return name if name in paper_results()["methods"] else None
 
 

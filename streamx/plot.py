@@ -453,6 +453,7 @@ def main(argv: list[str]) -> int:
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap must be at least 1 resample, got {args.bootstrap}")
     runs, info = resolve_runs(args.paths, args.budget)
+    runs, split = analysis.split_by_task_versions(runs)
     windows = _windows(runs, args.window if args.window is not None else info["window"])
     if args.out is not None:
         out = Path(args.out)
@@ -512,8 +513,8 @@ def main(argv: list[str]) -> int:
               "and the aggregates")
     if info["missing"]:
         print(f"  {info['missing']} run(s) listed in sweep.json have no results yet")
-    for line in analysis.mixed_task_versions(runs):
-        print(f"  warning: {line}, averaged together here as one task; plot them apart")
+    for line in split:
+        print(f"  {line}")
     if marks:
         print(f"  paper reference marks: {', '.join(sorted({m['env'] for m in marks}))} "
               f"({analysis.paper_results().get('source', 'the paper')})")

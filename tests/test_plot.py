@@ -469,7 +469,8 @@ def test_steps_and_seed_labels():
     assert plot._seed_label([done, blown]) == "2 seeds"  # a diverged run ended: an outcome, not unfinished
 
 
-def test_runs_of_one_method_and_env_made_with_different_task_versions_are_flagged(tmp_path, capsys):
+def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_apart(tmp_path, monkeypatch,
+                                                                                       capsys):
     for seed in SEEDS:
         run = tmp_path / "runs" / str(seed)
         _write_run(run, "stream_ac", "Hopper-v5", seed, "stream_ac")
@@ -481,8 +482,26 @@ def test_runs_of_one_method_and_env_made_with_different_task_versions_are_flagge
         "stream_ac on Hopper-v5: runs made with different task versions (gymnasium 1.4.0, mujoco 2.3.7; "
         "gymnasium 1.4.0, mujoco 3.17.0)"]
     assert analysis.mixed_task_versions(runs[:2]) == []
+    split, lines = analysis.split_by_task_versions(runs)
+    assert [run.method for run in split] == ["stream_ac [mujoco 3.17.0]"] * 2 + ["stream_ac [mujoco 2.3.7]"]
+    assert lines == ["stream_ac on Hopper-v5: runs made with different task versions, drawn apart: "
+                     "stream_ac [mujoco 2.3.7], stream_ac [mujoco 3.17.0]"]
+    assert analysis.paper_method("stream_ac [mujoco 2.3.7]") == "stream_ac"  # the paper's mark still applies
+    figures = _captured_figures(monkeypatch)
     assert plot.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--format", "png",
                       "--bootstrap", "20"]) == 0
-    assert "warning: stream_ac on Hopper-v5: runs made with different task versions" in capsys.readouterr().out
-    (tmp_path / "runs" / "2" / "versions.json").unlink()  # an older run recorded nothing: nothing to compare
-    assert analysis.mixed_task_versions([analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]) == []
+    assert lines[0] in capsys.readouterr().out
+    (axes,) = figures["curves_Hopper-v5"].axes
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == [
+        "stream_ac [mujoco 2.3.7] (n=1)", "stream_ac [mujoco 3.17.0] (n=2)"]
+    assert sorted({r["method"] for r in _read(tmp_path / "out" / "final.csv")}) == [
+        "stream_ac [mujoco 2.3.7]", "stream_ac [mujoco 3.17.0]"]
+    (tmp_path / "runs" / "2" / "versions.json").unlink()  # an older run recorded nothing
+    runs = [analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]
+    assert [run.method for run in analysis.split_by_task_versions(runs)[0]] == ["stream_ac"] * 3
+    assert analysis.mixed_task_versions(runs) == []
+    (tmp_path / "runs" / "1" / "versions.json").write_text(json.dumps({"task": {"gymnasium": "1.4.0",
+                                                                                  "mujoco": "2.3.7"}}))
+    runs = [analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]
+    assert [run.method for run in analysis.split_by_task_versions(runs)[0]] == [
+        "stream_ac [mujoco 3.17.0]", "stream_ac [mujoco 2.3.7]", "stream_ac [versions not recorded]"]
