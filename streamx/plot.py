@@ -322,6 +322,18 @@ def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list
     return written
 
 
+def _env_marks(env: str, runs: list[Run]) -> list[dict[str, Any]]:
+    """The paper's marks for the methods run on ``env``: one per paper value (methods split by
+    task versions share their paper method's mark; it takes the first one's colour)."""
+    methods = sorted({run.method for run in runs if run.env == env}, key=analysis.method_sort_key)
+    marks, seen = [], set()
+    for mark in analysis.paper_marks(env, methods):
+        if mark["paper_method"] not in seen:
+            seen.add(mark["paper_method"])
+            marks.append(mark)
+    return marks
+
+
 def _paper_label(mark: dict[str, Any]) -> str:
     return f"paper: {mark['paper_method']} {mark['paper_return']:g}"
 
@@ -471,8 +483,7 @@ def main(argv: list[str]) -> int:
     aggregates = analysis.rliable_rows(per_run, np.linspace(low, high, 101), args.bootstrap, args.seed)
     aggregates += analysis.improvement_rows(per_run, args.bootstrap, args.seed)
     envs_sorted = sorted({run.env for run in runs})
-    methods_sorted = sorted({run.method for run in runs}, key=analysis.method_sort_key)
-    marks = [mark for env in envs_sorted for mark in analysis.paper_marks(env, methods_sorted)] if args.paper else []
+    marks = [mark for env in envs_sorted for mark in _env_marks(env, runs)] if args.paper else []
 
     written = [out / name for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv")]
     _write_csv(written[0], curves, _CURVE_FIELDS)

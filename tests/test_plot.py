@@ -505,3 +505,14 @@ def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_
     runs = [analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]
     assert [run.method for run in analysis.split_by_task_versions(runs)[0]] == [
         "stream_ac [mujoco 3.17.0]", "stream_ac [mujoco 2.3.7]", "stream_ac [versions not recorded]"]
+
+
+def test_paper_marks_are_for_the_methods_run_on_that_env_once_per_paper_value():
+    def run(method, env):
+        return analysis.Run(Path("x"), method, env, 0, 10, np.array([5.0]), np.zeros(1), "finished")
+
+    runs = [run("stream_ac [mujoco 2.3.7]", "Hopper-v4"), run("stream_ac [mujoco 3.17.0]", "Hopper-v4"),
+            run("classic_ac", "Walker2d-v4")]
+    marks = plot._env_marks("Hopper-v4", runs)
+    assert [(m["method"], m["paper_return"]) for m in marks] == [("stream_ac [mujoco 2.3.7]", 2173.0)]
+    assert [m["paper_method"] for m in plot._env_marks("Walker2d-v4", runs)] == ["classic"]
