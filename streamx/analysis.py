@@ -196,18 +196,6 @@ def split_by_task_versions(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
     return split, lines
 
 
-def mixed_task_versions(runs: Sequence[Run]) -> list[str]:
-    """One line per (method, env) whose runs recorded different task versions (another
-    simulator is another task, streamx.provenance): they would be averaged as one."""
-    lines = []
-    for (method, env), group in _groups(runs).items():
-        seen = sorted({tuple(sorted(run.task_versions.items())) for run in group if run.task_versions is not None})
-        if len(seen) > 1:
-            kinds = "; ".join(", ".join(f"{name} {version}" for name, version in versions) for versions in seen)
-            lines.append(f"{method} on {env}: runs made with different task versions ({kinds})")
-    return lines
-
-
 def load_sweep(root: Path) -> tuple[list[Run], dict[str, Any]]:
     """The runs of a sweep root (``<root>/sweep.json``) with the sweep's method labels, and its
     metadata: experiment, budget, window (or None), and ``missing``, the number of listed runs

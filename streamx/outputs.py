@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streamx.errors import CheckpointError, ConfigError
+from streamx.provenance import VERSIONS_FILE
 
 __all__ = ["EPISODE_FIELDS", "METRIC_FIELDS", "WANDB_FILE", "RunWriter", "atomic_write_bytes", "atomic_write_text",
            "read_csv"]
@@ -136,7 +137,7 @@ class RunWriter:
             )
         atomic_write_text(self.run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         if versions is not None:
-            atomic_write_text(self.run_dir / "versions.json", json.dumps(versions, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(self.run_dir / VERSIONS_FILE, json.dumps(versions, indent=2, sort_keys=True) + "\n")
         self.episodes = _CsvLog(self.run_dir / "episodes.csv", EPISODE_FIELDS)
         self.metrics = _CsvLog(self.run_dir / "metrics.csv", METRIC_FIELDS + extra_fields)
         self._open_tensorboard(tensorboard)

@@ -478,10 +478,7 @@ def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_
         (run / "versions.json").write_text(json.dumps({"task": {"gymnasium": "1.4.0", "mujoco": mujoco}}))
     runs = [analysis.load_run(tmp_path / "runs" / str(seed)) for seed in SEEDS]
     assert runs[2].task_versions == {"gymnasium": "1.4.0", "mujoco": "2.3.7"}
-    assert analysis.mixed_task_versions(runs) == [
-        "stream_ac on Hopper-v5: runs made with different task versions (gymnasium 1.4.0, mujoco 2.3.7; "
-        "gymnasium 1.4.0, mujoco 3.17.0)"]
-    assert analysis.mixed_task_versions(runs[:2]) == []
+    assert analysis.split_by_task_versions(runs[:2]) == (runs[:2], [])  # one kind: nothing to split
     split, lines = analysis.split_by_task_versions(runs)
     assert [run.method for run in split] == ["stream_ac [mujoco 3.17.0]"] * 2 + ["stream_ac [mujoco 2.3.7]"]
     assert lines == ["stream_ac on Hopper-v5: runs made with different task versions, drawn apart: "
@@ -498,8 +495,7 @@ def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_
         "stream_ac [mujoco 2.3.7]", "stream_ac [mujoco 3.17.0]"]
     (tmp_path / "runs" / "2" / "versions.json").unlink()  # an older run recorded nothing
     runs = [analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]
-    assert [run.method for run in analysis.split_by_task_versions(runs)[0]] == ["stream_ac"] * 3
-    assert analysis.mixed_task_versions(runs) == []
+    assert analysis.split_by_task_versions(runs) == (runs, [])
     (tmp_path / "runs" / "1" / "versions.json").write_text(json.dumps({"task": {"gymnasium": "1.4.0",
                                                                                   "mujoco": "2.3.7"}}))
     runs = [analysis.load_run(tmp_path / "runs" / str(s)) for s in SEEDS]
