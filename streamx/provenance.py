@@ -71,8 +71,8 @@ def task_mismatch(run_dir: str | Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return (f"{path} is unreadable, so the package versions this run was made with are unknown; restore the "
                 f"file (or delete it to continue without the check)")
-    differing = [(name, version, installed_version(name)) for name, version in sorted(recorded.items())
-                 if installed_version(name) != version]
+    differing = [(name, version, now) for name, version in sorted(recorded.items())
+                 if (now := installed_version(name)) != version]
     if not differing:
         return None
     what = ", ".join(f"{name} {version or '(not installed)'} (installed here: {now or 'none'})"
