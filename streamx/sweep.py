@@ -184,9 +184,10 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def expand(experiment: Experiment, budget: str, out: str | Path | None = None,
-           only_methods: Sequence[str] | None = None, only_envs: Sequence[str] | None = None) -> list[RunSpec]:
+           only_methods: Sequence[str] | None = None, only_envs: Sequence[str] | None = None,
+           only_seeds: Sequence[int] | None = None) -> list[RunSpec]:
     """Every run of ``experiment`` at ``budget``, each with its resolved config and directory
-    (optionally only those of some methods / environments)."""
+    (optionally only those of some methods / environments / seeds)."""
     from streamx.run import resolve_config
 
     if budget not in experiment.data["budgets"]:
@@ -221,20 +222,22 @@ def expand(experiment: Experiment, budget: str, out: str | Path | None = None,
                 run_dir = out / config_hash(config)
                 config["run_dir"] = str(run_dir)
                 runs.append(RunSpec(method_name, env, seed, config, str(run_dir)))
-    return _select(experiment, budget, runs, only_methods, only_envs)
+    return _select(experiment, budget, runs, only_methods, only_envs, only_seeds)
 
 
 def _select(experiment: Experiment, budget: str, runs: list[RunSpec], only_methods: Sequence[str] | None,
-            only_envs: Sequence[str] | None) -> list[RunSpec]:
-    """The runs of the given methods / environments (all when None); unknown names are an error."""
+            only_envs: Sequence[str] | None, only_seeds: Sequence[int] | None = None) -> list[RunSpec]:
+    """The runs of the given methods / environments / seeds (all when None); a name or seed the
+    budget does not have is an error."""
     for chosen, available, what in ((only_methods, [r.method for r in runs], "methods"),
-                                    (only_envs, [r.env for r in runs], "envs")):
+                                    (only_envs, [r.env for r in runs], "envs"),
+                                    (only_seeds, [r.seed for r in runs], "seeds")):
         unknown = set(chosen or ()) - set(available)
         if unknown:
             raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {sorted(unknown)}; "
-                              f"it has: {', '.join(dict.fromkeys(available))}")
+                              f"it has: {', '.join(str(a) for a in dict.fromkeys(available))}")
     return [r for r in runs if (not only_methods or r.method in only_methods)
-            and (not only_envs or r.env in only_envs)]
+            and (not only_envs or r.env in only_envs) and (not only_seeds or r.seed in only_seeds)]
 
 
 def _window(experiment: Experiment, budget: str, runs: Sequence[RunSpec]) -> int:
@@ -517,10 +520,11 @@ def write_manifest(experiment: Experiment, budget: str, out: Path, runs: Sequenc
 def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: str | Path | None = None,
               backend: str = "local", jobs: int | None = None, options: argparse.Namespace | None = None,
               quiet: bool = False, only_methods: Sequence[str] | None = None,
-              only_envs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+              only_envs: Sequence[str] | None = None, only_seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Expand and execute a sweep; return one result dict per run that was not skipped.
 
-    ``only_methods`` / ``only_envs`` run a part of it; sweep.json always lists every run."""
+    ``only_methods`` / ``only_envs`` / ``only_seeds`` run a part of it; sweep.json always lists
+    every run."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"--jobs {jobs}: run at least one job at a time (e.g. --jobs 2)")
     if not isinstance(experiment, Experiment):
@@ -530,7 +534,7 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
     out = Path(out) if out is not None else experiment.default_out(budget)
     runs = expand(experiment, budget, out)
     write_manifest(experiment, budget, out, runs)
-    chosen = _select(experiment, budget, runs, only_methods, only_envs)
+    chosen = _select(experiment, budget, runs, only_methods, only_envs, only_seeds)
     # a finished run made on a task of other package versions is not done here: it goes to the
     # backend, which refuses it with the reason (execute_run)
     todo = [r for r in chosen
@@ -577,6 +581,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=None, help="local: parallel runs (default: one per core)")
     parser.add_argument("--methods", default=None, help="run only these methods (comma-separated)")
     parser.add_argument("--envs", default=None, help="run only these environments (comma-separated)")
+    parser.add_argument("--seeds", default=None, help="run only these seeds (comma-separated integers, e.g. 0,1)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     slurm = parser.add_argument_group("slurm backend (submitit)")
     slurm.add_argument("--runs-per-task", type=int, default=4, help="runs packed into one array task (its CPUs)")
@@ -592,6 +597,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,3`` → [0, 3]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds {text}: give seeds as comma-separated integers, e.g. --seeds 0,1") from None
+
+
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     if args.jobs is not None and args.jobs < 1:
@@ -602,16 +615,17 @@ def main(argv: Sequence[str]) -> int:
     experiment = load_experiment(args.experiment)
     methods = args.methods.split(",") if args.methods else None
     envs = args.envs.split(",") if args.envs else None
+    seeds = _seed_list(args.seeds) if args.seeds else None
     if args.dry_run:
         out = Path(args.out) if args.out else experiment.default_out(args.budget)
-        runs = expand(experiment, args.budget, out, methods, envs)
+        runs = expand(experiment, args.budget, out, methods, envs, seeds)
         for spec in runs:
             print(f"{spec.key}  {run_status(spec.run_dir):<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  "
                   f"{spec.config['total_steps']:,} steps")
         print(f"{len(runs)} runs in {out}")
         return 0
     results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args,
-                        only_methods=methods, only_envs=envs)
+                        only_methods=methods, only_envs=envs, only_seeds=seeds)
     failed = [r for r in results if r["status"] == "failed"]
     interrupted = [r for r in results if r["status"] == "interrupted"]
     diverged = [r for r in results if r["status"] == "diverged"]

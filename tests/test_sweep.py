@@ -87,6 +87,36 @@ def test_every_shipped_experiment_expands():
             assert all(r.config["label"] == r.method for r in runs)
 
 
+def test_a_sweep_runs_only_the_chosen_methods_envs_and_seeds(tmp_path, capsys):
+    experiment, out = _experiment(tmp_path, steps=100), tmp_path / "out"
+    loaded = load_experiment(experiment)
+    every = expand(loaded, "smoke", out)
+    chosen = expand(loaded, "smoke", out, only_methods=["classic_q"], only_seeds=[1])
+    assert [(r.method, r.seed) for r in chosen] == [("classic_q", 1)]
+    assert chosen[0].run_dir == every[3].run_dir  # the same run, wherever it is chosen from
+    assert [(r.method, r.seed) for r in expand(loaded, "smoke", out, only_seeds=[0])] == [("stream_q", 0),
+                                                                                        ("classic_q", 0)]
+    assert len(expand(loaded, "smoke", out, only_envs=["CartPole-v1"])) == 4
+    with pytest.raises(ConfigError, match=r"has no seeds \[5\]; it has: 0, 1"):
+        expand(loaded, "smoke", out, only_seeds=[5])
+    with pytest.raises(ConfigError, match=r"has no envs \['Hopper-v4'\]; it has: CartPole-v1"):
+        expand(loaded, "smoke", out, only_envs=["Hopper-v4"])
+    with pytest.raises(ConfigError, match=r"has no methods \['ppo'\]"):
+        expand(loaded, "smoke", out, only_methods=["ppo"])
+    capsys.readouterr()
+    assert main(["sweep", str(experiment), "--out", str(out), "--seeds", "one"]) != 0
+    assert "--seeds one: give seeds as comma-separated integers" in capsys.readouterr().err
+    assert main(["sweep", str(experiment), "--out", str(out), "--seeds", "1", "--methods", "classic_q"]) == 0
+    assert "4 runs (1 selected), 0 already finished, 1 to run" in capsys.readouterr().err
+    manifest = json.loads((out / "sweep.json").read_text())  # lists every run, whichever ran
+    assert [(r["method"], r["seed"], r["status"]) for r in manifest["runs"]] == [
+        ("stream_q", 0, "new"), ("stream_q", 1, "new"), ("classic_q", 0, "new"),
+        ("classic_q", 1, "finished")]
+    assert main(["sweep", str(experiment), "--out", str(out), "--seeds", "0,1", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "4 runs in" in listed and listed.count("finished") == 1
+
+
 def test_local_sweep_runs_skips_finished_and_writes_a_manifest(tmp_path, capsys):
     experiment, out = _experiment(tmp_path), tmp_path / "out"
     assert main(["sweep", str(experiment), "--out", str(out), "--jobs", "2"]) == 0
