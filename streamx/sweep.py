@@ -229,12 +229,13 @@ def _select(experiment: Experiment, budget: str, runs: list[RunSpec], only_metho
             only_envs: Sequence[str] | None, only_seeds: Sequence[int] | None = None) -> list[RunSpec]:
     """The runs of the given methods / environments / seeds (all when None); a name or seed the
     budget does not have is an error."""
-    for chosen, available, what in ((only_methods, [r.method for r in runs], "methods"),
-                                    (only_envs, [r.env for r in runs], "envs"),
-                                    (only_seeds, [r.seed for r in runs], "seeds")):
-        unknown = set(chosen or ()) - set(available)
+    choices: tuple[tuple[Sequence[str | int] | None, list[str | int], str], ...] = (
+        (only_methods, [r.method for r in runs], "methods"), (only_envs, [r.env for r in runs], "envs"),
+        (only_seeds, [r.seed for r in runs], "seeds"))
+    for chosen, available, what in choices:
+        unknown = [c for c in dict.fromkeys(chosen or ()) if c not in available]
         if unknown:
-            raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {sorted(unknown)}; "
+            raise ConfigError(f"experiment {experiment.name} [{budget}] has no {what} {unknown}; "
                               f"it has: {', '.join(str(a) for a in dict.fromkeys(available))}")
     return [r for r in runs if (not only_methods or r.method in only_methods)
             and (not only_envs or r.env in only_envs) and (not only_seeds or r.seed in only_seeds)]
