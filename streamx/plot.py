@@ -260,16 +260,24 @@ def _steps_text(steps: float) -> str:
 
 def _method_label(method: str, runs: list[Run]) -> str:
     """The legend entry: ``method (n=seeds)``, and how far each run that stopped early got (its
-    last episode's end), e.g. ``stream_q (n=3; diverged: seed 0 at 460k; unfinished: seed 1 to 4.24M)``."""
+    last episode's end), e.g. ``stream_q (n=3; diverged: seed 0 at 460k; unfinished: seed 1 to 4.24M)``;
+    three or more of a kind as one entry, ``unfinished: seeds 2, 3, 4 to 50k – 1.55M``."""
     label = f"{method} (n={len({run.seed for run in runs})}"
     for kind, word, chosen in (("diverged", "at", lambda run: run.status == "diverged"),
                                ("unfinished", "to", _unfinished)):
         stopped = sorted((run for run in runs if chosen(run)), key=lambda run: run.seed)
-        if stopped:
-            reached = ", ".join(f"seed {run.seed} {word} {_steps_text(run.steps[-1] if len(run.steps) else 0)}"
-                                for run in stopped)
-            label += f"; {kind}: {reached}"
+        steps = [_steps_text(run.steps[-1] if len(run.steps) else 0) for run in stopped]
+        if len(stopped) > 2:  # one entry for them all, so that the legend stays narrow
+            low, high = min(stopped, key=_last_step), max(stopped, key=_last_step)
+            span = " – ".join(dict.fromkeys(steps[stopped.index(run)] for run in (low, high)))
+            label += f"; {kind}: seeds {', '.join(str(run.seed) for run in stopped)} {word} {span}"
+        elif stopped:
+            label += f"; {kind}: " + ", ".join(f"seed {run.seed} {word} {text}" for run, text in zip(stopped, steps))
     return label + ")"
+
+
+def _last_step(run: Run) -> float:
+    return float(run.steps[-1]) if len(run.steps) else 0.0
 
 
 def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],

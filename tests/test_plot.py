@@ -467,6 +467,13 @@ def test_steps_and_seed_labels():
     assert plot._method_label("stream_q", [blown, cut, done]) == (
         "stream_q (n=3; diverged: seed 2 at 3; unfinished: seed 1 to 4)")
     assert plot._seed_label([done, blown]) == "2 seeds"  # a diverged run ended: an outcome, not unfinished
+    many = [analysis.Run(Path(str(seed)), "stream_q", "Breakout", seed, 10**7, np.array([float(at)]), np.zeros(1),
+                         "interrupted") for seed, at in ((4, 50_000), (2, 1_550_000), (3, 50_000))]
+    assert plot._method_label("stream_q", [done, *many]) == (
+        "stream_q (n=4; unfinished: seeds 2, 3, 4 to 50k – 1.55M)")
+    same = [analysis.Run(Path(str(seed)), "stream_q", "Breakout", seed, 10, np.array([4.0]), np.zeros(1),
+                         "interrupted") for seed in (1, 2, 3)]
+    assert plot._method_label("stream_q", same) == "stream_q (n=3; unfinished: seeds 1, 2, 3 to 4)"
 
 
 def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_apart(tmp_path, monkeypatch,
