@@ -4,7 +4,8 @@
         experiments/results/stream_barrier_mujoco/laptop
 
 For every run directory of SRC this copies the plain result files (config.json, versions.json,
-episodes.csv, metrics.csv, summary.json, and prediction.csv where present) to DST/<run>/, and sweep.json.
+episodes.csv, metrics.csv, summary.json, and prediction.csv and eval.json where present) to DST/<run>/,
+and sweep.json.
 A run that has not ended (status incomplete or interrupted) also gets its newest checkpoint, so
 ``streamx sweep <experiment> --budget <b> --out DST`` continues it on another machine or in
 another session; finished and diverged runs get none. Nothing else is copied: no older
@@ -35,7 +36,8 @@ from streamx.outputs import atomic_write_text
 from streamx.run import checkpoint_paths
 from streamx.sweep import config_hash, run_status
 
-RESULT_FILES = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.csv")
+RESULT_FILES = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "summary.json", "prediction.csv",
+                "eval.json")
 
 
 def archive(source: Path, target: Path) -> list[tuple[str, str, bool]]:

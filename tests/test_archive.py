@@ -42,6 +42,7 @@ def test_archive_copies_results_and_only_the_newest_checkpoint_of_unfinished_run
     archive = _archive_module()
     source, target = tmp_path / "sweep", tmp_path / "results"
     _run(source, "finished", "finished", [1, 2, 3], extra=("model.zip", "vecnormalize.pkl"))
+    (source / "finished" / "eval.json").write_text('{"mean_return": 1.0}')  # streamx eval's result
     _run(source, "running", None, [4, 5, 6])
     _run(source, "stopped", "interrupted", [7])
     _run(source, "diverged", "diverged", [8])
@@ -57,6 +58,8 @@ def test_archive_copies_results_and_only_the_newest_checkpoint_of_unfinished_run
         for name in ("config.json", "episodes.csv", "metrics.csv"):
             assert (target / run / name).read_bytes() == (source / run / name).read_bytes()
     assert not (target / "finished" / "checkpoints").exists() and not (target / "diverged" / "checkpoints").exists()
+    assert (target / "finished" / "eval.json").read_text() == '{"mean_return": 1.0}'
+    assert not (target / "running" / "eval.json").exists()
     assert not (target / "finished" / "model.zip").exists() and not (target / "finished" / "vecnormalize.pkl").exists()
     assert [p.name for p in (target / "running" / "checkpoints").iterdir()] == ["step_000000000006.ckpt"]
     assert run_status(target / "running") == "incomplete" and run_status(target / "finished") == "finished"
