@@ -328,3 +328,51 @@ def test_train_on_the_registered_id_makes_one_pass(tmp_path):
     assert config.ett_cumulant == "paper"
     result = train(config)
     assert result.steps == 58 and result.episode_lengths == [58]
+
+
+def test_a_pass_stopped_by_a_signal_resumes_mid_pass_and_equals_the_uninterrupted_one(tmp_path, monkeypatch):
+    """The row is the whole state of the series: a resume continues the same pass exactly."""
+    import json
+    import os
+    import signal
+
+    import gymnasium as gym
+    import torch
+
+    from streamx import envs
+    from streamx.checkpoint import load_checkpoint
+    from streamx.run import checkpoint_paths, resolve_config, resume, train
+
+    csv_path = _write_csv(tmp_path / "toy.csv", _toy_series(400))
+
+    def config(name: str):
+        return resolve_config("stream_td", "streamx/ETTh2-v0", overrides={
+            "env_kwargs": {"path": str(csv_path)}, "run_dir": str(tmp_path / name), "progress": False,
+            "hidden_sizes": [16, 16], "checkpoint_interval": 100})
+
+    class SignalAt(gym.Wrapper):
+        def __init__(self, env, counter):
+            super().__init__(env)
+            self.counter = counter
+
+        def step(self, action):
+            self.counter["steps"] += 1
+            if self.counter["steps"] == 157:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.env.step(action)
+
+    full = train(config("full"))
+    original, counter = envs._make_raw, {"steps": 0}
+    monkeypatch.setattr(envs, "_make_raw", lambda cfg, **kw: SignalAt(original(cfg, **kw), counter))
+    stopped = train(config("stopped"))
+    assert stopped.status == "interrupted" and stopped.steps == 157
+    resumed = resume(tmp_path / "stopped")
+    assert resumed.steps == full.steps == 398 and resumed.episode_lengths == full.episode_lengths == [398]
+    summary = json.loads((tmp_path / "stopped" / "summary.json").read_text())
+    assert summary["resumes"] == [{"step": 157, "mid_episode": True}]
+    assert (tmp_path / "stopped" / "prediction.json").read_text() == (tmp_path / "full" / "prediction.json").read_text()
+    final = load_checkpoint(checkpoint_paths(tmp_path / "stopped")[-1])["agent"]["networks"]
+    reference = load_checkpoint(checkpoint_paths(tmp_path / "full")[-1])["agent"]["networks"]
+    for name in reference:
+        for key, value in reference[name].items():
+            assert torch.equal(value, final[name][key]), (name, key)
