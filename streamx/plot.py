@@ -266,18 +266,14 @@ def _method_label(method: str, runs: list[Run]) -> str:
     for kind, word, chosen in (("diverged", "at", lambda run: run.status == "diverged"),
                                ("unfinished", "to", _unfinished)):
         stopped = sorted((run for run in runs if chosen(run)), key=lambda run: run.seed)
-        steps = [_steps_text(run.steps[-1] if len(run.steps) else 0) for run in stopped]
+        reached = [float(run.steps[-1]) if len(run.steps) else 0.0 for run in stopped]
         if len(stopped) > 2:  # one entry for them all, so that the legend stays narrow
-            low, high = min(stopped, key=_last_step), max(stopped, key=_last_step)
-            span = " – ".join(dict.fromkeys(steps[stopped.index(run)] for run in (low, high)))
+            span = " – ".join(dict.fromkeys(_steps_text(at) for at in (min(reached), max(reached))))
             label += f"; {kind}: seeds {', '.join(str(run.seed) for run in stopped)} {word} {span}"
         elif stopped:
-            label += f"; {kind}: " + ", ".join(f"seed {run.seed} {word} {text}" for run, text in zip(stopped, steps))
+            label += f"; {kind}: " + ", ".join(f"seed {run.seed} {word} {_steps_text(at)}"
+                                               for run, at in zip(stopped, reached))
     return label + ")"
-
-
-def _last_step(run: Run) -> float:
-    return float(run.steps[-1]) if len(run.steps) else 0.0
 
 
 def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],

@@ -333,11 +333,9 @@ def test_train_on_the_registered_id_makes_one_pass(tmp_path):
 def test_a_pass_stopped_by_a_signal_resumes_mid_pass_and_equals_the_uninterrupted_one(tmp_path, monkeypatch):
     """The row is the whole state of the series: a resume continues the same pass exactly."""
     import json
-    import os
-    import signal
 
-    import gymnasium as gym
     import torch
+    from test_conformance import _SignalAt
 
     from streamx import envs
     from streamx.checkpoint import load_checkpoint
@@ -350,20 +348,9 @@ def test_a_pass_stopped_by_a_signal_resumes_mid_pass_and_equals_the_uninterrupte
             "env_kwargs": {"path": str(csv_path)}, "run_dir": str(tmp_path / name), "progress": False,
             "hidden_sizes": [16, 16], "checkpoint_interval": 100})
 
-    class SignalAt(gym.Wrapper):
-        def __init__(self, env, counter):
-            super().__init__(env)
-            self.counter = counter
-
-        def step(self, action):
-            self.counter["steps"] += 1
-            if self.counter["steps"] == 157:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return self.env.step(action)
-
     full = train(config("full"))
     original, counter = envs._make_raw, {"steps": 0}
-    monkeypatch.setattr(envs, "_make_raw", lambda cfg, **kw: SignalAt(original(cfg, **kw), counter))
+    monkeypatch.setattr(envs, "_make_raw", lambda cfg, **kw: _SignalAt(original(cfg, **kw), 157, counter))
     stopped = train(config("stopped"))
     assert stopped.status == "interrupted" and stopped.steps == 157
     resumed = resume(tmp_path / "stopped")
