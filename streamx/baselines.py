@@ -37,7 +37,14 @@ import gymnasium as gym
 import numpy as np
 
 from streamx import __version__
-from streamx.checkpoint import FORMAT_VERSION, env_state, global_rng_state, restore_env_state, restore_global_rng_state
+from streamx.checkpoint import (
+    FORMAT_VERSION,
+    env_state,
+    global_rng_state,
+    remember_dm_control_model,
+    restore_env_state,
+    restore_global_rng_state,
+)
 from streamx.config import Config
 from streamx.envs import suite_of
 from streamx.errors import CheckpointError, ConfigError
@@ -312,6 +319,7 @@ def _vector_env(config: Config) -> gym.Env:
         env = gym.make(config.env, **kwargs)
     except (gym.error.DependencyNotInstalled, TypeError) as exc:
         raise ConfigError(f"environment '{config.env}' could not be made with {kwargs}: {exc}") from None
+    remember_dm_control_model(env)
     if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
         env = gym.wrappers.FlattenObservation(env)
     env = CheckFinite(env)
@@ -483,7 +491,7 @@ def _restore_session(model: Any, venv: Any, payload: dict[str, Any]) -> bool:
         model._last_episode_starts = saved["last_episode_starts"].numpy().copy()
         if "last_original_obs" in saved:
             model._last_original_obs = saved["last_original_obs"].numpy().copy()
-    else:  # the simulator state cannot be saved (Atari, DM Control): a new episode
+    else:  # the simulator state cannot be saved (e.g. Atari): a new episode
         model._last_obs = venv.reset()
         model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
         norm = _vec_normalize(venv)
@@ -561,7 +569,7 @@ class _Recorder:
         """Between an update and the next action: where a checkpoint holds the whole state."""
         stopping = self.signals.received is not None
         if stopping or (self.checkpoint_pending and (self.exact or self.game_ended)):
-            # Without a simulator state (Atari, DM Control) the periodic checkpoint waits for the
+            # Without a simulator state (e.g. Atari) the periodic checkpoint waits for the
             # end of a whole episode; a stop signal does not wait (the resume starts a new episode).
             self.save_checkpoint(model, mid_episode=self.exact)
         self.stop_now = stopping

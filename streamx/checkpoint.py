@@ -12,9 +12,11 @@ become tensors and NumPy RNG states become strings on the way in (:func:`to_plai
 Environment state: wrapper statistics (every wrapper with ``state_dict``), the time-limit
 counter, the episode-statistics accumulators, the environment's and the action space's RNGs,
 and the simulator state where it can be read and written exactly — MuJoCo (the full
-integration state: time, qpos, qvel, activations, warm start, controls) and classic control
-(the ``state`` vector and bookkeeping attributes). Other simulators (ALE, DM Control) are
-restored at an episode boundary instead; :func:`env_state` reports which.
+integration state: time, qpos, qvel, activations, warm start, controls), DM Control (the same
+for the task's physics, dm_control's step counter and the task's episode attributes, for tasks
+that leave their model as built) and classic control (the ``state`` vector and bookkeeping
+attributes). Other simulators (ALE, MinAtar) are restored at an episode boundary instead;
+:func:`env_state` reports which.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import pickle
 import random
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ __all__ = [
     "global_rng_state",
     "learner_state_faults",
     "load_checkpoint",
+    "remember_dm_control_model",
     "restore_env_state",
     "restore_global_rng_state",
     "rng_from_plain",
@@ -266,43 +270,111 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
         return {"kind": "protocol", "state": unwrapped.simulator_state()}  # e.g. the ETT stream
     if hasattr(unwrapped, "model") and hasattr(unwrapped, "data") and type(unwrapped).__module__.startswith(
             "gymnasium.envs.mujoco"):
-        import mujoco
-
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        state = np.empty(mujoco.mj_stateSize(unwrapped.model, spec), dtype=np.float64)
-        mujoco.mj_getState(unwrapped.model, unwrapped.data, state, spec)
-        return {"kind": "mujoco", "state": state}
+        return {"kind": "mujoco", "state": _integration_state(unwrapped.model, unwrapped.data)}
     if type(unwrapped).__module__.startswith("gymnasium.envs.classic_control"):
-        attributes = {key: value for key, value in vars(unwrapped).items()
-                      if not key.startswith("_") and key not in ("screen", "clock", "render_mode")
-                      and (value is None or isinstance(value, (np.ndarray, int, float, bool, tuple)))}
-        return {"kind": "classic", "attributes": attributes,
-                "tuple_keys": [k for k, v in attributes.items() if isinstance(v, tuple)],
-                "none_keys": [k for k, v in attributes.items() if v is None]}
+        public = [key for key in vars(unwrapped)
+                  if not key.startswith("_") and key not in ("screen", "clock", "render_mode")]
+        return {"kind": "classic", **_plain_attributes(unwrapped, public)}
+    physics = _dm_control_physics(unwrapped)
+    if physics is not None and _DM_CONTROL_MODELS.get(unwrapped) == _model_digest(physics.model):
+        control = unwrapped._env
+        task_keys = [key for key in vars(control.task) if key != "_random"]  # the RNG is saved as np_random
+        return {"kind": "dm_control", "state": _integration_state(physics.model.ptr, physics.data.ptr),
+                "step_count": int(control._step_count), "reset_next_step": bool(control._reset_next_step),
+                "task": _plain_attributes(control.task, task_keys)}
     return None
+
+
+def _integration_state(model: Any, data: Any) -> NDArray[np.float64]:
+    """MuJoCo's full integration state: time, qpos, qvel, activations, warm start, controls, applied forces."""
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(model, spec), dtype=np.float64)
+    mujoco.mj_getState(model, data, state, spec)
+    return state
+
+
+def _set_integration_state(model: Any, data: Any, saved: Any) -> None:
+    import mujoco
+
+    state = np.ascontiguousarray(_to_numpy(saved), dtype=np.float64)
+    mujoco.mj_setState(model, data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(model, data)  # the derived quantities the next step reads
+
+
+def _plain_attributes(obj: Any, keys: list[str]) -> dict[str, Any]:
+    """Those of ``obj``'s attributes ``keys`` that are plain data (numbers, arrays, tuples, None),
+    with what is needed to give them back their exact types."""
+    values = vars(obj)
+    attributes = {key: values[key] for key in keys
+                  if values[key] is None or isinstance(values[key], (np.ndarray, np.generic, int, float, bool, tuple))}
+    scalars = [key for key, value in attributes.items() if isinstance(value, np.generic)]
+    return {"attributes": {key: np.asarray(value) if key in scalars else value for key, value in attributes.items()},
+            "tuple_keys": [key for key, value in attributes.items() if isinstance(value, tuple)],
+            "none_keys": [key for key, value in attributes.items() if value is None],
+            "scalar_keys": scalars}
+
+
+def _set_plain_attributes(obj: Any, saved: dict[str, Any]) -> None:
+    for key, value in saved["attributes"].items():
+        value = _to_numpy(value)
+        if key in saved["tuple_keys"]:
+            value = tuple(value)
+        elif key in saved.get("scalar_keys", ()):
+            value = value[()]  # a NumPy scalar of the saved dtype, as the simulator had it
+        setattr(obj, key, None if key in saved["none_keys"] else value)
+
+
+# DM Control: the digest of each environment's MuJoCo model as it was built. A task that edits its
+# model at reset (finger, fish, manipulator, reacher, swimmer, ...) cannot be continued from the
+# integration state alone, so its checkpoints fall back to an episode boundary.
+_DM_CONTROL_MODELS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _dm_control_physics(unwrapped: Any) -> Any:
+    """The physics of a dm_control suite environment under shimmy's wrapper (None for anything else)."""
+    if not type(unwrapped).__module__.startswith("shimmy.dm_control"):
+        return None
+    env_type = getattr(unwrapped, "env_type", None)
+    return unwrapped._env.physics if getattr(env_type, "name", None) == "RL_CONTROL" else None
+
+
+def _model_digest(model: Any) -> str:
+    return hashlib.sha256(pickle.dumps(model)).hexdigest()
+
+
+def remember_dm_control_model(env: gym.Env) -> None:
+    """Record a freshly built DM Control environment's model, so that its checkpoints can hold
+    the simulator state while episodes leave the model as it was built (a no-op for other envs)."""
+    physics = _dm_control_physics(env.unwrapped)
+    if physics is not None:
+        _DM_CONTROL_MODELS[env.unwrapped] = _model_digest(physics.model)
 
 
 def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
     if saved["kind"] == "protocol":
         unwrapped.load_simulator_state(_numpy_tree(saved["state"]))
     elif saved["kind"] == "mujoco":
-        import mujoco
-
-        state = np.ascontiguousarray(_to_numpy(saved["state"]), dtype=np.float64)
-        mujoco.mj_setState(unwrapped.model, unwrapped.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
-        mujoco.mj_forward(unwrapped.model, unwrapped.data)
+        _set_integration_state(unwrapped.model, unwrapped.data, saved["state"])
+    elif saved["kind"] == "dm_control":
+        physics = _dm_control_physics(unwrapped)
+        if physics is None:
+            raise CheckpointError("the checkpoint holds a DM Control simulator state, but the environment is "
+                                  f"{type(unwrapped).__name__}; resume it into the environment it was saved from")
+        _set_integration_state(physics.model.ptr, physics.data.ptr, saved["state"])
+        control = unwrapped._env
+        control._step_count = int(saved["step_count"])
+        control._reset_next_step = bool(saved["reset_next_step"])
+        _set_plain_attributes(control.task, saved["task"])
     else:
-        for key, value in saved["attributes"].items():
-            value = _to_numpy(value)
-            if key in saved["tuple_keys"]:
-                value = tuple(value)
-            setattr(unwrapped, key, None if key in saved["none_keys"] else value)
+        _set_plain_attributes(unwrapped, saved)
 
 
 def env_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, or at an episode boundary.
 
-    ``exact`` is True when the simulator state itself was captured (MuJoCo, classic control).
+    ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, classic control).
     """
     wrappers: dict[str, Any] = {}
     for index, wrapper in enumerate(_wrapper_chain(env)):

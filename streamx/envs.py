@@ -23,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from streamx.checkpoint import remember_dm_control_model
 from streamx.config import Config
 from streamx.errors import ConfigError
 from streamx.wrappers import (
@@ -213,11 +214,13 @@ def _make_raw(config: Config, **extra: Any) -> gym.Env:
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
     try:
-        return gym.make(config.env, **kwargs)
+        env = gym.make(config.env, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"environment '{config.env}' needs a dependency that is not installed: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"environment '{config.env}' rejected env_kwargs {kwargs}: {exc}") from None
+    remember_dm_control_model(env)  # lets DM Control checkpoints hold the simulator state
+    return env
 
 
 def _vector_env(config: Config) -> gym.Env:

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -275,6 +276,31 @@ def test_periodic_checkpoints_and_the_replay_buffer(tmp_path):
     assert [path.name for path in checkpoint_paths(run_dir)] == ["step_000000000300.ckpt", "step_000000000400.ckpt"]
     saved = load_checkpoint(checkpoint_paths(run_dir)[-1])["sb3"]["replay_buffer"]
     assert saved["pos"] == 400 and not saved["full"] and saved["arrays"]["observations"].shape[0] == 401
+
+
+@needs_sb3
+@pytest.mark.skipif(importlib.util.find_spec("dm_control") is None, reason="the dmc extra is not installed")
+def test_a_dm_control_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch):
+    """DM Control's simulator state is saved for the baselines too (cheetah-run: its model is
+    never edited), so SAC1 stopped mid-episode continues that episode and equals the uninterrupted run."""
+    from test_conformance import _SignalAt
+
+    def config(name):
+        return resolve_config("sac1", "dm_control/cheetah-run-v0", overrides={
+            "total_steps": 400, "seed": 3, "run_dir": str(tmp_path / name), "progress": False,
+            "log_interval": 50, "checkpoint_interval": 100, "max_episode_steps": 150})
+
+    reference = train(config("ref"))
+    make, counter = gym.make, {"steps": 0}
+    monkeypatch.setattr(gym, "make", lambda *args, **kwargs: _SignalAt(make(*args, **kwargs), 222, counter))
+    stopped = train(config("run"))
+    assert stopped.status == "interrupted" and stopped.steps == 222
+    assert load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])["env_state"]["exact"]
+    resumed = resume(tmp_path / "run")
+    assert resumed.status == "finished" and episode_rows(tmp_path / "run") == episode_rows(tmp_path / "ref")
+    assert _same_parameters(resumed.agent, reference.agent)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"] == [
+        {"step": 222, "mid_episode": True}]
 
 
 @needs_sb3

@@ -4,6 +4,7 @@ dm_control/cheetah-run-v0 (skipped without the dmc extra)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("dm_control", reason="the dmc extra is not installed")
 pytest.importorskip("shimmy", reason="the dmc extra is not installed")
@@ -131,3 +133,80 @@ def test_episodes_csv_holds_raw_returns(tmp_path, spies, monkeypatch):
     episodes = read_csv(tmp_path / "run" / "episodes.csv")
     assert [int(row["length"]) for row in episodes] == [1000]
     assert float(episodes[0]["return"]) == pytest.approx(sum(raw), rel=1e-5)  # episodes.csv keeps 6 digits
+
+
+def test_a_run_stopped_mid_episode_resumes_exactly(tmp_path, monkeypatch):
+    """The simulator state (MuJoCo integration state, the task's episode attributes, dm_control's
+    step counter) is checkpointed: periodic checkpoints fall mid-episode at their interval, and a
+    run stopped by a signal mid-episode continues it and equals the uninterrupted run bit for bit."""
+    from test_conformance import _SignalAt
+
+    from streamx.checkpoint import load_checkpoint
+    from streamx.run import checkpoint_paths, resume
+
+    def config(name: str):
+        return resolve_config("stream_ac", ENV, overrides={
+            "total_steps": 900, "seed": 3, "run_dir": str(tmp_path / name), "progress": False,
+            "max_episode_steps": 300, "checkpoint_interval": 250, "keep_checkpoints": 5})
+
+    full = train(config("full"))
+    assert [path.name for path in checkpoint_paths(tmp_path / "full")] == [
+        f"step_{step:012d}.ckpt" for step in (250, 500, 750, 900)]  # at the interval, mid-episode
+    original, counter = envs._make_raw, {"steps": 0}
+    monkeypatch.setattr(envs, "_make_raw", lambda cfg, **kw: _SignalAt(original(cfg, **kw), 433, counter))
+    stopped = train(config("stopped"))
+    assert stopped.status == "interrupted" and stopped.steps == 433
+    payload = load_checkpoint(checkpoint_paths(tmp_path / "stopped")[-1])
+    assert payload["env_state"]["exact"] and payload["env_state"]["simulator"]["kind"] == "dm_control"
+    resumed = resume(tmp_path / "stopped")
+    assert resumed.status == "finished" and resumed.steps == 900
+    assert resumed.episode_returns == full.episode_returns and resumed.episode_lengths == [300, 300, 300]
+    summary = json.loads((tmp_path / "stopped" / "summary.json").read_text())
+    assert summary["resumes"] == [{"step": 433, "mid_episode": True}]
+    final = load_checkpoint(checkpoint_paths(tmp_path / "stopped")[-1])["agent"]["networks"]
+    reference = load_checkpoint(checkpoint_paths(tmp_path / "full")[-1])["agent"]["networks"]
+    for name in reference:
+        for key, value in reference[name].items():
+            assert torch.equal(value, final[name][key]), (name, key)
+
+
+def test_a_task_that_edits_its_model_is_resumed_at_an_episode_boundary():
+    """reacher places its target by editing the model at each reset: the integration state alone
+    would not continue it, so its state is not exact; an env not built by streamx is not either."""
+    from streamx.checkpoint import env_state
+
+    reacher = envs.make_env(resolve_config("stream_ac", "dm_control/reacher-easy-v0"))
+    cheetah = envs.make_env(resolve_config("stream_ac", ENV))
+    for env in (reacher, cheetah):
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+    assert not env_state(reacher)["exact"] and env_state(cheetah)["exact"]
+    built_elsewhere = gym.make(ENV)
+    built_elsewhere.reset(seed=0)
+    assert not env_state(built_elsewhere)["exact"]
+    for env in (reacher, cheetah, built_elsewhere):
+        env.close()
+
+
+def test_the_saved_state_restores_the_tasks_attributes_with_their_types():
+    """dog-stand measures its stand height and body weight at reset (a NumPy array and a NumPy
+    float): a restored environment that never reset gets both back, types included."""
+    from streamx.checkpoint import env_state, restore_env_state, to_plain
+
+    config = resolve_config("stream_ac", "dm_control/dog-stand-v0")
+    first, second = envs.make_env(config), envs.make_env(config)
+    first.reset(seed=0)
+    for _ in range(3):
+        first.step(first.action_space.sample())
+    state = to_plain(env_state(first))
+    second.reset(seed=5)
+    task, restored = first.unwrapped._env.task, second.unwrapped._env.task
+    restored._stand_height, restored._body_weight = None, None
+    restore_env_state(second, state)
+    assert type(restored._body_weight) is type(task._body_weight) is np.float64
+    assert restored._body_weight == task._body_weight
+    np.testing.assert_array_equal(restored._stand_height, task._stand_height)
+    action = np.full(first.action_space.shape, 0.3, np.float32)
+    np.testing.assert_array_equal(first.step(action)[0], second.step(action)[0])
+    first.close()
+    second.close()
