@@ -14,8 +14,9 @@ counter, the episode-statistics accumulators, the environment's and the action s
 and the simulator state where it can be read and written exactly — MuJoCo (the full
 integration state: time, qpos, qvel, activations, warm start, controls), DM Control (the same
 for the task's physics, dm_control's step counter and the task's episode attributes, for tasks
-that leave their model as built) and classic control (the ``state`` vector and bookkeeping
-attributes). Other simulators (ALE, MinAtar) are restored at an episode boundary instead;
+that leave their model as built), MinAtar (the game's attributes, sticky-action memory and RNG)
+and classic control (the ``state`` vector and bookkeeping attributes). ALE (Atari) is restored
+at an episode boundary instead;
 :func:`env_state` reports which.
 """
 
@@ -275,6 +276,8 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
         public = [key for key in vars(unwrapped)
                   if not key.startswith("_") and key not in ("screen", "clock", "render_mode")]
         return {"kind": "classic", **_plain_attributes(unwrapped, public)}
+    if type(unwrapped).__module__.startswith("minatar.") and hasattr(unwrapped, "game"):
+        return _minatar_state(unwrapped.game)
     physics = _dm_control_physics(unwrapped)
     if physics is not None and _DM_CONTROL_MODELS.get(unwrapped) == _model_digest(physics.model):
         control = unwrapped._env
@@ -283,6 +286,67 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
                 "step_count": int(control._step_count), "reset_next_step": bool(control._reset_next_step),
                 "task": _plain_attributes(control.task, task_keys)}
     return None
+
+
+def _minatar_state(outer: Any) -> dict[str, Any] | None:
+    """A MinAtar game: its attributes (positions, timers, entity lists, maps), the sticky-action
+    memory and the RNG that the game and its sticky actions draw from."""
+    game = outer.env
+    shared = game.random is outer.random
+    try:
+        attributes = _encode_tree({key: value for key, value in vars(game).items() if key != "random"})
+    except TypeError:  # a game holding something other than plain data: restore at an episode boundary
+        return None
+    return {"kind": "minatar", "game": attributes, "last_action": _encode_tree(outer.last_action),
+            "rng": rng_to_plain(outer.random), "game_rng": None if shared else rng_to_plain(game.random)}
+
+
+def _restore_minatar(outer: Any, saved: dict[str, Any]) -> None:
+    game = outer.env
+    for key, value in _decode_tree(saved["game"]).items():
+        setattr(game, key, value)
+    outer.last_action = _decode_tree(saved["last_action"])
+    rng_from_plain(outer.random, saved["rng"])
+    if saved["game_rng"] is None:
+        game.random = outer.random
+    else:
+        rng_from_plain(game.random, saved["game_rng"])
+
+
+def _encode_tree(value: Any) -> Any:
+    """Plain data — numbers, strings, None, arrays, and lists, tuples and string-keyed dicts of
+    them — in a form a checkpoint holds and :func:`_decode_tree` turns back into the same values
+    of the same types (NumPy scalars and tuples included). TypeError for anything else."""
+    if isinstance(value, np.generic):
+        return {"numpy_scalar": np.asarray(value)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value
+    if isinstance(value, list):
+        return [_encode_tree(item) for item in value]
+    if isinstance(value, tuple):
+        return {"tuple": [_encode_tree(item) for item in value]}
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {"dict": {key: _encode_tree(item) for key, item in value.items()}}
+    raise TypeError(f"cannot save a {type(value).__name__} in a checkpoint")
+
+
+def _decode_tree(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy().copy()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_decode_tree(item) for item in value]
+    if isinstance(value, dict):
+        (tag, content), = value.items()
+        if tag == "numpy_scalar":
+            return _to_numpy(content)[()]
+        if tag == "tuple":
+            return tuple(_decode_tree(item) for item in content)
+        return {key: _decode_tree(item) for key, item in content.items()}
+    return value
 
 
 def _integration_state(model: Any, data: Any) -> NDArray[np.float64]:
@@ -357,6 +421,8 @@ def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
         unwrapped.load_simulator_state(_numpy_tree(saved["state"]))
     elif saved["kind"] == "mujoco":
         _set_integration_state(unwrapped.model, unwrapped.data, saved["state"])
+    elif saved["kind"] == "minatar":
+        _restore_minatar(unwrapped.game, saved)
     elif saved["kind"] == "dm_control":
         physics = _dm_control_physics(unwrapped)
         if physics is None:
@@ -374,7 +440,7 @@ def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
 def env_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, or at an episode boundary.
 
-    ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, classic control).
+    ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, MinAtar, classic control).
     """
     wrappers: dict[str, Any] = {}
     for index, wrapper in enumerate(_wrapper_chain(env)):

@@ -541,3 +541,65 @@ def test_an_env_whose_observations_do_not_match_its_space_is_an_environment_faul
             train(resolve_config("stream_q", "streamx-test/Liar-v0", overrides={
                 "total_steps": 100, "run_dir": str(run), "progress": False, "obs_normalization": normalization}))
         assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("minatar") is None, reason="extra 'minatar' not installed")
+@pytest.mark.parametrize("algo, game", [("stream_q", "SpaceInvaders"), ("stream_sarsa", "Asterix")])
+def test_minatar_resumes_mid_episode_exactly(tmp_path, monkeypatch, algo, game):
+    """A MinAtar game's state (its attributes, sticky-action memory, RNG) is checkpointed:
+    periodic checkpoints fall at their interval, and a run stopped by a signal mid-episode
+    resumes that episode and equals the uninterrupted run bit for bit."""
+    from test_conformance import _SignalAt
+
+    from streamx import envs
+
+    def config(name: str):
+        return resolve_config(algo, f"MinAtar/{game}-v1", overrides={
+            "total_steps": 900, "seed": 2, "run_dir": str(tmp_path / name), "progress": False,
+            "checkpoint_interval": 250, "keep_checkpoints": 5})
+
+    full = train(config("full"))
+    assert [path.name for path in checkpoint_paths(tmp_path / "full")] == [
+        f"step_{step:012d}.ckpt" for step in (250, 500, 750, 900)]
+    original, counter = envs._make_raw, {"steps": 0}
+    monkeypatch.setattr(envs, "_make_raw", lambda cfg, **kw: _SignalAt(original(cfg, **kw), 433, counter))
+    stopped = train(config("stopped"))
+    assert stopped.status == "interrupted" and stopped.steps == 433
+    assert load_checkpoint(checkpoint_paths(tmp_path / "stopped")[-1])["env_state"]["simulator"]["kind"] == "minatar"
+    resumed = resume(tmp_path / "stopped")
+    assert resumed.status == "finished" and resumed.steps == 900
+    assert resumed.episode_returns == full.episode_returns and resumed.episode_lengths == full.episode_lengths
+    assert json.loads((tmp_path / "stopped" / "summary.json").read_text())["resumes"] == [
+        {"step": 433, "mid_episode": True}]
+    final, reference = _final_weights(tmp_path / "stopped"), _final_weights(tmp_path / "full")
+    for net in reference:
+        for key, value in reference[net].items():
+            assert torch.equal(value, final[net][key]), (net, key)
+
+
+def test_game_state_keeps_its_values_and_types_through_a_checkpoint(tmp_path):
+    """The plain-data trees a game's state is saved as come back with the same types: NumPy
+    scalars and arrays (dtype too), tuples, None, nested lists and string-keyed dicts."""
+    from streamx.checkpoint import _decode_tree, _encode_tree
+
+    value = {"pos": 4, "flag": np.bool_(True), "speed": np.float64(0.25), "dir": (0, 2), "none": None,
+             "entities": [None, [3, 4, True, np.int64(7)], [(1, 2), "l"]], "map": np.eye(3, dtype=bool),
+             "channels": {"ball": 1, "trail": 2}, "big": 2 ** 70}
+    save_checkpoint(tmp_path / "c.ckpt", {"format_version": 1, "tree": _encode_tree(value)})
+    back = _decode_tree(load_checkpoint(tmp_path / "c.ckpt")["tree"])
+
+    def same(a, b):
+        assert type(a) is type(b), (a, b)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        elif isinstance(a, dict):
+            assert a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        else:
+            assert a == b
+        return True
+
+    assert same(value, back)
+    with pytest.raises(TypeError, match="RandomState"):
+        _encode_tree({"rng": np.random.RandomState(0)})
