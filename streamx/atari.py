@@ -543,16 +543,39 @@ class AtariFrames(gym.Wrapper):
         return self._gray.copy()
 
     def state_dict(self) -> dict[str, Any]:
-        """The running game's counters, lives and game-over flag: meaningful only restored
-        together with that game (as RecordGameStatistics' and EpisodicLife's)."""
+        """The running game's counters, lives and game-over flag, and the frames the next
+        observation is made from (the last two screens, the colours learned, the resized frame
+        and what it was made from): meaningful only restored together with that game's emulator
+        state (as RecordGameStatistics' and EpisodicLife's)."""
+        resizer = self._resizer
         return {"game_return": self.game_return, "game_length": self.game_length, "lives": self.lives,
-                "game_over": self.game_over}
+                "game_over": self.game_over, "screens": self._screens.copy(), "current": self._current,
+                "pair": list(self._pair), "base_known": self._base_known, "palette": resizer.palette.copy(),
+                "known": resizer.known.copy(), "small": resizer.small.copy(), "seen": resizer._seen.copy(),
+                "valid": resizer._valid}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.game_return = float(state["game_return"])
         self.game_length = int(state["game_length"])
         self.lives = int(state["lives"])
         self.game_over = bool(state["game_over"])
+        if "screens" not in state:  # saved without the frames: the next reset starts a new game anyway
+            return
+        resizer = self._resizer
+        for name, target, value in (("screens", self._screens, state["screens"]), ("palette", resizer.palette,
+                                    state["palette"]), ("known", resizer.known, state["known"]),
+                                    ("small", resizer.small, state["small"]), ("seen", resizer._seen, state["seen"])):
+            value = np.asarray(value)
+            if value.shape != target.shape or value.dtype != target.dtype:
+                raise ValueError(f"saved {name} has shape {value.shape} and dtype {value.dtype}, "
+                                 f"expected {target.shape} and {target.dtype}")
+            target[...] = value
+        current, pair = int(state["current"]), tuple(int(index) for index in state["pair"])
+        if current not in (0, 1) or len(pair) != 2 or not set(pair) <= {0, 1}:
+            raise ValueError(f"saved frame indices {current} and {pair} are not 0 or 1")
+        self._current, self._pair = current, (pair[0], pair[1])
+        self._base_known = bool(state["base_known"])
+        resizer._valid = bool(state["valid"])
 
 
 class StackFrames(gym.Wrapper):
@@ -578,6 +601,18 @@ class StackFrames(gym.Wrapper):
         self._ring[:] = observation
         self._oldest = 0
         return self._ring.copy(), info
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stacked frames: meaningful only restored together with the game they came from."""
+        return {"ring": self._ring.copy(), "oldest": self._oldest}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ring, oldest = np.asarray(state["ring"]), int(state["oldest"])
+        if ring.shape != self._ring.shape or ring.dtype != self._ring.dtype or not 0 <= oldest < self.size:
+            raise ValueError(f"saved frames have shape {ring.shape}, dtype {ring.dtype} and oldest index {oldest}; "
+                             f"expected {self._ring.shape}, {self._ring.dtype} and an index below {self.size}")
+        self._ring[...] = ring
+        self._oldest = oldest
 
     def step(self, action: Any) -> StepResult:
         observation, reward, terminated, truncated, info = self.env.step(action)

@@ -39,6 +39,7 @@ import numpy as np
 from streamx import __version__
 from streamx.checkpoint import (
     FORMAT_VERSION,
+    continues_mid_episode,
     env_state,
     global_rng_state,
     remember_dm_control_model,
@@ -372,7 +373,7 @@ def _vec_env(config: Config, hyper: dict[str, Any]) -> Any:
 # is: the model's torch state (policy incl. target networks, optimizers, SAC's entropy
 # coefficient), its counters and the observation to act on, the replay buffer's filled part,
 # VecNormalize's statistics, the environment (``streamx.checkpoint.env_state``: wrappers,
-# RNGs, the MuJoCo/classic-control simulator state) and the global RNGs. A PPO rollout buffer is
+# RNGs, the simulator state where it is saved) and the global RNGs. A PPO rollout buffer is
 # empty there. Everything goes into streamx's checksummed weights_only checkpoint file.
 
 _COUNTERS = ("num_timesteps", "_episode_num", "_n_updates", "_current_progress_remaining", "_n_calls",
@@ -389,6 +390,16 @@ def _dummy_vec_env(venv: Any) -> Any:
 def _base_env(venv: Any) -> gym.Env:
     """The gymnasium env inside a (wrapped) one-env DummyVecEnv."""
     return _dummy_vec_env(venv).envs[0]
+
+
+def _env_state(venv: Any, config: Config) -> dict[str, Any]:
+    """``streamx.checkpoint.env_state`` of the base env — for Atari without the emulator: SB3's
+    AtariWrapper (lives, the real game end) and VecFrameStack keep episode state that is not
+    saved, so an Atari baseline resumes at a new game."""
+    state = env_state(_base_env(venv))
+    if suite_of(config.env) == "atari":
+        state = {**state, "simulator": None, "exact": False}
+    return state
 
 
 def _vec_normalize(venv: Any) -> Any:
@@ -477,11 +488,11 @@ def _restore_model(model: Any, saved: dict[str, Any]) -> None:
 
 def _restore_session(model: Any, venv: Any, payload: dict[str, Any]) -> bool:
     """Load a checkpoint into a freshly built model and env; return whether the run continues
-    mid-episode (MuJoCo, classic control) rather than at a new episode."""
+    mid-episode (MuJoCo, DM Control, classic control) rather than at a new episode."""
     saved = payload["sb3"]
     _restore_model(model, saved)
     base = _base_env(venv)
-    mid_episode = bool(payload["loop"]["mid_episode"]) and bool(payload["env_state"]["exact"])
+    mid_episode = bool(payload["loop"]["mid_episode"]) and continues_mid_episode(base, payload["env_state"])
     _dummy_vec_env(venv)._reset_seeds()  # the seed served the first session; the RNGs come from the checkpoint
     venv.reset()  # builds every wrapper's episode state, which the checkpoint then overwrites
     restore_env_state(base, payload["env_state"], mid_episode=mid_episode)
@@ -512,7 +523,7 @@ class _Recorder:
                  run_dir: Path, payload: dict[str, Any] | None):
         self.config, self.writer, self.on_episode, self.signals, self.bar = config, writer, on_episode, signals, bar
         self.venv, self.run_dir = venv, run_dir
-        self.exact = bool(env_state(_base_env(venv))["exact"])
+        self.exact = bool(_env_state(venv, config)["exact"])
         self.returns: list[float] = []
         self.lengths: list[int] = []
         self.step = 0
@@ -547,7 +558,7 @@ class _Recorder:
             "env": self.config.env,
             "config": json.dumps(self.config.to_dict(), sort_keys=True),
             "sb3": {**_model_state(model), "normalizer": _normalizer_state(self.venv)},
-            "env_state": env_state(_base_env(self.venv)),
+            "env_state": _env_state(self.venv, self.config),
             "rng": global_rng_state(),
             "loop": {
                 "step": self.step,

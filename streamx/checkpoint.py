@@ -14,9 +14,9 @@ counter, the episode-statistics accumulators, the environment's and the action s
 and the simulator state where it can be read and written exactly — MuJoCo (the full
 integration state: time, qpos, qvel, activations, warm start, controls), DM Control (the same
 for the task's physics, dm_control's step counter and the task's episode attributes, for tasks
-that leave their model as built), MinAtar (the game's attributes, sticky-action memory and RNG)
-and classic control (the ``state`` vector and bookkeeping attributes). ALE (Atari) is restored
-at an episode boundary instead;
+that leave their model as built), MinAtar (the game's attributes, sticky-action memory and RNG),
+ALE (the emulator's serialized state, RNG included) and classic control (the ``state`` vector
+and bookkeeping attributes). Anything else is restored at an episode boundary instead;
 :func:`env_state` reports which.
 """
 
@@ -29,6 +29,7 @@ import pickle
 import random
 import tempfile
 import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from streamx.errors import CheckpointError
 
 __all__ = [
     "FORMAT_VERSION",
+    "continues_mid_episode",
     "env_state",
     "global_rng_state",
     "learner_state_faults",
@@ -276,6 +278,9 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
         public = [key for key in vars(unwrapped)
                   if not key.startswith("_") and key not in ("screen", "clock", "render_mode")]
         return {"kind": "classic", **_plain_attributes(unwrapped, public)}
+    if type(unwrapped).__module__.startswith("ale_py") and hasattr(unwrapped, "ale"):
+        emulator = unwrapped.ale.cloneState(include_rng=True).serialize()  # RAM, CPU, TIA, frame counters, RNG
+        return {"kind": "ale", "state": np.frombuffer(emulator, dtype=np.uint8).copy()}
     if type(unwrapped).__module__.startswith("minatar.") and hasattr(unwrapped, "game"):
         return _minatar_state(unwrapped.game)
     physics = _dm_control_physics(unwrapped)
@@ -421,6 +426,14 @@ def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
         unwrapped.load_simulator_state(_numpy_tree(saved["state"]))
     elif saved["kind"] == "mujoco":
         _set_integration_state(unwrapped.model, unwrapped.data, saved["state"])
+    elif saved["kind"] == "ale":
+        import ale_py
+
+        try:
+            unwrapped.ale.restoreState(ale_py.ALEState(_to_numpy(saved["state"]).astype(np.uint8).tobytes()))
+        except (RuntimeError, SystemError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"the checkpoint's emulator state cannot be restored ({exc}); "
+                                  "use an earlier checkpoint of the run") from None
     elif saved["kind"] == "minatar":
         _restore_minatar(unwrapped.game, saved)
     elif saved["kind"] == "dm_control":
@@ -440,7 +453,8 @@ def _restore_simulator(unwrapped: Any, saved: dict[str, Any]) -> None:
 def env_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, or at an episode boundary.
 
-    ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, MinAtar, classic control).
+    ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, MinAtar,
+    Atari, classic control).
     """
     wrappers: dict[str, Any] = {}
     for index, wrapper in enumerate(_wrapper_chain(env)):
@@ -449,6 +463,8 @@ def env_state(env: gym.Env) -> dict[str, Any]:
             wrappers[key] = wrapper.state_dict()
         elif isinstance(wrapper, gym.wrappers.TimeLimit):
             wrappers[key] = {"elapsed_steps": wrapper._elapsed_steps}
+        elif isinstance(wrapper, gym.wrappers.FrameStackObservation):
+            wrappers[key] = {"frames": np.stack(list(wrapper.obs_queue))}
         elif isinstance(wrapper, gym.wrappers.RecordEpisodeStatistics):
             wrappers[key] = {"episode_returns": float(wrapper.episode_returns),
                              "episode_lengths": int(wrapper.episode_lengths),
@@ -462,6 +478,18 @@ def env_state(env: gym.Env) -> dict[str, Any]:
         "simulator": simulator,
         "exact": simulator is not None,
     }
+
+
+def continues_mid_episode(env: gym.Env, state: dict[str, Any]) -> bool:
+    """Whether a checkpoint's environment state (:func:`env_state`) can continue its episode in
+    ``env``: the simulator state was saved, and ``env`` has the same simulator and the same chain
+    of wrappers (an Atari run saved with one pipeline and resumed with the other cannot continue
+    its game, only its statistics)."""
+    if not state.get("exact") or state.get("simulator") is None:
+        return False
+    current = env_state(env)
+    return (bool(current["exact"]) and current["simulator"]["kind"] == state["simulator"]["kind"]
+            and set(current["wrappers"]) == set(state["wrappers"]))
 
 
 def restore_env_state(env: gym.Env, state: dict[str, Any], mid_episode: bool = True) -> None:
@@ -484,10 +512,18 @@ def restore_env_state(env: gym.Env, state: dict[str, Any], mid_episode: bool = T
         if saved is None:
             continue
         if hasattr(wrapper, "load_state_dict"):
-            wrapper.load_state_dict(_numpy_tree(saved))
+            try:
+                wrapper.load_state_dict(_numpy_tree(saved))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CheckpointError(f"the checkpoint's state of {type(wrapper).__name__} does not fit this "
+                                      f"environment ({exc}); resume the run with the settings it was saved "
+                                      "with") from None
         elif isinstance(wrapper, gym.wrappers.TimeLimit):
             # gymnasium infers TimeLimit._elapsed_steps as None from its `= None` in __init__ (it is int | None)
             wrapper._elapsed_steps = saved["elapsed_steps"] if mid_episode else 0  # type: ignore[assignment]
+        elif isinstance(wrapper, gym.wrappers.FrameStackObservation):
+            frames = _to_numpy(saved["frames"])
+            wrapper.obs_queue = deque((frame.copy() for frame in frames), maxlen=wrapper.stack_size)
         elif isinstance(wrapper, gym.wrappers.RecordEpisodeStatistics):
             wrapper.episode_returns = saved["episode_returns"] if mid_episode else 0.0
             wrapper.episode_lengths = saved["episode_lengths"] if mid_episode else 0

@@ -26,6 +26,7 @@ from streamx import __version__
 from streamx.agents import build_agent
 from streamx.checkpoint import (
     FORMAT_VERSION,
+    continues_mid_episode,
     env_state,
     global_rng_state,
     learner_state_faults,
@@ -259,7 +260,7 @@ class StreamTraining:
         """Load a checkpoint into the freshly built agent and env; return the observation to act on."""
         loop = payload["loop"]
         self.agent.load_state_dict(payload["agent"])
-        mid_episode = bool(loop["mid_episode"]) and bool(payload["env_state"]["exact"])
+        mid_episode = bool(loop["mid_episode"]) and continues_mid_episode(self.env, payload["env_state"])
         restore_env_state(self.env, payload["env_state"], mid_episode=mid_episode)
         restore_global_rng_state(payload["rng"])
         self.step = int(loop["step"])
@@ -286,7 +287,6 @@ class StreamTraining:
     def run(self) -> RunResult:
         config, env, agent = self.config, self.env, self.agent
         self.start = self.interval_start = time.perf_counter()
-        exact = env_state(env)["exact"] if config.checkpoint_interval else True
         status, stopped_early = "failed", False
         fault: BaseException | None = None
         continuous = isinstance(env.action_space, gym.spaces.Box)
@@ -304,6 +304,8 @@ class StreamTraining:
                     obs = trusted(self._restore(self.resume_from))
                 else:
                     obs = trusted(env.reset(seed=config.seed)[0])
+                # after the first reset: some simulators (a DM Control task that edits its model) tell only then
+                exact = env_state(env)["exact"] if config.checkpoint_interval else True
                 self.bar = progress_bar(config, initial=self.step)
                 while self.step < config.total_steps:
                     self.step += 1

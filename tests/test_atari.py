@@ -484,7 +484,12 @@ def test_atari_frames_state_dict_round_trip_and_stack_frames():
     assert frames.state_dict()["lives"] == 4 and frames.state_dict()["game_over"] is False
     other = AtariFrames(raw_env("Breakout"))
     other.load_state_dict(frames.state_dict())
-    assert other.state_dict() == frames.state_dict()
+    saved, restored = frames.state_dict(), other.state_dict()
+    assert saved.keys() == restored.keys() and {"screens", "palette", "small", "seen"} <= saved.keys()
+    for key, value in saved.items():
+        assert np.array_equal(value, restored[key]), key
+    with pytest.raises(ValueError, match="saved screens has shape"):
+        other.load_state_dict({**saved, "screens": saved["screens"][:, :100]})
     stack = StackFrames(gym.wrappers.DtypeObservation(raw_env("Breakout"), np.float32), 3)
     first, _ = stack.reset(seed=0)
     assert first.shape == (3, 210, 160, 3) and all(np.array_equal(first[0], frame) for frame in first)
@@ -494,3 +499,8 @@ def test_atari_frames_state_dict_round_trip_and_stack_frames():
     second[:] = -1  # the caller owns what it got: the stack's own frames are not touched
     third, *_ = stack.step(FIRE)
     np.testing.assert_array_equal(third[:2], kept[1:])
+    twin = StackFrames(gym.wrappers.DtypeObservation(raw_env("Breakout"), np.float32), 3)
+    twin.load_state_dict(stack.state_dict())
+    assert twin._oldest == stack._oldest and np.array_equal(twin._ring, stack._ring)
+    with pytest.raises(ValueError, match="oldest index 3"):
+        twin.load_state_dict({**stack.state_dict(), "oldest": 3})

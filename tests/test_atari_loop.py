@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("ale_py", reason="Atari tests need ale-py: pip install 'streamx-rl[atari]'")
 pytest.importorskip("cv2", reason="Atari tests need opencv: pip install 'streamx-rl[atari]'")
@@ -157,16 +158,38 @@ def test_a_config_saved_without_life_loss_resumes_with_reset(tmp_path):
     assert load_run_config(tmp_path / "old").life_loss == "reset"
 
 
-def test_resume_after_a_mid_game_stop_starts_a_new_game_and_merges_no_returns(tmp_path):
-    """A checkpoint taken mid-game (here at SIGTERM) cannot hold the emulator: the resumed run
-    starts a fresh game, and the abandoned game gets no row."""
+@pytest.mark.parametrize("life_loss", ["continue", "reset"])
+def test_a_mid_game_stop_resumes_the_same_game_and_equals_the_uninterrupted_run(tmp_path, life_loss):
+    """The checkpoint holds the emulator and the frames: a run stopped mid-game (SIGTERM) continues
+    that game, and its games, returns and final weights are the uninterrupted run's."""
+    full, _ = recorded_run(tmp_path / "full", life_loss, 1400)
+    first, stopped = recorded_run(tmp_path, life_loss, 1400, stop_at=500)
+    run_dir = tmp_path / life_loss
+    assert stopped.status == "interrupted" and not first.steps[-1].game_over  # stopped mid-game
+    checkpoint = load_checkpoint(checkpoint_paths(run_dir)[-1])
+    assert checkpoint["env_state"]["exact"] and checkpoint["env_state"]["simulator"]["kind"] == "ale"
+    resume(run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["resumes"] == [{"step": 500, "mid_episode": True}]
+    assert episode_rows(run_dir) == episode_rows(tmp_path / "full" / life_loss)
+    assert len(episode_rows(run_dir)) >= 3 and any(s.game_over for s in full.steps[500:])
+    final = load_checkpoint(checkpoint_paths(run_dir)[-1])["agent"]["networks"]
+    reference = load_checkpoint(checkpoint_paths(tmp_path / "full" / life_loss)[-1])["agent"]["networks"]
+    assert all(torch.equal(reference[n][k], final[n][k]) for n in reference for k in reference[n])
+
+
+def test_a_checkpoint_without_the_emulator_resumes_at_a_new_game_and_merges_no_returns(tmp_path, monkeypatch):
+    """A checkpoint that holds no emulator state (written by a streamx that did not save it):
+    the resumed run starts a fresh game, and the abandoned game gets no row."""
+    from streamx import checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "_simulator_state", lambda unwrapped: None)
     first, stopped = recorded_run(tmp_path, "continue", 1400, stop_at=500)
     run_dir = tmp_path / "continue"
     assert stopped.status == "interrupted" and len(first.steps) == 500
     games_before = [s for s in first.steps if s.game_over]
     assert not first.steps[-1].game_over  # stopped mid-game
     checkpoint = load_checkpoint(checkpoint_paths(run_dir)[-1])
-    assert checkpoint["loop"]["mid_episode"] is True  # taken mid-game; not exact for ALE
+    assert checkpoint["loop"]["mid_episode"] is True and not checkpoint["env_state"]["exact"]
     result = resume(run_dir)
     rows = episode_rows(run_dir)
     assert len(rows) == len(result.episode_returns) and len(rows) > len(games_before)
@@ -177,3 +200,23 @@ def test_resume_after_a_mid_game_stop_starts_a_new_game_and_merges_no_returns(tm
     first_new = rows[len(games_before)]
     steps_in_new_game = int(first_new["step"]) - 500
     assert int(first_new["length"]) <= 4 * steps_in_new_game + 30 + 8
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("numba") is None,
+                    reason="the fast Atari pipeline needs numba")
+def test_a_game_saved_with_one_pipeline_resumed_with_the_other_starts_a_new_game(tmp_path):
+    """The two pipelines keep different frame state: a mid-game checkpoint of a reference-pipeline
+    run resumed with the fast pipeline cannot continue its game, so it starts a new one (keeping
+    the learning statistics)."""
+    from streamx.rundir import load_run_config
+
+    config = resolve_config("stream_q", GAME, overrides={
+        "total_steps": 600, "run_dir": str(tmp_path / "run"), "progress": False, "checkpoint_interval": 0,
+        "env_kwargs": {"pipeline": "reference"}})
+    StreamTraining(config, None).run()
+    payload = load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])
+    assert payload["env_state"]["exact"] and payload["loop"]["mid_episode"]
+    resumed_config = load_run_config(tmp_path / "run").replace(total_steps=700, env_kwargs={"pipeline": "fast"})
+    training = StreamTraining(resumed_config, None, payload)
+    assert training.run().steps == 700
+    assert training.resumes[-1] == {"step": 600, "mid_episode": False}

@@ -304,6 +304,22 @@ def test_a_dm_control_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch
 
 
 @needs_sb3
+@pytest.mark.skipif(importlib.util.find_spec("ale_py") is None, reason="the atari extra is not installed")
+def test_an_atari_baseline_is_checkpointed_without_the_emulator():
+    """SB3's AtariWrapper and VecFrameStack keep episode state streamx does not save, so an Atari
+    baseline's checkpoint holds no emulator state and its resume starts a new game."""
+    from streamx.baselines import _env_state, _vec_env
+
+    for algo, env_id, exact in (("dqn", "BreakoutNoFrameskip-v4", False), ("dqn", "CartPole-v1", True)):
+        config = resolve_config(algo, env_id)
+        venv = _vec_env(config, {})
+        venv.reset()
+        state = _env_state(venv, config)
+        assert state["exact"] is exact and (state["simulator"] is None) is not exact, env_id
+        venv.close()
+
+
+@needs_sb3
 def test_without_simulator_state_a_resume_starts_a_new_episode(tmp_path, monkeypatch):
     from streamx import checkpoint
 

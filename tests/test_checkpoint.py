@@ -299,9 +299,9 @@ def test_eval_and_exported_policy(tmp_path, algo, env):
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("ale_py") is None, reason="extra 'atari' not installed")
-def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
-    """ALE state is not saved: the periodic checkpoint waits for the end of a game, and the
-    resumed run starts the next game exactly as the uninterrupted one did."""
+def test_atari_resumes_exactly_from_a_mid_game_periodic_checkpoint(tmp_path):
+    """The emulator's state is saved: the periodic checkpoint is taken at its interval, mid-game,
+    and a run resumed from it (as after kill -9) equals the uninterrupted one."""
     import shutil
 
     config = resolve_config("stream_q", "Breakout", overrides={
@@ -310,7 +310,7 @@ def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
     train(config)
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
     first, *later = checkpoint_paths(tmp_path / "resumed")
-    assert later and load_checkpoint(first)["loop"]["mid_episode"] is False  # taken at a game's end
+    assert first.name == "step_000000000400.ckpt" and load_checkpoint(first)["loop"]["mid_episode"] is True
     for path in later:
         path.unlink()
     resume(tmp_path / "resumed")
@@ -318,7 +318,29 @@ def test_atari_resumes_exactly_at_a_game_boundary(tmp_path):
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
     assert all(torch.equal(full[n][k], resumed[n][k]) for n in full for k in full[n])
     summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
-    assert summary["resumes"] == [{"step": load_checkpoint(first)["loop"]["step"], "mid_episode": False}]
+    assert summary["resumes"] == [{"step": 400, "mid_episode": True}]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ale_py") is None, reason="extra 'atari' not installed")
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_emulator_state_is_one_clear_error(tmp_path, damage):
+    """A checkpoint whose checksum is right but whose emulator state is not one the emulator wrote
+    is refused with a CheckpointError naming it; the results already written stay."""
+    config = resolve_config("stream_q", "Breakout", overrides={
+        "total_steps": 300, "run_dir": str(tmp_path / "run"), "progress": False, "checkpoint_interval": 0})
+    train(config)
+    path = checkpoint_paths(tmp_path / "run")[-1]
+    payload = load_checkpoint(path)
+    emulator = payload["env_state"]["simulator"]["state"]
+    payload["env_state"]["simulator"]["state"] = (emulator[:len(emulator) // 3] if damage == "truncated" else
+                                                  torch.randint(0, 256, (5000,), dtype=torch.uint8))
+    save_checkpoint(path, payload)
+    episodes = (tmp_path / "run" / "episodes.csv").read_text()
+    (tmp_path / "run" / "summary.json").write_text(
+        (tmp_path / "run" / "summary.json").read_text().replace('"finished"', '"interrupted"'))
+    with pytest.raises(CheckpointError, match="emulator state cannot be restored"):
+        resume(tmp_path / "run")
+    assert (tmp_path / "run" / "episodes.csv").read_text() == episodes
 
 
 def test_tensorboard_events_after_the_checkpoint_are_purged_on_resume(tmp_path):

@@ -210,3 +210,18 @@ def test_the_saved_state_restores_the_tasks_attributes_with_their_types():
     np.testing.assert_array_equal(first.step(action)[0], second.step(action)[0])
     first.close()
     second.close()
+
+
+def test_a_task_that_edits_its_model_defers_periodic_checkpoints_to_episode_ends(tmp_path):
+    """reacher's state is not exact (its model changes at each reset), which the loop can tell only
+    after the first reset: its periodic checkpoints wait for the end of the episode."""
+    from streamx.checkpoint import load_checkpoint
+    from streamx.run import checkpoint_paths
+
+    config = resolve_config("stream_ac", "dm_control/reacher-easy-v0", overrides={
+        "total_steps": 1000, "seed": 0, "run_dir": str(tmp_path / "run"), "progress": False,
+        "max_episode_steps": 300, "checkpoint_interval": 250, "keep_checkpoints": 5})
+    train(config)
+    paths = checkpoint_paths(tmp_path / "run")
+    assert [path.name for path in paths] == [f"step_{step:012d}.ckpt" for step in (300, 600, 900, 1000)]
+    assert load_checkpoint(paths[0])["loop"]["mid_episode"] is False
