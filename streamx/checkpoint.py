@@ -279,7 +279,10 @@ def _simulator_state(unwrapped: Any) -> dict[str, Any] | None:
                   if not key.startswith("_") and key not in ("screen", "clock", "render_mode")]
         return {"kind": "classic", **_plain_attributes(unwrapped, public)}
     if type(unwrapped).__module__.startswith("ale_py") and hasattr(unwrapped, "ale"):
-        emulator = unwrapped.ale.cloneState(include_rng=True).serialize()  # RAM, CPU, TIA, frame counters, RNG
+        try:
+            emulator = unwrapped.ale.cloneState(include_rng=True).serialize()  # RAM, CPU, TIA, frame counters, RNG
+        except (TypeError, AttributeError):  # an ale-py without these: restore at an episode boundary
+            return None
         return {"kind": "ale", "state": np.frombuffer(emulator, dtype=np.uint8).copy()}
     if type(unwrapped).__module__.startswith("minatar.") and hasattr(unwrapped, "game"):
         return _minatar_state(unwrapped.game)
