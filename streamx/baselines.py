@@ -18,8 +18,9 @@ switches) do not apply to baselines; ``config.sb3_kwargs`` overrides any SB3 hyp
 
 Baselines are checkpointed like stream runs (every ``checkpoint_interval`` steps and on
 SIGINT/SIGTERM, in streamx's checksummed weights_only format, never a pickle) and
-``streamx train --resume`` continues them: on MuJoCo and classic control exactly as if never
-stopped, elsewhere at a new episode (see "checkpoints" below).
+``streamx train --resume`` continues them: where the simulator state is saved (MuJoCo, classic
+control, DM Control, MinAtar) exactly as if never stopped, on Atari at a new game (see
+"checkpoints" below).
 """
 
 from __future__ import annotations
@@ -488,7 +489,7 @@ def _restore_model(model: Any, saved: dict[str, Any]) -> None:
 
 def _restore_session(model: Any, venv: Any, payload: dict[str, Any]) -> bool:
     """Load a checkpoint into a freshly built model and env; return whether the run continues
-    mid-episode (MuJoCo, DM Control, classic control) rather than at a new episode."""
+    mid-episode (wherever the simulator state was saved; never on Atari) rather than at a new episode."""
     saved = payload["sb3"]
     _restore_model(model, saved)
     base = _base_env(venv)

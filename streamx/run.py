@@ -99,9 +99,9 @@ def train(config: Config, on_episode: EpisodeCallback | None = None) -> RunResul
 def resume(run_dir: str | Path, on_episode: EpisodeCallback | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its newest valid checkpoint.
 
-    Where the simulator state was saved (MuJoCo, DM Control, classic control) the run continues
-    mid-episode and is indistinguishable from one that never stopped; otherwise it continues
-    at the episode boundary the checkpoint was taken at. A run stopped before its first
+    Where the simulator state was saved (MuJoCo, DM Control, classic control, MinAtar, Atari,
+    the ETT stream) the run continues mid-episode and is indistinguishable from one that never
+    stopped; otherwise it continues at the episode boundary the checkpoint was taken at. A run stopped before its first
     checkpoint starts again from step 0 in its directory (same config and seed, so the same
     episodes), as a sweep restarts it.
 

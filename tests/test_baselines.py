@@ -372,3 +372,29 @@ def test_same_seed_same_episodes_on_mujoco(tmp_path, algo):
                          "--run-dir", str(tmp_path / name), "progress=false"]) == 0
         runs.append(episode_rows(tmp_path / name))
     assert len(runs[0]) > 5 and runs[0] == runs[1]
+
+
+@needs_sb3
+@pytest.mark.skipif(importlib.util.find_spec("minatar") is None, reason="the minatar extra is not installed")
+def test_a_minatar_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch):
+    """MinAtar's game state is saved for the baselines too, so DQN1 stopped mid-game continues
+    that game and equals the uninterrupted run."""
+    from test_conformance import _SignalAt
+
+    def config(name):
+        return resolve_config("dqn1", "MinAtar/Breakout-v1", overrides={
+            "total_steps": 400, "seed": 3, "run_dir": str(tmp_path / name), "progress": False,
+            "log_interval": 50, "checkpoint_interval": 100})
+
+    reference = train(config("ref"))
+    make, counter = gym.make, {"steps": 0}
+    monkeypatch.setattr(gym, "make", lambda *args, **kwargs: _SignalAt(make(*args, **kwargs), 222, counter))
+    stopped = train(config("run"))
+    assert stopped.status == "interrupted" and stopped.steps == 222
+    assert load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])["env_state"]["exact"]
+    resumed = resume(tmp_path / "run")
+    assert resumed.status == "finished" and episode_rows(tmp_path / "run") == episode_rows(tmp_path / "ref")
+    assert 222 not in [int(row["step"]) for row in episode_rows(tmp_path / "ref")]  # the stop fell inside a game
+    assert _same_parameters(resumed.agent, reference.agent)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"] == [
+        {"step": 222, "mid_episode": True}]
