@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +132,11 @@ def _register_plugin_envs(suite: Suite) -> None:
         raise ConfigError(f"the {suite.name} suite needs an optional extra that is not installed: "
                           f"pip install 'streamx-rl[{suite.extra}]'")
     if suite.name == "dmc":
-        import shimmy
+        with warnings.catch_warnings():
+            # importing dm_control picks a renderer, GLFW first: without a display GLFW warns and
+            # dm_control falls back to EGL/OSMesa (rendering only; stepping never needs one)
+            warnings.filterwarnings("ignore", message=r".*DISPLAY environment variable is missing")
+            import shimmy
 
         gym.register_envs(shimmy)
     elif suite.name == "atari":

@@ -225,3 +225,18 @@ def test_a_task_that_edits_its_model_defers_periodic_checkpoints_to_episode_ends
     paths = checkpoint_paths(tmp_path / "run")
     assert [path.name for path in paths] == [f"step_{step:012d}.ckpt" for step in (300, 600, 900, 1000)]
     assert load_checkpoint(paths[0])["loop"]["mid_episode"] is False
+
+
+def test_no_display_warning_on_a_headless_machine():
+    """Without a display, importing dm_control makes GLFW warn before dm_control falls back to
+    another renderer; streamx builds DM Control envs without passing that warning on."""
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "MUJOCO_GL")}
+    code = "from streamx.envs import make_env; from streamx.run import resolve_config; " \
+           f"make_env(resolve_config('stream_ac', '{ENV}')).close()"
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "DISPLAY" not in result.stderr
