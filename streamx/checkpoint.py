@@ -376,25 +376,32 @@ def _set_integration_state(model: Any, data: Any, saved: Any) -> None:
 
 
 def _plain_attributes(obj: Any, keys: list[str]) -> dict[str, Any]:
-    """Those of ``obj``'s attributes ``keys`` that are plain data (numbers, arrays, tuples, None),
-    with what is needed to give them back their exact types."""
+    """Those of ``obj``'s attributes ``keys`` that are plain data (:func:`_encode_tree`: numbers,
+    strings, None, arrays, and lists, tuples and dicts of them), encoded with their exact types.
+    Anything else (spaces, specs, renderers) is not part of the simulation and is left out."""
     values = vars(obj)
-    attributes = {key: values[key] for key in keys
-                  if values[key] is None or isinstance(values[key], (np.ndarray, np.generic, int, float, bool, tuple))}
-    scalars = [key for key, value in attributes.items() if isinstance(value, np.generic)]
-    return {"attributes": {key: np.asarray(value) if key in scalars else value for key, value in attributes.items()},
-            "tuple_keys": [key for key, value in attributes.items() if isinstance(value, tuple)],
-            "none_keys": [key for key, value in attributes.items() if value is None],
-            "scalar_keys": scalars}
+    tree = {}
+    for key in keys:
+        try:
+            tree[key] = _encode_tree(values[key])
+        except TypeError:
+            continue
+    return {"tree": tree}
 
 
 def _set_plain_attributes(obj: Any, saved: dict[str, Any]) -> None:
+    if "tree" in saved:
+        for key, value in saved["tree"].items():
+            setattr(obj, key, _decode_tree(value))
+        return
+    # the earlier layout: numbers, arrays and tuples under "attributes", with the keys whose
+    # values were tuples, None or NumPy scalars listed beside them
     for key, value in saved["attributes"].items():
         value = _to_numpy(value)
         if key in saved["tuple_keys"]:
             value = tuple(value)
         elif key in saved.get("scalar_keys", ()):
-            value = value[()]  # a NumPy scalar of the saved dtype, as the simulator had it
+            value = value[()]
         setattr(obj, key, None if key in saved["none_keys"] else value)
 
 

@@ -625,3 +625,49 @@ def test_game_state_keeps_its_values_and_types_through_a_checkpoint(tmp_path):
     assert same(value, back)
     with pytest.raises(TypeError, match="RandomState"):
         _encode_tree({"rng": np.random.RandomState(0)})
+
+
+@pytest.mark.parametrize("env_id", ["MountainCar-v0", "Pendulum-v1", "CartPole-v1"])
+def test_classic_control_state_keeps_its_types_and_earlier_checkpoints_still_restore(tmp_path, env_id):
+    """A classic-control env's attributes (MountainCar's tuple state, Pendulum's float32 last_u,
+    CartPole's steps_beyond_terminated None) come back from a checkpoint with their types, and
+    the step after the restore equals the step of the env that was saved; a state in the
+    earlier layout (attributes with tuple/None/scalar key lists) restores the same way."""
+    from streamx.checkpoint import env_state, restore_env_state
+
+    def stepped(seed_steps):
+        env = gym.make(env_id)
+        env.reset(seed=5)
+        env.action_space.seed(5)
+        for _ in range(seed_steps):
+            env.step(env.action_space.sample())
+        return env
+
+    original = stepped(7)
+    saved = env_state(original)
+    assert saved["exact"] and "tree" in saved["simulator"]
+    save_checkpoint(tmp_path / "c.ckpt", {"format_version": 1, "env_state": saved})
+    loaded = load_checkpoint(tmp_path / "c.ckpt")["env_state"]
+
+    attributes = {key: value for key, value in vars(original.unwrapped).items() if key in ("state", "last_u")}
+    plain = {key: value for key, value in attributes.items() if not isinstance(value, tuple)}
+    legacy = {**loaded, "simulator": {
+        "kind": "classic",
+        "attributes": {key: np.asarray(value) if isinstance(value, (np.generic, tuple)) else value
+                       for key, value in attributes.items()},
+        "tuple_keys": [key for key, value in attributes.items() if isinstance(value, tuple)],
+        "none_keys": [], "scalar_keys": [key for key, value in plain.items() if isinstance(value, np.generic)]}}
+    for state in (loaded, legacy):
+        restored = stepped(0)
+        restore_env_state(restored, state)
+        for key, value in attributes.items():
+            back = vars(restored.unwrapped)[key]
+            assert type(back) is type(value), (key, type(back), type(value))
+            if isinstance(value, tuple):
+                assert [type(item) for item in back] == [type(item) for item in value]
+            assert np.array_equal(np.asarray(back), np.asarray(value))
+        action = original.action_space.sample()
+        original_copy = stepped(7)
+        expected = original_copy.step(action)[:3]
+        got = restored.step(action)[:3]
+        assert np.array_equal(expected[0], got[0]) and expected[1:] == got[1:]
