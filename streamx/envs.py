@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +127,19 @@ SUITES: dict[str, Suite] = {
 }
 
 
+def _drop_settotalmass_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("compiler attribute 'settotalmass' is deprecated")
+
+
+def _quiet_dm_control_model_notice() -> None:
+    """MuJoCo ≥ 3.3 warns, through dm_control's absl logger, that some of dm_control's own model
+    files (cheetah, dog, ...) use the deprecated ``settotalmass`` attribute: nothing a user can act
+    on, printed at every env build. Drop that one message; every other MuJoCo warning still shows."""
+    logger = logging.getLogger("absl")
+    if _drop_settotalmass_notice not in logger.filters:
+        logger.addFilter(_drop_settotalmass_notice)
+
+
 def _register_plugin_envs(suite: Suite) -> None:
     """gymnasium 1.x does not auto-register plugin envs: do it before gym.spec/make."""
     if not suite.installed:
@@ -139,6 +153,7 @@ def _register_plugin_envs(suite: Suite) -> None:
             import shimmy
 
         gym.register_envs(shimmy)
+        _quiet_dm_control_model_notice()
     elif suite.name == "atari":
         import ale_py
 
