@@ -256,7 +256,9 @@ def _vector_env(config: Config) -> gym.Env:
     if config.obs_normalization:
         env = NormalizeObservation(env)
     elif env.observation_space.dtype != np.float32:
-        env = gym.wrappers.DtypeObservation(env, np.float32)
+        with warnings.catch_warnings():  # float32 observations are the intent; their bounds follow
+            warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32")
+            env = gym.wrappers.DtypeObservation(env, np.float32)
     if config.time_feature:
         time_limit = env.spec.max_episode_steps if env.spec is not None else None
         if not time_limit:

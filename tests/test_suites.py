@@ -57,6 +57,25 @@ def test_mujoco(tmp_path, env):
     _train(tmp_path, "stream_ac", env, 200)
 
 
+@_needs("mujoco", "mujoco")
+def test_classic_baseline_envs_build_without_warnings():
+    """Without observation normalization a float64 env is cast to float32; building it must
+    not warn about its bounds' precision (the cast is the intent)."""
+    import warnings
+
+    from streamx.envs import make_env
+    from streamx.run import resolve_config
+
+    config = resolve_config("stream_ac", "Hopper-v5", preset=Path(__file__).resolve().parents[1] / "configs" /
+                            "classic" / "classic_ac.yaml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = make_env(config)
+    env.close()
+    assert env.observation_space.dtype.name == "float32"
+    assert [str(w.message) for w in caught] == []
+
+
 @_needs("shimmy", "dmc")
 @pytest.mark.parametrize("algo", ["stream_ac", "stream_td"])
 def test_dm_control(tmp_path, algo):
