@@ -52,6 +52,7 @@ from streamx.errors import ConfigError, RunLockedError, StreamxError
 from streamx.outputs import atomic_write_text
 from streamx.provenance import VERSIONS_FILE, task_mismatch
 from streamx.rundir import StopSignals
+from streamx.runlock import holder
 
 __all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
 
@@ -267,6 +268,31 @@ def run_status(run_dir: str | Path) -> str:
         if status == "interrupted":
             return "interrupted"
     return "incomplete" if run_dir.exists() else "new"
+
+
+def run_progress(run_dir: str | Path) -> int | None:
+    """The agent step a run has reached: the newer of its ``summary.json`` (written when it
+    stopped) and the last row of its ``metrics.csv`` (written while it runs); None before either."""
+    run_dir = Path(run_dir)
+    reached: list[int] = []
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        reached.append(int(json.loads((run_dir / "summary.json").read_text()).get("steps")))
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(run_dir / "metrics.csv", "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            last = handle.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1]
+        reached.append(int(last.split(",", 1)[0]))
+    return max(reached) if reached else None
+
+
+def _listing_line(spec: RunSpec) -> tuple[str, str]:
+    """One ``--dry-run`` row, and the status it counts under (``running`` when a live process
+    holds the run's lock)."""
+    status = "running" if holder(spec.run_dir) is not None else run_status(spec.run_dir)
+    total = int(spec.config["total_steps"])
+    reached = run_progress(spec.run_dir) if status != "new" else None
+    steps = f"{total:,} steps" if reached is None or status == "finished" else f"{reached:,} of {total:,} steps"
+    return (f"{spec.key}  {status:<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  {steps}", status)
 
 
 def _settings_mismatch(run_dir: Path, config: Mapping[str, Any]) -> str | None:
@@ -620,10 +646,12 @@ def main(argv: Sequence[str]) -> int:
     if args.dry_run:
         out = Path(args.out) if args.out else experiment.default_out(args.budget)
         runs = expand(experiment, args.budget, out, methods, envs, seeds)
+        counts: dict[str, int] = {}
         for spec in runs:
-            print(f"{spec.key}  {run_status(spec.run_dir):<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  "
-                  f"{spec.config['total_steps']:,} steps")
-        print(f"{len(runs)} runs in {out}")
+            line, status = _listing_line(spec)
+            counts[status] = counts.get(status, 0) + 1
+            print(line)
+        print(f"{len(runs)} runs in {out} ({', '.join(f'{n} {status}' for status, n in counts.items())})")
         return 0
     results = run_sweep(experiment, args.budget, args.out, args.backend, args.jobs, args,
                         only_methods=methods, only_envs=envs, only_seeds=seeds)

@@ -114,7 +114,37 @@ def test_a_sweep_runs_only_the_chosen_methods_envs_and_seeds(tmp_path, capsys):
         ("classic_q", 1, "finished")]
     assert main(["sweep", str(experiment), "--out", str(out), "--seeds", "0,1", "--dry-run"]) == 0
     listed = capsys.readouterr().out
-    assert "4 runs in" in listed and listed.count("finished") == 1
+    assert "4 runs in" in listed and "(3 new, 1 finished)" in listed
+    assert sum("  finished  " in line for line in listed.splitlines()) == 1
+
+
+def test_dry_run_lists_the_step_each_run_reached_and_which_are_running(tmp_path, capsys):
+    """--dry-run shows, beside each run's status, the step an unfinished run reached (the newer of
+    its summary.json and its metrics.csv), a run whose lock a live process holds as running,
+    and the count of each status."""
+    from streamx.runlock import run_lock
+
+    experiment, out = _experiment(tmp_path), tmp_path / "out"
+    first, second, third, _ = expand(load_experiment(experiment), "smoke", out)
+    stopped = Path(first.run_dir)
+    stopped.mkdir(parents=True)
+    (stopped / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 120}))
+    (stopped / "metrics.csv").write_text("step,episodes\n100,3\n")
+    finished = Path(second.run_dir)
+    finished.mkdir(parents=True)
+    (finished / "summary.json").write_text(json.dumps({"status": "finished", "steps": 300}))
+    running = Path(third.run_dir)
+    running.mkdir(parents=True)
+    (running / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 100}))
+    (running / "metrics.csv").write_text("step,episodes\n100,3\n200,5\n")
+    with run_lock(running):
+        assert main(["sweep", str(experiment), "--out", str(out), "--dry-run"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "interrupted" in rows[first.key] and rows[first.key].endswith("seed 0  120 of 300 steps")
+    assert "finished" in rows[second.key] and rows[second.key].endswith("seed 1  300 steps")
+    assert "running" in rows[third.key] and rows[third.key].endswith("seed 0  200 of 300 steps")
+    assert rows["4"] == f"4 runs in {out} (1 interrupted, 1 finished, 1 running, 1 new)"
+    assert list(out.iterdir()) and not (out / "sweep.json").exists()  # a dry run writes nothing
 
 
 def test_local_sweep_runs_skips_finished_and_writes_a_manifest(tmp_path, capsys):
