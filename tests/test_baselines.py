@@ -279,16 +279,23 @@ def test_periodic_checkpoints_and_the_replay_buffer(tmp_path):
 
 
 @needs_sb3
-@pytest.mark.skipif(importlib.util.find_spec("dm_control") is None, reason="the dmc extra is not installed")
-def test_a_dm_control_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch):
-    """DM Control's simulator state is saved for the baselines too (cheetah-run: its model is
-    never edited), so SAC1 stopped mid-episode continues that episode and equals the uninterrupted run."""
+@pytest.mark.parametrize("algo, env, extra", [
+    pytest.param("sac1", "dm_control/cheetah-run-v0", {"max_episode_steps": 150}, marks=pytest.mark.skipif(
+        importlib.util.find_spec("dm_control") is None, reason="the dmc extra is not installed")),
+    pytest.param("dqn1", "MinAtar/Breakout-v1", {}, marks=pytest.mark.skipif(
+        importlib.util.find_spec("minatar") is None, reason="the minatar extra is not installed")),
+])
+def test_a_baseline_resumes_mid_episode_exactly_where_the_simulator_state_is_saved(tmp_path, monkeypatch, algo,
+                                                                                   env, extra):
+    """DM Control's physics (cheetah-run: its model is never edited) and MinAtar's game state are
+    saved for the baselines too, so a baseline stopped mid-episode continues that episode and
+    equals the uninterrupted run."""
     from test_conformance import _SignalAt
 
     def config(name):
-        return resolve_config("sac1", "dm_control/cheetah-run-v0", overrides={
+        return resolve_config(algo, env, overrides={
             "total_steps": 400, "seed": 3, "run_dir": str(tmp_path / name), "progress": False,
-            "log_interval": 50, "checkpoint_interval": 100, "max_episode_steps": 150})
+            "log_interval": 50, "checkpoint_interval": 100, **extra})
 
     reference = train(config("ref"))
     make, counter = gym.make, {"steps": 0}
@@ -298,6 +305,7 @@ def test_a_dm_control_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch
     assert load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])["env_state"]["exact"]
     resumed = resume(tmp_path / "run")
     assert resumed.status == "finished" and episode_rows(tmp_path / "run") == episode_rows(tmp_path / "ref")
+    assert 222 not in [int(row["step"]) for row in episode_rows(tmp_path / "ref")]  # the stop fell inside an episode
     assert _same_parameters(resumed.agent, reference.agent)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"] == [
         {"step": 222, "mid_episode": True}]
@@ -372,29 +380,3 @@ def test_same_seed_same_episodes_on_mujoco(tmp_path, algo):
                          "--run-dir", str(tmp_path / name), "progress=false"]) == 0
         runs.append(episode_rows(tmp_path / name))
     assert len(runs[0]) > 5 and runs[0] == runs[1]
-
-
-@needs_sb3
-@pytest.mark.skipif(importlib.util.find_spec("minatar") is None, reason="the minatar extra is not installed")
-def test_a_minatar_baseline_resumes_mid_episode_exactly(tmp_path, monkeypatch):
-    """MinAtar's game state is saved for the baselines too, so DQN1 stopped mid-game continues
-    that game and equals the uninterrupted run."""
-    from test_conformance import _SignalAt
-
-    def config(name):
-        return resolve_config("dqn1", "MinAtar/Breakout-v1", overrides={
-            "total_steps": 400, "seed": 3, "run_dir": str(tmp_path / name), "progress": False,
-            "log_interval": 50, "checkpoint_interval": 100})
-
-    reference = train(config("ref"))
-    make, counter = gym.make, {"steps": 0}
-    monkeypatch.setattr(gym, "make", lambda *args, **kwargs: _SignalAt(make(*args, **kwargs), 222, counter))
-    stopped = train(config("run"))
-    assert stopped.status == "interrupted" and stopped.steps == 222
-    assert load_checkpoint(checkpoint_paths(tmp_path / "run")[-1])["env_state"]["exact"]
-    resumed = resume(tmp_path / "run")
-    assert resumed.status == "finished" and episode_rows(tmp_path / "run") == episode_rows(tmp_path / "ref")
-    assert 222 not in [int(row["step"]) for row in episode_rows(tmp_path / "ref")]  # the stop fell inside a game
-    assert _same_parameters(resumed.agent, reference.agent)
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumes"] == [
-        {"step": 222, "mid_episode": True}]
