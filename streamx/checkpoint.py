@@ -420,7 +420,14 @@ def _dm_control_physics(unwrapped: Any) -> Any:
 
 
 def _model_digest(model: Any) -> str:
-    return hashlib.sha256(pickle.dumps(model)).hexdigest()
+    """A digest of a MuJoCo model's binary form (every size, array and option; dog's 73 MB in
+    ≈ 0.2 s). ``model`` is dm_control's model wrapper or a ``mujoco.MjModel``."""
+    import mujoco
+
+    model = getattr(model, "ptr", model)
+    binary = np.empty(mujoco.mj_sizeModel(model), dtype=np.uint8)
+    mujoco.mj_saveModel(model, None, binary)
+    return hashlib.sha256(binary).hexdigest()
 
 
 def remember_dm_control_model(env: gym.Env) -> None:
