@@ -427,7 +427,7 @@ def _model_digest(model: Any) -> str:
     model = getattr(model, "ptr", model)
     binary = np.empty(mujoco.mj_sizeModel(model), dtype=np.uint8)
     mujoco.mj_saveModel(model, None, binary)
-    return hashlib.sha256(memoryview(binary)).hexdigest()
+    return hashlib.sha256(binary.tobytes()).hexdigest()
 
 
 def remember_dm_control_model(env: gym.Env) -> None:
