@@ -56,7 +56,8 @@ __all__ = [
     "final_return", "final_rows", "find_run_dirs", "human_normalized", "improvement_bootstrap", "improvement_rows",
     "interquartile_mean", "is_run_dir", "load_run", "load_sweep", "mean_stderr", "method_sort_key",
     "normalize_scores", "paper_marks", "paper_method", "paper_other_versions", "paper_results", "performance_profile",
-    "probability_of_improvement", "rliable_rows", "stratified_bootstrap", "window_ends", "window_means",
+    "probability_of_improvement", "rliable_rows", "run_curve_rows", "stratified_bootstrap", "window_ends",
+    "window_means",
 ]
 
 DEFAULT_WINDOW = 50_000
@@ -491,6 +492,22 @@ def curve_rows(runs: Sequence[Run], windows: dict[str, int], n_resamples: int = 
             low, high = bootstrap_ci(values, n_resamples, seed=seed)
             rows.append({"method": method, "env": env, "window_end": int(end), "n_runs": len(values),
                          "mean": mean, "stderr": stderr, "ci_low": low, "ci_high": high})
+    return rows
+
+
+def run_curve_rows(runs: Sequence[Run], windows: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per (run, window end): how many episodes ended in the window and their mean return
+    (NaN when none did) — each seed's own curve, the rows :func:`curve_rows` averages."""
+    rows = []
+    for (method, env), group in _groups(runs).items():
+        window = windows[env]
+        for run in group:
+            ends = window_ends(run.total_steps, window)
+            means = window_means(run.steps, run.returns, window, run.total_steps)
+            counts = [int(((run.steps > end - window) & (run.steps <= end)).sum()) for end in ends]
+            rows += [{"method": method, "env": env, "seed": run.seed, "window_end": int(end), "episodes": int(count),
+                      "mean": float(mean), "path": str(run.path)}
+                     for end, mean, count in zip(ends, means, counts, strict=True)]
     return rows
 
 

@@ -8,6 +8,7 @@ Writes, into ``--out`` (default ``<sweep root>/plots``, else ``./plots``), each 
 PDF with the aggregated numbers beside it as CSV:
 
     curves_<env>.png/.pdf   curves.csv       mean return per window (PAPER §6), mean ± s.e., 95 % CI
+                            curves_runs.csv  each run's own window means (--each-run draws them)
     barrier.png/.pdf        final.csv        final return per method and env (the stream-barrier
                             final_runs.csv   figure), and the per-run numbers behind it
     aggregates.png/.pdf     aggregates.csv   IQM / mean of normalized scores, performance profiles,
@@ -43,6 +44,7 @@ __all__ = ["main", "resolve_runs"]
 
 _FORMATS = ("png", "pdf", "svg")
 _CURVE_FIELDS = ("method", "env", "window_end", "n_runs", "mean", "stderr", "ci_low", "ci_high")
+_RUN_CURVE_FIELDS = ("method", "env", "seed", "window_end", "episodes", "mean", "path")
 _FINAL_FIELDS = ("method", "env", "n_runs", "n_unfinished", "n_diverged", "mean", "stderr", "ci_low", "ci_high")
 _RUN_FIELDS = ("method", "env", "seed", "final_return", "normalized_score", "normalization", "window",
                "total_steps", "episodes", "finished", "status", "path")
@@ -69,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="png,pdf", help="figure formats, comma-separated (png, pdf, svg)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    parser.add_argument("--each-run", action="store_true",
+                        help="also draw each run's own curve as a thin line behind its method's mean")
     parser.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                         help="draw the paper's final returns as dashed reference marks on the figures of the "
                         "environments the paper used, same id and version (default on; --no-paper: off)")
@@ -278,7 +282,10 @@ def _method_label(method: str, runs: list[Run]) -> str:
 
 def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list[Run], windows: dict[str, int],
                    colors: dict[str, Any], subtitle: str, out: Path, formats: list[str],
-                   marks: list[dict[str, Any]] | None = None) -> list[Path]:
+                   marks: list[dict[str, Any]] | None = None,
+                   run_rows: list[dict[str, Any]] | None = None) -> list[Path]:
+    """One figure per env; with ``run_rows`` (:func:`streamx.analysis.run_curve_rows`) each run's
+    own curve is drawn too, thin, through the windows in which its episodes ended."""
     from matplotlib.ticker import EngFormatter
 
     written = []
@@ -294,6 +301,10 @@ def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list
             cell_runs = [run for run in runs if run.env == env and run.method == method]
             n = len({run.seed for run in cell_runs})
             color = colors[method]
+            for path in sorted({r["path"] for r in run_rows or [] if r["env"] == env and r["method"] == method}):
+                own = [r for r in run_rows or [] if r["path"] == path and math.isfinite(r["mean"])]
+                axes.plot([r["window_end"] for r in own], [r["mean"] for r in own], color=color, linewidth=0.6,
+                          alpha=0.45)
             # solid where every seed has an episode in the window; dotted where fewer do (an
             # unfinished run, or one whose episodes are longer than the window)
             whole = np.array([r["n_runs"] >= n for r in cell], dtype=bool)
@@ -318,7 +329,8 @@ def _curve_figures(new_figure: NewFigure, rows: list[dict[str, Any]], runs: list
         axes.set_xlabel("agent steps")
         axes.set_ylabel(f"mean return, {windows[env]:,}-step windows")
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
-        legend_title = "mean ± s.e. (dark),\n95% CI (light)" + ("\ndotted: fewer seeds" if any_partial else "")
+        legend_title = ("mean ± s.e. (dark),\n95% CI (light)" + ("\ndotted: fewer seeds" if any_partial else "")
+                        + ("\nthin: each run" if run_rows else ""))
         axes.legend(fontsize=8, title=legend_title, title_fontsize=7, loc="upper left",
                     bbox_to_anchor=(1.01, 1.0))
         axes.grid(alpha=0.3)
@@ -480,6 +492,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     curves = analysis.curve_rows(runs, windows, args.bootstrap, args.seed)
+    run_curves = analysis.run_curve_rows(runs, windows)
     per_run, final = analysis.final_rows(runs, windows, args.bootstrap, args.seed)
     scores = np.array([r["normalized_score"] for r in per_run], dtype=float)
     scores = scores[np.isfinite(scores)]
@@ -489,8 +502,10 @@ def main(argv: list[str]) -> int:
     envs_sorted = sorted({run.env for run in runs})
     marks = [mark for env in envs_sorted for mark in _env_marks(env, runs)] if args.paper else []
 
-    written = [out / name for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv")]
+    written = [out / name for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv",
+                                       "curves_runs.csv")]
     _write_csv(written[0], curves, _CURVE_FIELDS)
+    _write_csv(written[4], run_curves, _RUN_CURVE_FIELDS)
     _write_csv(written[1], final, _FINAL_FIELDS)
     _write_csv(written[2], per_run, _RUN_FIELDS)
     _write_csv(written[3], aggregates, _AGGREGATE_FIELDS)
@@ -507,7 +522,7 @@ def main(argv: list[str]) -> int:
     else:
         colors = _colors(sorted({run.method for run in runs}, key=analysis.method_sort_key))
         written += _curve_figures(new_figure, curves, runs, windows, colors, budget, out, formats,  # seeds per env
-                                  marks)
+                                  marks, run_curves if args.each_run else None)
         written += _barrier_figure(new_figure, final, colors, subtitle, out, formats, marks)
         if any(r["statistic"] == "iqm" for r in aggregates):
             written += _aggregate_figure(new_figure, aggregates, colors, subtitle, out, formats)

@@ -191,7 +191,7 @@ def test_plot_writes_every_file_with_hand_computed_numbers(tmp_path, capsys):
     _fake_runs(tmp_path / "runs")
     out = tmp_path / "out"
     assert cli.main(["plot", str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "200"]) == 0
-    for name in ("curves.csv", "final.csv", "final_runs.csv", "aggregates.csv"):
+    for name in ("curves.csv", "curves_runs.csv", "final.csv", "final_runs.csv", "aggregates.csv"):
         assert (out / name).stat().st_size > 0
     for stem in ("curves_ALE_Breakout-v5", "curves_Hopper-v5", "barrier", "aggregates"):
         assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
@@ -217,6 +217,19 @@ def test_plot_writes_every_file_with_hand_computed_numbers(tmp_path, capsys):
         assert float(row["mean"]) == pytest.approx(expected)
         assert float(row["stderr"]) == pytest.approx(2 / math.sqrt(3))
         assert expected - 2 <= float(row["ci_low"]) <= expected <= float(row["ci_high"]) <= expected + 2
+
+    own = _read(out / "curves_runs.csv")  # each run's window means: 12 runs × 10 windows
+    assert len(own) == 12 * 10
+    for row in own:
+        c = METHODS[row["method"]] + ENVS[row["env"]] + 2 * int(row["seed"])
+        end = int(row["window_end"])
+        if (row["method"], row["env"], row["seed"], end) == ("classic_ac", "Hopper-v5", "2", 400):
+            assert (row["episodes"], row["mean"]) == ("0", "")  # no episode ended in (300, 400]
+        elif end == TOTAL:  # the episodes ending at 950 (c) and at 1000 (c + 10)
+            assert row["episodes"] == "2" and float(row["mean"]) == pytest.approx(c + 5)
+        else:
+            assert row["episodes"] == "1" and float(row["mean"]) == pytest.approx(c)
+    assert {Path(row["path"]).name for row in own} == {"seed0", "seed1", "seed2"}
 
     final = {(r["method"], r["env"]): r for r in _read(out / "final.csv")}
     assert list(final) == [("classic_ac", "ALE/Breakout-v5"), ("classic_ac", "Hopper-v5"),
@@ -311,8 +324,42 @@ def test_without_matplotlib_every_csv_is_still_written(tmp_path, monkeypatch, ca
     _fake_runs(tmp_path / "runs")
     out = tmp_path / "out"
     assert plot.main([str(tmp_path / "runs"), "--out", str(out), "--bootstrap", "50"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["aggregates.csv", "curves.csv", "final.csv", "final_runs.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["aggregates.csv", "curves.csv", "curves_runs.csv", "final.csv",
+                                                         "final_runs.csv"]
     assert "pip install 'streamx-rl[plot]'" in capsys.readouterr().out
+
+
+def test_each_run_draws_every_runs_own_curve_behind_the_mean(tmp_path, monkeypatch):
+    """--each-run adds one thin line per run (through the windows in which its episodes ended)
+    in its method's colour; without it only the means are drawn."""
+    pytest.importorskip("matplotlib")
+    _fake_runs(tmp_path / "runs")
+    figures = []
+    real = plot._figure_class()
+
+    def recording(**kwargs):
+        figure = real(**kwargs)
+        figures.append(figure)
+        return figure
+
+    monkeypatch.setattr(plot, "_figure_class", lambda: recording)
+
+    def hopper_lines(*flags):
+        figures.clear()
+        assert plot.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--bootstrap", "20",
+                          "--format", "png", *flags]) == 0
+        axes = next(f.axes[0] for f in figures if f.axes and f.axes[0].get_title().startswith("Hopper-v5"))
+        return axes.get_lines(), axes.get_legend().get_title().get_text()
+
+    plain, title = hopper_lines()
+    assert "each run" not in title
+    lines, title = hopper_lines("--each-run")
+    assert "thin: each run" in title
+    thin = [line for line in lines if line.get_linewidth() < 1.0]
+    assert len(thin) == len(lines) - len(plain) == 6  # 2 methods × 3 seeds on Hopper
+    gap = [line for line in thin if len(line.get_xdata()) == 9]  # classic_ac seed 2 has no episode in (300, 400]
+    assert len(gap) == 1 and 400 not in list(gap[0].get_xdata())
+    assert all(list(line.get_xdata())[-1] == TOTAL for line in thin)
 
 
 def test_each_method_keeps_its_colour_in_every_figure_and_no_two_share_one():
