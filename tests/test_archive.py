@@ -127,12 +127,18 @@ def test_paper_tables_average_finished_runs_and_report_unfinished_ones_as_interi
             f"{step},{ret},10\n" for step, ret in episodes))
         (run_dir / "summary.json").write_text(json.dumps({"status": status, "steps_per_second": 100.0 * (seed + 1)}))
         entries.append({"dir": run_dir.name, "method": "stream_ac", "env": "Hopper-v4", "seed": seed})
-    (tmp_path / "sweep.json").write_text(json.dumps({"window": 100, "runs": entries}))
+    planned = [*entries, {"dir": "notyet", "method": "stream_ac", "env": "Hopper-v4", "seed": 3}]
+    (tmp_path / "sweep.json").write_text(json.dumps({"window": 100, "runs": planned}))
     (row,) = tables.table_rows([tmp_path])
-    assert row["paper"] == "2173" and row["seeds"] == "2/3" and row["version"] == "v4"
+    assert row["paper"] == "2173" and row["seeds"] == "2/4" and row["version"] == "v4"
     assert row["streamx"].startswith("300 [")  # mean of 200 and 400; the unfinished run is not in it
-    assert row["notes"] == "1 unfinished (20 at 100)" and row["steps_per_second"] == "150"
+    assert row["notes"] == "1 unfinished (20 at 100); seed 3 not started" and row["steps_per_second"] == "150"
     assert row["task"] == "not recorded"
+    assert row["per_seed"] == "seed 0: 200.0; seed 1: 400.0; seed 2: interrupted; last full window 20.0 (to 100)"
+    # the step a run stopped at is summary.json's where it has one (its last episode ended earlier)
+    (tmp_path / "run2" / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 199}))
+    (row,) = tables.table_rows([tmp_path])
+    assert row["per_seed"].endswith("seed 2: interrupted at 199; last full window 20.0 (to 100)")
     for seed, mujoco in enumerate(["3.17.0", "3.17.0", "2.3.7"]):
         (tmp_path / f"run{seed}" / "versions.json").write_text(json.dumps(
             {"task": {"gymnasium": "1.4.0", "mujoco": mujoco}}))
