@@ -1,4 +1,5 @@
-# Set-up and common tasks. Every target creates ./.venv on first use (torch CPU build first).
+# Set-up and common tasks. Every target creates ./.venv on first use (torch first; a torch already
+# installed there, e.g. the CPU build, is kept).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

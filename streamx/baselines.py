@@ -702,7 +702,8 @@ _RUN_FILES = ("config.json", "versions.json", "episodes.csv", "metrics.csv", "su
 
 def resume_baseline(config: Config, on_episode: Any = None) -> Any:
     """``streamx train --resume`` for a baseline: continue from the newest checkpoint; a run
-    with none (killed before its first one, or written by streamx < 0.3) starts again from step 0
+    with none (killed before its first one, or written by a streamx without baseline checkpoints)
+    starts again from step 0
     in its directory (same seed, so the same episodes)."""
 
     run_dir = Path(str(config.run_dir))

@@ -44,7 +44,8 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="environment id, e.g. CartPole-v1, Hopper-v5 (optional when the --config preset sets env)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="total agent steps (default: the suite's budget)")
-    parser.add_argument("--run-dir", default=None, help="output directory (default runs/<algo>__<env>__<seed>__<time>)")
+    parser.add_argument("--run-dir", default=None,
+                        help="output directory (default runs/<label or algo>__<env>__<seed>__<time>)")
     parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/mujoco.yaml")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
                         help="continue an interrupted run from its newest checkpoint (no other options)")

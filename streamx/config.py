@@ -2,8 +2,10 @@
 
 One flat dataclass keeps overrides short (``lr=0.5``, ``--layer-norm false``). Values are
 resolved in this order, later winning: dataclass defaults (the paper's §5 values) → the
-environment suite's defaults (network size, time limit, budget; see ``streamx.envs``) → a
-YAML preset (``--config``) → command-line overrides. Every run saves the resolved config.
+environment suite's defaults (network size, time limit, budget; see ``streamx.envs``), with the
+algorithm's own ``config_defaults`` between the suite's general values and its values for that
+algorithm → a YAML preset (``--config``) → command-line overrides. Every run saves the resolved
+config.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Config:
         "(which in turn ignore the stream-x fields above).")
 
     # --- logging and execution -------------------------------------------------------------
-    run_dir: str | None = _f(None, "Run directory; default runs/<algo>__<env>__<seed>__<timestamp>.")
+    run_dir: str | None = _f(None, "Run directory; default runs/<label or algo>__<env>__<seed>__<timestamp>.")
     log_interval: int = _f(10_000, "Steps between rows of metrics.csv.")
     threads: int = _f(1, "torch threads per run (batch-1 work is fastest with 1).")
     fast_path: str = _f(

@@ -1,8 +1,8 @@
 """``streamx plot``: learning curves, the stream-barrier figure and rliable aggregates of runs.
 
-    streamx plot runs/sweeps/barrier/smoke              # a sweep root (sweep.json): its labels and window
-    streamx plot experiments/barrier.yaml --budget full # the sweep's default root runs/sweeps/<name>/<budget>
-    streamx plot runs/hopper/seed0 runs/hopper/seed1    # run directories, or any folder holding them
+    streamx plot runs/sweeps/ablations/smoke                # a sweep root (sweep.json): its labels and window
+    streamx plot experiments/ablations.yaml --budget smoke  # the sweep's default root runs/sweeps/<name>/<budget>
+    streamx plot runs/hopper/seed0 runs/hopper/seed1        # run directories, or any folder holding them
 
 Writes, into ``--out`` (default ``<sweep root>/plots``, else ``./plots``), each figure as PNG and
 PDF with the aggregated numbers beside it as CSV:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -162,6 +163,28 @@ def test_every_preset_resolves(tmp_path):
     assert (q.total_steps, q.exploration_fraction) == (5_000_000, 0.2)
     dog = resolve_config("stream_ac", None, REPO / "configs/dmc/dog-run.yaml")
     assert (dog.env, dog.max_episode_steps, dog.hidden_sizes) == ("dm_control/dog-run-v0", 1000, [128, 128])
+
+
+@pytest.mark.parametrize("preset, algo, env", [
+    ("classic_control.yaml", "stream_q", "CartPole-v1"), ("classic_control.yaml", "stream_ac", "Pendulum-v1"),
+    ("mujoco.yaml", "stream_ac", "Hopper-v5"), ("dmc/stream_ac.yaml", "stream_ac", "dm_control/cheetah-run-v0"),
+    ("atari/common.yaml", "stream_q", "BreakoutNoFrameskip-v4"),
+    *[(f"atari/stream_{a}.yaml", f"stream_{a}", "BreakoutNoFrameskip-v4") for a in ("q", "sarsa", "ac")],
+    ("minatar/common.yaml", "stream_q", "MinAtar/Breakout-v1"),
+    *[(f"minatar/stream_{a}.yaml", f"stream_{a}", "MinAtar/Breakout-v1") for a in ("q", "sarsa", "ac")],
+])
+def test_a_suite_preset_restates_the_defaults_of_its_suite(preset, algo, env):
+    """The suite presets make the paper's settings explicit: run on their own suite they resolve
+    to exactly the config a run without --config gets (docs/configs.md)."""
+    if env.startswith("dm_control/") and importlib.util.find_spec("shimmy") is None:
+        pytest.skip("the dmc extra is not installed")
+    if "NoFrameskip" in env and importlib.util.find_spec("ale_py") is None:
+        pytest.skip("the atari extra is not installed")
+    if env.startswith("MinAtar/") and importlib.util.find_spec("minatar") is None:
+        pytest.skip("the minatar extra is not installed")
+    if env.startswith("Hopper") and importlib.util.find_spec("mujoco") is None:
+        pytest.skip("the mujoco extra is not installed")
+    assert resolve_config(algo, env, REPO / "configs" / preset).to_dict() == resolve_config(algo, env).to_dict()
 
 
 def test_preset_inheritance_and_errors(tmp_path):
