@@ -15,8 +15,9 @@ and the simulator state where it can be read and written exactly — MuJoCo (the
 integration state: time, qpos, qvel, activations, warm start, controls), DM Control (the same
 for the task's physics, dm_control's step counter and the task's episode attributes, for tasks
 that leave their model as built), MinAtar (the game's attributes, sticky-action memory and RNG),
-ALE (the emulator's serialized state, RNG included) and classic control (the ``state`` vector
-and bookkeeping attributes). Anything else is restored at an episode boundary instead;
+ALE (the emulator's serialized state, RNG included), classic control (the ``state`` vector
+and bookkeeping attributes) and any environment with ``simulator_state()`` /
+``load_simulator_state()`` (the ETT stream). Anything else is restored at an episode boundary instead;
 :func:`env_state` reports which.
 """
 
@@ -471,7 +472,7 @@ def env_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, or at an episode boundary.
 
     ``exact`` is True when the simulator state itself was captured (MuJoCo, DM Control, MinAtar,
-    Atari, classic control).
+    Atari, classic control, an environment with ``simulator_state()`` such as the ETT stream).
     """
     wrappers: dict[str, Any] = {}
     for index, wrapper in enumerate(_wrapper_chain(env)):
