@@ -32,15 +32,21 @@ from pathlib import Path
 import numpy as np
 
 from streamx.analysis import Run, bootstrap_ci, load_sweep, method_sort_key, paper_results, window_means
+from streamx.plot import _steps_text as steps_text  # the figures' rounding: 1.78M, 460k
 
 __all__ = ["main", "table_rows"]
 
 
-def _interim(run: Run, window: int) -> tuple[float, int]:
-    """(mean return of the last full window the run reached, that window's end step). The step
-    reached is summary.json's (where the run stopped), else its last episode's end."""
+def _stopped_at(run: Run) -> int | None:
+    """The step a run stopped at, from its summary.json (None without one)."""
     reached = _summary(run).get("steps")
-    if not isinstance(reached, int):
+    return reached if isinstance(reached, int) else None
+
+
+def _interim(run: Run, window: int, reached: int | None) -> tuple[float, int]:
+    """(mean return of the last full window the run reached, that window's end step). The step
+    reached is where the run stopped (:func:`_stopped_at`), else its last episode's end."""
+    if reached is None:
         reached = int(run.steps.max()) if len(run.steps) else 0
     end = (reached // window) * window
     if end == 0:
@@ -82,22 +88,15 @@ def seed_lines(run: Run, window: int) -> str:
     if run.status == "finished":
         final = window_means(run.steps, run.returns, window, run.total_steps)[-1]
         return f"seed {run.seed}: {final:.1f}"
-    value, end = _interim(run, window)
-    reached = _summary(run).get("steps")
-    where = f" at {_steps_at(reached)}" if isinstance(reached, int) else ""
+    reached = _stopped_at(run)
+    value, end = _interim(run, window, reached)
+    where = f" at {steps_text(reached)}" if reached is not None else ""
     last = f"last full window {value:.1f} (to {_steps(end)})" if end else "no full window"
     return f"seed {run.seed}: {run.status}{where}; {last}"
 
 
 def _steps(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else (f"{n / 1e3:g}k" if n >= 1000 else str(n))
-
-
-def _steps_at(n: int) -> str:
-    """A step a run stopped at, rounded: 1.78M, 460k."""
-    if n >= 1_000_000:
-        return f"{n / 1e6:.2f}".rstrip("0").rstrip(".") + "M"
-    return f"{n / 1e3:.0f}k" if n >= 1000 else str(n)
 
 
 def _format(mean: float, low: float, high: float) -> str:
@@ -128,7 +127,7 @@ def table_rows(roots: list[Path]) -> list[dict[str, str]]:
         mean = float(np.mean(finals)) if finals else math.nan
         low, high = bootstrap_ci(finals) if len(finals) > 1 else (math.nan, math.nan)
         unfinished = [r for r in runs if r.status not in ("finished", "diverged")]
-        interim = [_interim(r, window) for r in unfinished]
+        interim = [_interim(r, window, _stopped_at(r)) for r in unfinished]
         notes = []
         if diverged:
             notes.append(f"{len(diverged)} diverged")
