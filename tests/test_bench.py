@@ -54,8 +54,10 @@ def test_naive_q_learns_as_the_autograd_agent():
     for obs, action, reward, next_obs, terminated, truncated in stream:
         expected = reference.update(obs, action, reward, next_obs, terminated, truncated)
         got = baseline.update(obs, action, reward, next_obs, terminated, truncated)
-        assert got["td_error"] == pytest.approx(expected["td_error"], rel=1e-5, abs=1e-6)
-        assert got["effective_step_size"] == pytest.approx(expected["effective_step_size"], rel=1e-5)
+        # float64 TD errors from separate passes vs float32 from one batched pass: 1e-7 at first,
+        # growing to ~1e-5 over 30 updates
+        assert got["td_error"] == pytest.approx(expected["td_error"], rel=1e-4, abs=1e-5)
+        assert got["effective_step_size"] == pytest.approx(expected["effective_step_size"], rel=1e-4)
         _assert_same_weights(reference.q_network, baseline.q_network)
 
 

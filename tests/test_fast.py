@@ -411,20 +411,23 @@ def test_same_input_is_elementwise_equality_in_every_block_and_the_tail(size):
     assert not kernels.same_input(None, with_nan, with_nan.copy())
 
 
-def test_gemm_trace_norms_are_torchs_bitwise():
-    """ObGD's bound uses Σ‖z‖₁, whose float32 sum over 65k entries torch rounds by up to
-    ≈ 4e-5 relative: GemmConvNetwork sums each tensor in torch's order to give the same bits."""
+def test_gemm_trace_norms_are_exact_and_the_autograd_optimizers():
+    """ObGD's bound uses Σ‖z‖₁: GemmConvNetwork sums each tensor in float64 (a float32 sum over
+    65k entries is off by up to ≈ 1e-4 relative), and its rounded total is the autograd
+    optimizer's bit for bit."""
     from streamx.fast import gemm
+    from streamx.optim import l1_norm
 
     sizes = [8192, 32, 32768, 64, 36864, 64, 65536, 256, 1024, 4, 7]
     rng = np.random.default_rng(0)
     trace = (rng.standard_normal(sum(sizes)) * rng.random(sum(sizes)) ** 4).astype(np.float32)
-    norms = np.zeros(len(sizes), dtype=np.float32)
-    gemm.torch_l1_norms(trace, gemm.norm_groups(sizes), norms)
-    expected = torch.stack(torch._foreach_norm(list(torch.split(torch.from_numpy(trace), sizes)), 1))
-    assert np.array_equal(norms, expected.numpy())
-    assert not np.array_equal(norms, np.array([np.abs(part.astype(np.float64)).sum()
-                                               for part in np.split(trace, np.cumsum(sizes)[:-1])], np.float32))
+    norms = np.zeros(len(sizes), dtype=np.float64)
+    gemm.l1_norms(trace, gemm.norm_spans(sizes), norms)
+    parts = np.split(trace, np.cumsum(sizes)[:-1])
+    exact = np.array([math.fsum(np.abs(part.astype(np.float64))) for part in parts])
+    np.testing.assert_allclose(norms, exact, rtol=1e-13, atol=0)
+    tensors = [torch.from_numpy(part) for part in parts]
+    assert np.float32(math.fsum(norms)) == l1_norm(tensors).item() == np.float32(math.fsum(exact))
 
 
 @pytest.mark.parametrize(("algo", "overrides"), [

@@ -60,6 +60,20 @@ def test_obgd_effective_step_is_global_across_tensors():
     assert torch.cat([w, b]).tolist() == pytest.approx(joined.tolist())
 
 
+def test_obgd_trace_norm_is_exact_where_a_float32_sum_is_not():
+    # z = g = [10⁴, then 16,383 entries of 10⁻⁴]: ‖z‖₁ = 10⁴ + 1.6383. A float32 sum in index
+    # order loses every small entry (half an ulp of 10⁴ is 4.9e-4), 1.6e-4 relative; the bound
+    # must see the exact value: M = 1·2·1·10001.6383 → α̂ = 1/M.
+    grad = torch.full((16384,), 1e-4)
+    grad[0] = 1e4
+    w = torch.nn.Parameter(torch.zeros(16384))
+    opt = ObGD([w], lr=1.0, gamma=0.9, lamda=0.8, kappa=2.0)
+    alpha_hat = _step(opt, [w], [grad.tolist()], 0.5)
+    exact = 1e4 + 16383 * float(torch.tensor(1e-4))
+    assert opt.trace_norm.item() == torch.tensor(exact).item()
+    assert alpha_hat.item() == pytest.approx(1 / (2 * exact), rel=1e-7)
+
+
 def test_obgd_bound_clamps_the_step_when_it_must():
     """α κ max(|δ|, 1) ‖z‖₁ > 1: the step is α/M · δ z, not α δ z. Every value below is a power
     of two, so float32 holds the hand-computed numbers exactly."""

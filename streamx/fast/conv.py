@@ -64,6 +64,7 @@ from streamx.fast.agents import (
     _weight_layers,
 )
 from streamx.nn import LEAKY_RELU_SLOPE
+from streamx.optim import l1_norm
 
 __all__ = ["ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", "conv_network_class"]
 
@@ -119,8 +120,8 @@ class GemmConvNetwork(_KeptPassNetwork):
         self.layers, width = self._layer_table([*hidden, *heads])
         self.workspace = _aligned_zeros(3, width)
         self._row = 0  # the workspace row of the kept pass
-        self._norm_groups = gemm.norm_groups([p.numel() for p in self.parameters])
-        self._norms = np.zeros(len(self.parameters), dtype=np.float32)
+        self._norm_spans = gemm.norm_spans([p.numel() for p in self.parameters])
+        self._norms = np.zeros(len(self.parameters), dtype=np.float64)
         self._make_views()
         self.load_from_torch()
 
@@ -212,7 +213,7 @@ class GemmConvNetwork(_KeptPassNetwork):
         return gemm.backward(self.state[kernels.WEIGHTS], self.state[kernels.TRACE], self.layers, self.num_hidden,
                              self.layer_norm, self._rows[self._row], self._rows[2],
                              np.ascontiguousarray(output_gradient, dtype=np.float32),
-                             self.settings[kernels.TRACE_DECAY], self._norm_groups, self._norms)
+                             self.settings[kernels.TRACE_DECAY], self._norm_spans, self._norms)
 
 
 class TorchConvNetwork(_KeptPassNetwork):
@@ -369,10 +370,7 @@ class TorchConvNetwork(_KeptPassNetwork):
                     grad_patches = weight.t().mm(grad_pre)
                     grad_h = torch.zeros(self._saved[index - 1][2].numel()).index_add_(
                         0, patch_index.view(-1), grad_patches.view(-1))
-        # Σ‖z‖₁ reduced as torch.optim's ObGD reduces it (per-tensor float32 norms, then their
-        # sum): over 145k entries a float32 sum is off by up to ~3e-5 relative, and the
-        # autograd path's effective step size carries that error; this one matches it.
-        return np.float32(torch.stack(torch._foreach_norm(self._trace_tensors, 1)).sum().item())
+        return np.float32(l1_norm(self._trace_tensors).item())  # as the autograd optimizer sums it
 
 
 ConvNetwork = GemmConvNetwork | TorchConvNetwork

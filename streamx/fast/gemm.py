@@ -13,8 +13,8 @@ call that runs the non-GEMM work in compiled loops and calls SGEMM directly:
   accumulation fused), and the input gradient is ``Gᵀ W`` scattered back (col2im);
 * Linear layers, LayerNorm, LeakyReLU and their backward are the MLP kernels of
   :mod:`streamx.fast.kernels` (same table columns and workspace layout);
-* ‖z‖₁ is summed per tensor exactly as torch's L1 norm sums it (bitwise on the same trace),
-  so ObGD's bound rounds as the autograd path's does.
+* ‖z‖₁ is summed per tensor in float64 and the total rounded once, as the autograd
+  optimizer sums it, so ObGD's bound sees the same float32 value.
 
 SGEMM is MKL's ``sgemm_``, which torch's Linux x86-64 wheels link statically and export. Its
 address is registered with LLVM under a fixed name (after a small product through ctypes
@@ -61,7 +61,7 @@ from streamx.fast.kernels import (
     ZERO,
 )
 
-__all__ = ["AVAILABLE", "REASON", "backward", "forward", "forward_kept", "norm_groups", "torch_l1_norms"]
+__all__ = ["AVAILABLE", "REASON", "backward", "forward", "forward_kept", "l1_norms", "norm_spans"]
 
 PATCH_AT = kernels.LAYER_COLUMNS  # workspace offset of a conv layer's patches [positions, fan_in]
 FAN_IN = PATCH_AT + 1
@@ -239,47 +239,26 @@ def forward_kept(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer
 # Backward, fused with the trace update z ← γλ z + g and its ‖z‖₁
 # ============================================================================================
 
-@_kernel
-def torch_l1_norms(trace: np.ndarray, groups: np.ndarray, norms: np.ndarray) -> None:
-    """norms[t] = ‖tensor t's slice of trace‖₁ summed in float32 in index order: bitwise what
-    torch's single-threaded ``torch.norm(z, 1)`` gives, so ObGD's bound sees the autograd
-    path's value (whose rounding error is up to ≈ 4e-5 relative on 65k entries). Each sum is a
-    chain of dependent additions, so three tensors' chains run interleaved: ``groups[g, k]`` is
-    (tensor, offset, length) of the k-th tensor of group g, lengths descending within a group
-    (length 0: no tensor)."""
-    for g in range(groups.shape[0]):
-        a_at, a_n = groups[g, 0, 1], groups[g, 0, 2]
-        b_at, b_n = groups[g, 1, 1], groups[g, 1, 2]
-        c_at, c_n = groups[g, 2, 1], groups[g, 2, 2]
-        a, b, c = trace[a_at:a_at + a_n], trace[b_at:b_at + b_n], trace[c_at:c_at + c_n]
-        sum_a = ZERO
-        sum_b = ZERO
-        sum_c = ZERO
-        for i in range(c_n):
-            sum_a += abs(a[i])
-            sum_b += abs(b[i])
-            sum_c += abs(c[i])
-        for i in range(c_n, b_n):
-            sum_a += abs(a[i])
-            sum_b += abs(b[i])
-        for i in range(b_n, a_n):
-            sum_a += abs(a[i])
-        norms[groups[g, 0, 0]] = sum_a
-        if b_n > 0:
-            norms[groups[g, 1, 0]] = sum_b
-        if c_n > 0:
-            norms[groups[g, 2, 0]] = sum_c
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def l1_norms(trace: np.ndarray, spans: np.ndarray, norms: np.ndarray) -> None:
+    """norms[t] = ‖trace[spans[t, 0] : spans[t, 0] + spans[t, 1]]‖₁, accumulated in float64.
+    A float64 sum of float32 entries is exact far below float32's rounding in any order, so
+    the loop may be reassociated (vectorized) and the rounded total is the autograd
+    optimizer's (:func:`streamx.optim.l1_norm`)."""
+    for t in range(spans.shape[0]):
+        at, n = spans[t, 0], spans[t, 1]
+        part = trace[at:at + n]
+        total = 0.0
+        for i in range(n):
+            total += abs(np.float64(part[i]))
+        norms[t] = total
 
 
-def norm_groups(sizes: list[int]) -> np.ndarray:
-    """The ``groups`` of :func:`torch_l1_norms` for tensors of these sizes laid out one after
-    the other: by size, descending, three at a time."""
+def norm_spans(sizes: list[int]) -> np.ndarray:
+    """The ``spans`` of :func:`l1_norms` for tensors of these sizes laid out one after the
+    other: (offset, length) per tensor."""
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    order = sorted(range(len(sizes)), key=lambda t: -sizes[t])
-    groups = np.zeros((-(-len(sizes) // 3), 3, 3), dtype=np.int64)
-    for k, t in enumerate(order):
-        groups[k // 3, k % 3] = (t, offsets[t], sizes[t])
-    return groups
+    return np.stack([offsets, np.asarray(sizes, dtype=np.int64)], axis=1)
 
 
 @_kernel
@@ -309,10 +288,10 @@ def _conv_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, l
 @_kernel
 def backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
              row: np.ndarray, gradients: np.ndarray, output_gradient: np.ndarray, trace_decay: np.float32,
-             norm_groups: np.ndarray, norms: np.ndarray) -> np.float32:
+             norm_spans: np.ndarray, norms: np.ndarray) -> np.float32:
     """``z ← γλ z + ∇(output_gradient · outputs)`` for the pass in workspace row ``row``;
-    returns ``Σ‖z‖₁``: each tensor's norm as torch sums it (:func:`torch_l1_norms`, into
-    ``norms``), their sum in float64, rounded once."""
+    returns ``Σ‖z‖₁``: each tensor's norm in float64 (:func:`l1_norms`, into ``norms``),
+    their sum rounded once."""
     out_at = layers[num_hidden, PRE_AT]
     for k in range(output_gradient.shape[0]):
         gradients[out_at + k] = output_gradient[k]
@@ -329,7 +308,7 @@ def backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, num_hid
             if propagate:
                 kernels._zero(gradients, layers[layer, IN_AT], layers[layer, N_IN])
             kernels._linear_backward(weights, trace, layers, layer, row, gradients, trace_decay, propagate)
-    torch_l1_norms(trace, norm_groups, norms)
+    l1_norms(trace, norm_spans, norms)
     norm = 0.0
     for t in range(norms.shape[0]):
         norm += np.float64(norms[t])
