@@ -239,7 +239,7 @@ def forward_kept(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer
 # Backward, fused with the trace update z ← γλ z + g and its ‖z‖₁
 # ============================================================================================
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+@kernels._reduction
 def l1_norms(trace: np.ndarray, spans: np.ndarray, norms: np.ndarray) -> None:
     """norms[t] = ‖trace[spans[t, 0] : spans[t, 0] + spans[t, 1]]‖₁, accumulated in float64.
     A float64 sum of float32 entries is exact far below float32's rounding in any order, so
