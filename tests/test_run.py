@@ -163,6 +163,13 @@ def test_every_preset_resolves(tmp_path):
     assert (q.total_steps, q.exploration_fraction) == (5_000_000, 0.2)
     dog = resolve_config("stream_ac", None, REPO / "configs/dmc/dog-run.yaml")
     assert (dog.env, dog.max_episode_steps, dog.hidden_sizes) == ("dm_control/dog-run-v0", 1000, [128, 128])
+    # classic Q(λ) on Atari: CartPole's classic agent with the Atari sweep's step size, nothing else changed
+    cartpole = load_yaml(REPO / "configs/classic/classic_q.yaml")
+    atari = load_yaml(REPO / "configs/atari/classic_q.yaml")
+    assert atari == {**cartpole, "lr": 1e-8} and cartpole["lr"] == 3e-4
+    classic = resolve_config("stream_q", "Breakout", REPO / "configs/atari/classic_q.yaml")
+    assert (classic.lr, classic.optimizer, classic.layer_norm, classic.obs_normalization, classic.reward_scaling,
+            classic.sparse_init, classic.exploration_steps) == (1e-8, "sgd", False, False, False, False, 500_000)
 
 
 @pytest.mark.parametrize("preset, algo, env", [
