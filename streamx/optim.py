@@ -47,7 +47,7 @@ def l1_norm(tensors: _Tensors) -> Tensor:
     """``Σ_t ‖t‖₁`` over ``tensors`` (0-d float32): each norm accumulated in float64, the total
     rounded once. torch's float32 ``norm(z, 1)`` adds its entries one after the other and can be
     off by 1e-4 relative on a 128×128 trace, which ObGD's effective step size would inherit. The
-    fast path's kernels sum as accurately (:func:`streamx.fast.gemm.l1_norms`)."""
+    fast path's kernels sum as accurately (:func:`streamx.fast.kernels.l1_norm`)."""
     return torch.stack(torch._foreach_norm(tensors, 1, dtype=torch.float64)).sum().to(torch.float32)
 
 

@@ -120,8 +120,6 @@ class GemmConvNetwork(_KeptPassNetwork):
         self.layers, width = self._layer_table([*hidden, *heads])
         self.workspace = _aligned_zeros(3, width)
         self._row = 0  # the workspace row of the kept pass
-        self._norm_spans = gemm.norm_spans([p.numel() for p in self.parameters])
-        self._norms = np.zeros(len(self.parameters), dtype=np.float64)
         self._make_views()
         self.load_from_torch()
 
@@ -213,7 +211,7 @@ class GemmConvNetwork(_KeptPassNetwork):
         return gemm.backward(self.state[kernels.WEIGHTS], self.state[kernels.TRACE], self.layers, self.num_hidden,
                              self.layer_norm, self._rows[self._row], self._rows[2],
                              np.ascontiguousarray(output_gradient, dtype=np.float32),
-                             self.settings[kernels.TRACE_DECAY], self._norm_spans, self._norms)
+                             self.settings[kernels.TRACE_DECAY])
 
 
 class TorchConvNetwork(_KeptPassNetwork):

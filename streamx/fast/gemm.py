@@ -61,7 +61,7 @@ from streamx.fast.kernels import (
     ZERO,
 )
 
-__all__ = ["AVAILABLE", "REASON", "backward", "forward", "forward_kept", "l1_norms", "norm_spans"]
+__all__ = ["AVAILABLE", "REASON", "backward", "forward", "forward_kept"]
 
 PATCH_AT = kernels.LAYER_COLUMNS  # workspace offset of a conv layer's patches [positions, fan_in]
 FAN_IN = PATCH_AT + 1
@@ -239,28 +239,6 @@ def forward_kept(weights: np.ndarray, layers: np.ndarray, num_hidden: int, layer
 # Backward, fused with the trace update z ← γλ z + g and its ‖z‖₁
 # ============================================================================================
 
-@kernels._reduction
-def l1_norms(trace: np.ndarray, spans: np.ndarray, norms: np.ndarray) -> None:
-    """norms[t] = ‖trace[spans[t, 0] : spans[t, 0] + spans[t, 1]]‖₁, accumulated in float64.
-    A float64 sum of float32 entries is exact far below float32's rounding in any order, so
-    the loop may be reassociated (vectorized) and the rounded total is the autograd
-    optimizer's (:func:`streamx.optim.l1_norm`)."""
-    for t in range(spans.shape[0]):
-        at, n = spans[t, 0], spans[t, 1]
-        part = trace[at:at + n]
-        total = 0.0
-        for i in range(n):
-            total += abs(np.float64(part[i]))
-        norms[t] = total
-
-
-def norm_spans(sizes: list[int]) -> np.ndarray:
-    """The ``spans`` of :func:`l1_norms` for tensors of these sizes laid out one after the
-    other: (offset, length) per tensor."""
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    return np.stack([offsets, np.asarray(sizes, dtype=np.int64)], axis=1)
-
-
 @_kernel
 def _conv_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, layer: int, row: np.ndarray,
                    gradients: np.ndarray, trace_decay: np.float32, propagate: bool) -> None:
@@ -287,11 +265,11 @@ def _conv_backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, l
 
 @_kernel
 def backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, num_hidden: int, layer_norm: bool,
-             row: np.ndarray, gradients: np.ndarray, output_gradient: np.ndarray, trace_decay: np.float32,
-             norm_spans: np.ndarray, norms: np.ndarray) -> np.float32:
+             row: np.ndarray, gradients: np.ndarray, output_gradient: np.ndarray, trace_decay: np.float32
+             ) -> np.float32:
     """``z ← γλ z + ∇(output_gradient · outputs)`` for the pass in workspace row ``row``;
-    returns ``Σ‖z‖₁``: each tensor's norm in float64 (:func:`l1_norms`, into ``norms``),
-    their sum rounded once."""
+    returns ``Σ‖z‖₁`` over the whole flat trace (its padding is zero), accumulated in float64
+    and rounded once (:func:`streamx.fast.kernels.l1_norm`)."""
     out_at = layers[num_hidden, PRE_AT]
     for k in range(output_gradient.shape[0]):
         gradients[out_at + k] = output_gradient[k]
@@ -308,9 +286,5 @@ def backward(weights: np.ndarray, trace: np.ndarray, layers: np.ndarray, num_hid
             if propagate:
                 kernels._zero(gradients, layers[layer, IN_AT], layers[layer, N_IN])
             kernels._linear_backward(weights, trace, layers, layer, row, gradients, trace_decay, propagate)
-    l1_norms(trace, norm_spans, norms)
-    norm = 0.0
-    for t in range(norms.shape[0]):
-        norm += np.float64(norms[t])
-    return np.float32(norm)
+    return kernels.l1_norm(trace)
 
