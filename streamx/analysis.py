@@ -119,6 +119,9 @@ class Run:
     task_versions: dict[str, str | None] | None = None
     """versions.json's ``task``: the versions of the packages that define the task; None when
     the run recorded none (streamx.provenance)"""
+    stopped_at: int | None = None
+    """summary.json's ``steps``: the agent step at which the run stopped (for a diverged run, the
+    step whose update went non-finite); None without one"""
 
     @property
     def finished(self) -> bool:
@@ -153,19 +156,22 @@ def load_run(path: Path, method: str | None = None) -> Run:
         returns = np.array([float(r["return"]) for r in rows], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path / 'episodes.csv'} is malformed ({exc}); expected columns step,return") from None
-    status = "running/killed"
+    status, stopped_at = "running/killed", None
     summary = path / "summary.json"
     if summary.is_file():
         try:
-            status = str(json.loads(summary.read_text()).get("status", status))
-        except (OSError, ValueError):
+            record = json.loads(summary.read_text())
+            status = str(record.get("status", status))
+            if isinstance(record.get("steps"), int):
+                stopped_at = record["steps"]
+        except (OSError, ValueError, AttributeError):
             status = "unreadable summary"
     task_versions = None
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # none recorded, or unreadable
         task_versions = dict(json.loads((path / VERSIONS_FILE).read_text())["task"])
     return Run(path=path, method=method or config.get("label") or config["algo"], env=str(config["env"]),
                seed=int(config.get("seed", 0)), total_steps=int(config["total_steps"]), steps=steps,
-               returns=returns, status=status, task_versions=task_versions)
+               returns=returns, status=status, task_versions=task_versions, stopped_at=stopped_at)
 
 
 def split_by_task_versions(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:

@@ -263,14 +263,16 @@ def _steps_text(steps: float) -> str:
 
 
 def _method_label(method: str, runs: list[Run]) -> str:
-    """The legend entry: ``method (n=seeds)``, and how far each run that stopped early got (its
-    last episode's end), e.g. ``stream_q (n=3; diverged: seed 0 at 460k; unfinished: seed 1 to 4.24M)``;
-    three or more of a kind as one entry, ``unfinished: seeds 2, 3, 4 to 50k – 1.55M``."""
+    """The legend entry: ``method (n=seeds)``, and how far each run that stopped early got (the
+    step at which a diverged run's summary says it stopped, else its last episode's end), e.g.
+    ``stream_q (n=3; diverged: seed 0 at 460k; unfinished: seed 1 to 4.24M)``; three or more
+    of a kind as one entry, ``unfinished: seeds 2, 3, 4 to 50k – 1.55M``."""
     label = f"{method} (n={len({run.seed for run in runs})}"
     for kind, word, chosen in (("diverged", "at", lambda run: run.status == "diverged"),
                                ("unfinished", "to", _unfinished)):
         stopped = sorted((run for run in runs if chosen(run)), key=lambda run: run.seed)
-        reached = [float(run.steps[-1]) if len(run.steps) else 0.0 for run in stopped]
+        reached = [float(run.stopped_at) if kind == "diverged" and run.stopped_at is not None
+                   else float(run.steps[-1]) if len(run.steps) else 0.0 for run in stopped]
         if len(stopped) > 2:  # one entry for them all, so that the legend stays narrow
             span = " – ".join(dict.fromkeys(_steps_text(at) for at in (min(reached), max(reached))))
             label += f"; {kind}: seeds {', '.join(str(run.seed) for run in stopped)} {word} {span}"

@@ -523,6 +523,23 @@ def test_steps_and_seed_labels():
     assert plot._method_label("stream_q", same) == "stream_q (n=3; unfinished: seeds 1, 2, 3 to 4)"
 
 
+def test_a_run_that_diverged_before_its_first_episode_ended_is_labelled_with_its_summarys_step(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"algo": "classic_ac", "env": "dm_control/dog-stand-v0",
+                                                 "total_steps": 2_000_000, "seed": 1}))
+    (run / "episodes.csv").write_text("step,return,length,wall_time\n")
+    (run / "summary.json").write_text(json.dumps({"status": "diverged", "steps": 17, "episodes": 0}))
+    blown = analysis.load_run(run)
+    assert (blown.status, blown.stopped_at, len(blown.steps)) == ("diverged", 17, 0)
+    late = analysis.Run(Path("b"), "classic_ac", "dm_control/dog-stand-v0", 0, 2_000_000, np.array([1000.0]),
+                        np.zeros(1), "diverged", stopped_at=460_123)
+    assert plot._method_label("classic_ac", [late, blown]) == (
+        "classic_ac (n=2; diverged: seed 0 at 460k, seed 1 at 17)")
+    (run / "summary.json").unlink()
+    assert analysis.load_run(run).stopped_at is None
+
+
 def test_runs_of_one_method_and_env_made_with_different_task_versions_are_drawn_apart(tmp_path, monkeypatch,
                                                                                        capsys):
     for seed in SEEDS:
