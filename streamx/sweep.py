@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -270,28 +271,78 @@ def run_status(run_dir: str | Path) -> str:
     return "incomplete" if run_dir.exists() else "new"
 
 
+def _last_metrics_row(run_dir: Path) -> dict[str, str] | None:
+    """The header and last row of a run's ``metrics.csv`` as a dict (read from the file's end);
+    None without a data row."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(run_dir / "metrics.csv", "rb") as handle:
+            header = handle.readline().decode("utf-8", "replace").strip().split(",")
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            last = handle.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1].split(",")
+        if len(last) == len(header) and last != header:
+            return dict(zip(header, last))
+    return None
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        record = json.loads((run_dir / "summary.json").read_text())
+        if isinstance(record, dict):
+            return record
+    return {}
+
+
 def run_progress(run_dir: str | Path) -> int | None:
     """The agent step a run has reached: the newer of its ``summary.json`` (written when it
     stopped) and the last row of its ``metrics.csv`` (written while it runs); None before either."""
     run_dir = Path(run_dir)
     reached: list[int] = []
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        reached.append(int(json.loads((run_dir / "summary.json").read_text()).get("steps")))
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open(run_dir / "metrics.csv", "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
-            last = handle.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1]
-        reached.append(int(last.split(",", 1)[0]))
+    with contextlib.suppress(ValueError, TypeError):
+        reached.append(int(_summary(run_dir).get("steps")))  # type: ignore[arg-type]
+    row = _last_metrics_row(run_dir)
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        reached.append(int(row["step"]))  # type: ignore[index]
     return max(reached) if reached else None
+
+
+def run_rate(run_dir: str | Path, running: bool) -> float | None:
+    """Agent steps/s to expect of a run that goes on: while it runs, its last logged interval's
+    (``metrics.csv``); once stopped, its whole run's (``summary.json``); None when unknown."""
+    run_dir = Path(run_dir)
+    rate: Any = None
+    if running:
+        rate = (_last_metrics_row(run_dir) or {}).get("steps_per_second")
+    if rate is None:
+        rate = _summary(run_dir).get("steps_per_second")
+    with contextlib.suppress(ValueError, TypeError):
+        value = float(rate)
+        if math.isfinite(value) and value > 0:
+            return value
+    return None
+
+
+def _time_text(seconds: float) -> str:
+    """45 s, 83 min, 4.4 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _listing_line(spec: RunSpec) -> tuple[str, str]:
     """One ``--dry-run`` row, and the status it counts under (``running`` when a live process
-    holds the run's lock)."""
+    holds the run's lock). An unfinished run shows the step it reached and, where its rate is
+    known (:func:`run_rate`), that rate and the time its remaining steps take at it."""
     status = "running" if holder(spec.run_dir) is not None else run_status(spec.run_dir)
     total = int(spec.config["total_steps"])
     reached = run_progress(spec.run_dir) if status != "new" else None
-    steps = f"{total:,} steps" if reached is None or status == "finished" else f"{reached:,} of {total:,} steps"
+    if reached is None or status == "finished":
+        steps = f"{total:,} steps"
+    else:
+        steps = f"{reached:,} of {total:,} steps"
+        rate = run_rate(spec.run_dir, status == "running") if status != "diverged" else None
+        if rate is not None and reached < total:
+            shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+            steps += f" ({shown} steps/s: ≈ {_time_text((total - reached) / rate)} to go)"
     return (f"{spec.key}  {status:<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  {steps}", status)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from streamx.cli import main
 from streamx.errors import ConfigError
-from streamx.sweep import config_hash, execute_run, expand, load_experiment, run_status, run_sweep
+from streamx.sweep import _time_text, config_hash, execute_run, expand, load_experiment, run_rate, run_status, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +145,41 @@ def test_dry_run_lists_the_step_each_run_reached_and_which_are_running(tmp_path,
     assert "running" in rows[third.key] and rows[third.key].endswith("seed 0  200 of 300 steps")
     assert rows["4"] == f"4 runs in {out} (1 interrupted, 1 finished, 1 running, 1 new)"
     assert list(out.iterdir()) and not (out / "sweep.json").exists()  # a dry run writes nothing
+
+
+def test_dry_run_shows_an_unfinished_runs_rate_and_the_time_it_has_left(tmp_path, capsys):
+    """A running run's rate is its last logged interval's (metrics.csv), a stopped run's its
+    whole run's (summary.json); the time left is the remaining steps at that rate. A diverged
+    run and one whose rate is unknown show none."""
+    from streamx.runlock import run_lock
+
+    experiment, out = _experiment(tmp_path), tmp_path / "out"
+    first, second, third, fourth = expand(load_experiment(experiment), "smoke", out)
+    stopped = Path(first.run_dir)
+    stopped.mkdir(parents=True)
+    (stopped / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 120,
+                                                      "steps_per_second": 0.05}))
+    (stopped / "metrics.csv").write_text("step,episodes,steps_per_second\n100,3,9.0\n")
+    running = Path(second.run_dir)
+    running.mkdir(parents=True)
+    (running / "summary.json").write_text(json.dumps({"status": "interrupted", "steps": 100,
+                                                      "steps_per_second": 1.0}))
+    (running / "metrics.csv").write_text("step,episodes,steps_per_second\n100,3,0.5\n200,5,0.02\n")
+    blown = Path(third.run_dir)
+    blown.mkdir(parents=True)
+    (blown / "summary.json").write_text(json.dumps({"status": "diverged", "steps": 50, "steps_per_second": 2.0}))
+    unknown = Path(fourth.run_dir)
+    unknown.mkdir(parents=True)
+    (unknown / "metrics.csv").write_text("step,episodes\n100,3\n")
+    with run_lock(running):
+        assert main(["sweep", str(experiment), "--out", str(out), "--dry-run"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows[first.key].endswith("seed 0  120 of 300 steps (0.05 steps/s: ≈ 60 min to go)")  # 180 / 0.05 s
+    assert rows[second.key].endswith("seed 1  200 of 300 steps (0.02 steps/s: ≈ 83 min to go)")  # 100 / 0.02 s
+    assert rows[third.key].endswith("seed 0  50 of 300 steps")
+    assert rows[fourth.key].endswith("seed 1  100 of 300 steps")
+    assert run_rate(stopped, running=True) == 9.0 and run_rate(unknown, running=True) is None
+    assert [_time_text(t) for t in (45, 5000, 4.4 * 3600)] == ["45 s", "83 min", "4.4 h"]
 
 
 def test_local_sweep_runs_skips_finished_and_writes_a_manifest(tmp_path, capsys):
