@@ -253,24 +253,6 @@ def _window(experiment: Experiment, budget: str, runs: Sequence[RunSpec]) -> int
     return min(50_000, max(1, steps // 10))
 
 
-def run_status(run_dir: str | Path) -> str:
-    """finished | diverged | interrupted | incomplete | new, read from the run directory."""
-    run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            status = json.loads(summary.read_text()).get("status")
-        except (OSError, json.JSONDecodeError):
-            status = None
-        if status in ("finished", "stopped_early"):
-            return "finished"
-        if status == "diverged":  # a deterministic outcome (the learner's weights blew up): final
-            return "diverged"
-        if status == "interrupted":
-            return "interrupted"
-    return "incomplete" if run_dir.exists() else "new"
-
-
 def _last_metrics_row(run_dir: Path) -> dict[str, str] | None:
     """The header and last row of a run's ``metrics.csv`` as a dict (read from the file's end);
     None without a data row."""
@@ -285,11 +267,25 @@ def _last_metrics_row(run_dir: Path) -> dict[str, str] | None:
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
+    """A run's ``summary.json`` (written when it stops); {} without a readable one."""
     with contextlib.suppress(OSError, ValueError):
         record = json.loads((run_dir / "summary.json").read_text())
         if isinstance(record, dict):
             return record
     return {}
+
+
+def run_status(run_dir: str | Path) -> str:
+    """finished | diverged | interrupted | incomplete | new, read from the run directory."""
+    run_dir = Path(run_dir)
+    status = _summary(run_dir).get("status")
+    if status in ("finished", "stopped_early"):
+        return "finished"
+    if status == "diverged":  # a deterministic outcome (the learner's weights blew up): final
+        return "diverged"
+    if status == "interrupted":
+        return "interrupted"
+    return "incomplete" if run_dir.exists() else "new"
 
 
 def run_progress(run_dir: str | Path) -> int | None:
