@@ -64,6 +64,8 @@ class TrustedInput:
     The environment's outputs were checked where they enter, by the
     :class:`~streamx.wrappers.CheckFinite` wrapper right above the environment (the declared
     shape, numbers, finite values, one finite reward); the wrappers above it are streamx's own.
+    Atari has no CheckFinite: streamx's own wrappers read ALE's uint8 frames and integer rewards
+    directly (:mod:`streamx.atari`).
     What is left is to hand the agent a C-contiguous float32 array of the observation space's
     exact shape — verified here, as the compiled kernels require — and its own action back."""
 
@@ -344,6 +346,8 @@ class StreamTraining:
                             break
                         if self.checkpoint_pending and not exact and "episode" in info:
                             self.save_checkpoint(obs, mid_episode=False)  # at the game's end, before reset
+                        if whole_games and not terminated:  # the frame cap: the learner's episode goes on
+                            agent.env_restarted()
                         obs = trusted(env.reset()[0])
                     if self.checkpoint_pending and exact:
                         self.save_checkpoint(obs, mid_episode=True)

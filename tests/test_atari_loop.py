@@ -220,3 +220,37 @@ def test_a_game_saved_with_one_pipeline_resumed_with_the_other_starts_a_new_game
     training = StreamTraining(resumed_config, None, payload)
     assert training.run().steps == 700
     assert training.resumes[-1] == {"step": 600, "mid_episode": False}
+
+
+def test_at_the_frame_cap_sarsa_draws_the_next_games_first_action_from_its_reset_frame(tmp_path):
+    """Under life_loss=continue the learner never sees the frame cap (PAPER §9): its episode, and
+    its traces, go on; but the a' Stream SARSA drew from the old game's last frame is dropped
+    before the reset, so the new game's first action comes from the new game's first frame."""
+    config = resolve_config("stream_sarsa", GAME, overrides={
+        "total_steps": 300, "run_dir": str(tmp_path / "sarsa"), "progress": False, "seed": 3,
+        "max_episode_steps": 60})
+    training = StreamTraining(config, None)
+    env, agent = training.env, training.agent
+    real_step, real_reset, real_restarted = env.step, env.reset, agent.env_restarted
+    capped, pending_at_reset, pending_before_restart = [], [], []
+
+    def step(action):
+        next_obs, reward, terminated, truncated, info = real_step(action)
+        if "episode" in info and not terminated:
+            capped.append(truncated)
+        return next_obs, reward, terminated, truncated, info
+
+    def reset(**kwargs):
+        pending_at_reset.append(agent._next_action)
+        return real_reset(**kwargs)
+
+    def restarted():
+        pending_before_restart.append(agent._next_action)
+        real_restarted()
+
+    env.step, env.reset, agent.env_restarted = step, reset, restarted
+    training.run()
+    assert len(capped) >= 3 and all(capped), "every game of 60 agent steps should end at the frame cap"
+    assert len(pending_before_restart) == len(capped)
+    assert all(action is not None for action in pending_before_restart)  # SARSA had drawn a' from the last frame
+    assert pending_at_reset[0] is None and all(action is None for action in pending_at_reset[1:])

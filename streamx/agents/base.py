@@ -287,6 +287,13 @@ class StreamAgent(ABC):
         rng_from_plain(self.np_random, state["np_random"])
         self._load_extra_state(state.get("extra", {}))
 
+    def env_restarted(self) -> None:
+        """The environment was reset although the learner's episode goes on: an Atari game that
+        reached its frame cap under ``life_loss=continue``, where the learner never sees the
+        truncation (PAPER §9). Nothing drawn from the old game's last observation is used in the
+        new game (Stream SARSA drops its pending a'); the traces are kept, as the paper's loop
+        keeps them."""
+
     def end_episode(self) -> None:
         """Forget everything tied to the current episode (eligibility traces), as at an episode
         end; used when an episode is abandoned, e.g. when a run resumes at a new episode."""

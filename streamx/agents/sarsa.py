@@ -58,6 +58,9 @@ class StreamSARSA(ActionValueAgent):
         super().end_episode()
         self._next_action = None
 
+    def env_restarted(self) -> None:
+        self._next_action = None  # drawn from the old game's last frame
+
     def _extra_state(self) -> dict[str, Any]:
         return {"next_action": -1 if self._next_action is None else self._next_action}
 
