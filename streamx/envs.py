@@ -280,9 +280,17 @@ def _minatar_env(config: Config) -> gym.Env:
     return env
 
 
+# make_atari's parameters that a run takes from its config fields, never from env_kwargs
+_ATARI_CONFIG_FIELDS = ("gamma", "obs_normalization", "reward_scaling", "max_episode_steps")
+
+
 def _atari_env(config: Config) -> gym.Env:
     from streamx.atari import make_atari
 
+    for name in _ATARI_CONFIG_FIELDS:
+        if name in config.env_kwargs:
+            raise ConfigError(f"env_kwargs sets {name}, which is a config field of its own: remove it from "
+                              f"env_kwargs and set {name}={config.env_kwargs[name]!r} instead")
     return make_atari(config.env, gamma=config.gamma, obs_normalization=config.obs_normalization,
                       reward_scaling=config.reward_scaling, max_episode_steps=config.max_episode_steps,
                       **config.env_kwargs)

@@ -504,3 +504,13 @@ def test_atari_frames_state_dict_round_trip_and_stack_frames():
     assert twin._oldest == stack._oldest and np.array_equal(twin._ring, stack._ring)
     with pytest.raises(ValueError, match="oldest index 3"):
         twin.load_state_dict({**stack.state_dict(), "oldest": 3})
+
+
+@pytest.mark.parametrize("name", ["gamma", "max_episode_steps", "obs_normalization", "reward_scaling"])
+def test_env_kwargs_may_not_set_what_a_config_field_sets(name):
+    from streamx.envs import make_env
+    from streamx.run import resolve_config
+
+    config = resolve_config("stream_q", "BreakoutNoFrameskip-v4", overrides={"env_kwargs": {name: 50}})
+    with pytest.raises(ConfigError, match=f"env_kwargs sets {name}, which is a config field of its own"):
+        make_env(config)
