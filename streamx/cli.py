@@ -148,14 +148,19 @@ def _algorithms(argv: Sequence[str]) -> int:
 def _eval(argv: Sequence[str]) -> int:
     from streamx.evaluate import evaluate
 
-    parser = _Parser(prog="streamx eval", description="Run the deterministic policy of a run's checkpoint "
-                     "with frozen normalizer statistics; writes eval.json into the run directory.")
+    parser = _Parser(prog="streamx eval", description="Run the deterministic (or, with --epsilon, ε-greedy) "
+                     "policy of a run's checkpoint with frozen normalizer statistics; writes eval.json into the run "
+                     "directory.")
     parser.add_argument("run_dir")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--checkpoint", default=None, help="a checkpoint file (default: the newest)")
     parser.add_argument("--video", action="store_true", help="record videos into <run-dir>/videos (needs moviepy)")
+    parser.add_argument("--epsilon", type=float, default=0.0,
+                        help="take a uniformly random action with this probability (discrete actions; default 0: "
+                             "the deterministic policy). Atari evaluations often use 0.05 or 0.001, so a greedy "
+                             "policy that never presses FIRE after a lost life does not stall the game.")
     args = parser.parse_args(argv)
-    result = evaluate(args.run_dir, args.episodes, args.checkpoint, args.video)
+    result = evaluate(args.run_dir, args.episodes, args.checkpoint, args.video, epsilon=args.epsilon)
     print(f"{result['episodes']} episodes at step {result['checkpoint_step']}: mean return "
           f"{result['mean_return']:.1f} ± {result['std_return']:.1f}; written to {args.run_dir}/eval.json")
     return 0

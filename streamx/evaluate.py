@@ -70,10 +70,14 @@ def _load(run_dir: Path, checkpoint: str | Path | None) -> tuple[Config, dict[st
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | None = None,
-             video: bool = False, seed_offset: int = 1_000_003) -> dict[str, Any]:
-    """Run the deterministic policy of a checkpoint for ``episodes`` whole episodes."""
+             video: bool = False, seed_offset: int = 1_000_003, epsilon: float = 0.0) -> dict[str, Any]:
+    """Run the deterministic policy of a checkpoint for ``episodes`` whole episodes; with
+    ``epsilon`` > 0 (discrete actions only), each action is instead a uniformly random one with
+    probability ``epsilon`` (ε-greedy evaluation, as Atari evaluations often use)."""
     if episodes < 1:
         raise ConfigError(f"--episodes {episodes}: evaluate at least one episode")
+    if not 0.0 <= epsilon <= 1.0:  # NaN fails too
+        raise ConfigError(f"--epsilon {epsilon}: give a probability between 0 and 1 (0: the deterministic policy)")
     run_dir = Path(run_dir)
     config, payload = _load(run_dir, checkpoint)
     _acting_network(config, "there is nothing to evaluate; see prediction.json in its run directory")
@@ -82,6 +86,10 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
     if video:
         config = config.replace(env_kwargs={**config.env_kwargs, "render_mode": "rgb_array"})
     env = make_env(config)
+    if epsilon > 0 and not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise ConfigError(f"--epsilon {epsilon} draws random actions from a discrete action space, but "
+                          f"{config.env}'s is {env.action_space}; evaluate it without --epsilon")
     restore_env_state(env, payload["env_state"], mid_episode=False)
     for wrapper_type in (NormalizeObservation, ScaleReward):
         wrapper = find_wrapper(env, wrapper_type)
@@ -106,10 +114,14 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
     # Atari with life_loss=continue: as in training, a lost life does not reset the game; the env
     # resets when the whole game is over (the statistics wrapper reports it)
     whole_games = resets_only_at_game_over(config)
+    explore = np.random.default_rng(eval_seed)  # ε-greedy draws (none when epsilon is 0)
     try:
         obs, _ = env.reset(seed=eval_seed)
         while len(returns) < episodes:
-            obs, _reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            action = agent.act(obs, deterministic=True)
+            if epsilon > 0 and explore.random() < epsilon:
+                action = int(explore.integers(env.action_space.n))  # type: ignore[attr-defined]  # Discrete
+            obs, _reward, terminated, truncated, info = env.step(action)
             if "episode" in info:
                 returns.append(float(info["episode"]["r"]))
                 lengths.append(int(info["episode"]["l"]))
@@ -130,6 +142,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0,
         "policy": algorithm_class(config.algo).policy_description,
+        "epsilon": epsilon,
     }
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -107,7 +107,7 @@ def test_the_docs_show_commands_of_every_subcommand():
 
 def test_option_lists_come_from_the_parsers():
     assert {"--env", "--seed", "--steps", "--run-dir", "--config", "--resume", "--help"} <= options("train")
-    assert options("eval") == {"--help", "--episodes", "--checkpoint", "--video"}
+    assert options("eval") == {"--help", "--episodes", "--checkpoint", "--video", "--epsilon"}
     assert {"--paper", "--no-paper", "--out"} <= options("plot")
     assert {"--dry-run", "--no-wait", "--ray-address", "--runs-per-task"} <= options("sweep")
     assert "--not-an-option" not in options("sweep")

@@ -92,3 +92,29 @@ def test_frozen_statistics_decide_the_observations_the_policy_sees(run_dir, monk
 
     monkeypatch.setattr(streamx.evaluate, "restore_env_state", restore_without_statistics)
     assert _eval(run_dir)["returns"] != reference
+
+
+def test_epsilon_evaluates_the_epsilon_greedy_policy(tmp_path):
+    """--epsilon replaces each action by a uniformly random one with that probability, from a
+    generator seeded like the rest of the evaluation: the same numbers each time."""
+    run = tmp_path / "cartpole"
+    assert cli.main(["train", "stream_q", "--env", "CartPole-v1", "--steps", "1000", "--seed", "2",
+                     "--run-dir", str(run), "progress=false"]) == 0
+    greedy = _eval(run)
+    assert greedy["epsilon"] == 0.0 and _eval(run, "--epsilon", "0") == greedy
+    random_play = _eval(run, "--epsilon", "1")
+    assert random_play["epsilon"] == 1.0 and random_play == _eval(run, "--epsilon", "1")
+    assert random_play["returns"] != greedy["returns"]
+
+
+@pytest.mark.parametrize("epsilon", ["-0.1", "1.5", "nan"])
+def test_epsilon_outside_zero_one_is_refused(run_dir, epsilon, capsys):
+    assert cli.main(["eval", str(run_dir), "--epsilon", epsilon]) == 2
+    assert "give a probability between 0 and 1" in capsys.readouterr().err
+
+
+def test_epsilon_needs_a_discrete_action_space(run_dir, capsys):
+    before = (run_dir / "eval.json").read_text() if (run_dir / "eval.json").exists() else None
+    assert cli.main(["eval", str(run_dir), "--epsilon", "0.05"]) == 2
+    assert "draws random actions from a discrete action space" in capsys.readouterr().err
+    assert ((run_dir / "eval.json").read_text() if (run_dir / "eval.json").exists() else None) == before
