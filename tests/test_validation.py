@@ -304,3 +304,42 @@ def test_the_command_starts_without_loading_torch():
              "import streamx; streamx.make_agent; assert 'torch' in sys.modules; print(streamx.__version__)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["gemm", "torch"])
+def test_the_conv_networks_public_methods_check_their_arrays(kind):
+    """GemmConvNetwork's kernels do no bounds checks: its public methods (and the torch
+    fallback's) refuse a wrong size, dtype or a NaN before any kernel runs, and change nothing."""
+    from streamx.fast import gemm
+    from streamx.fast.conv import GemmConvNetwork, TorchConvNetwork
+
+    if kind == "gemm" and not gemm.AVAILABLE:
+        pytest.skip(gemm.REASON)
+    network_class = GemmConvNetwork if kind == "gemm" else TorchConvNetwork
+    space = gym.spaces.Box(-np.inf, np.inf, (4, 84, 84), np.float32)
+    agent = make_agent("stream_q", space, gym.spaces.Discrete(4), hidden_sizes=[256], fast_path="on")
+    agent._q = network = network_class(agent.q_network, *_conv_layout(agent), agent.config.layer_norm,
+                                       agent.optimizer, (4, 84, 84))
+    x = np.random.default_rng(0).normal(size=4 * 84 * 84).astype(np.float32)
+    outputs = network.forward(x).copy()
+    state = network.state.copy()  # weights, trace and the optimizer's other rows
+    bad_inputs = [np.zeros(5, np.float32), np.zeros(4 * 84 * 84 + 64, np.float32), np.zeros((4, 84, 84), np.float32),
+                  np.where(np.arange(4 * 84 * 84) == 7, np.nan, x).astype(np.float32), "x", None]
+    for bad in bad_inputs:
+        for method in (network.forward, network.forward_kept, network.holds):
+            with pytest.raises(InputError, match=f"{network_class.__name__}: x "):
+                method(bad)
+    for bad in (np.zeros(3, np.float32), np.array([np.inf, 0, 0, 0], np.float32), np.zeros((1, 4), np.float32)):
+        with pytest.raises(InputError, match=f"{network_class.__name__}: output_gradient "):
+            network.accumulate_trace(bad)
+    assert np.array_equal(network.state, state)
+    assert network.holds(x) and np.array_equal(network.forward(x), outputs)
+    # float64 and list inputs of the right size are converted, as the agents' checks do
+    assert np.array_equal(network.forward(x.astype(np.float64), keep=False), outputs)
+    assert network.accumulate_trace([1.0, 0.0, 0.0, 0.0]) > 0
+
+
+def _conv_layout(agent):
+    from streamx.fast.agents import _hidden_and_output
+
+    return _hidden_and_output(agent.q_network)

@@ -65,6 +65,7 @@ from streamx.fast.agents import (
 )
 from streamx.nn import LEAKY_RELU_SLOPE
 from streamx.optim import l1_norm
+from streamx.validation import ArrayCheck
 
 __all__ = ["ConvNetwork", "GemmConvNetwork", "TorchConvNetwork", "conv_network_class"]
 
@@ -88,8 +89,47 @@ class _KeptPassNetwork(FlatParameters):
         self.input_shape = tuple(int(n) for n in input_shape)
         self.num_outputs = sum(head.out_features for head in heads)
         self.outputs = np.zeros(self.num_outputs, dtype=np.float32)  # heads at the kept input
+        self._make_checks()
 
     def forget(self) -> None:
+        raise NotImplementedError
+
+    def _make_checks(self) -> None:
+        # the public methods check what they are handed (the kernels behind them check nothing);
+        # the agents, which checked their observations already, call the private ones
+        who = type(self).__name__
+        self._check_input = ArrayCheck((math.prod(self.input_shape),), who, " (one flat input)")
+        self._check_gradient = ArrayCheck((self.num_outputs,), who, " (one value per output)")
+
+    def forward(self, x: Any, keep: bool = True) -> np.ndarray:
+        """The heads' outputs (float32, concatenated) for one flat input ``x`` (checked: finite,
+        ``prod(input_shape)`` values); with ``keep``, the pass is kept for :meth:`accumulate_trace`
+        and the outputs are :attr:`outputs`, else they are a new array."""
+        return self._forward(self._check_input(x, "x"), keep)
+
+    def forward_kept(self, x: Any) -> np.ndarray:
+        """``forward(x, keep=True)``, or the kept pass when it is of ``x`` with the current weights."""
+        return self._forward_kept(self._check_input(x, "x"))
+
+    def holds(self, x: Any) -> bool:
+        """Whether the kept forward pass is of exactly ``x`` with the current weights."""
+        return self._holds(self._check_input(x, "x"))
+
+    def accumulate_trace(self, output_gradient: Any) -> np.float32:
+        """``z ← γλ z + ∇(output_gradient · outputs)`` at the kept input (PAPER §1.1); returns
+        ``Σ‖z‖₁``. ``output_gradient``: one finite value per output."""
+        return self._accumulate_trace(self._check_gradient(output_gradient, "output_gradient"))
+
+    def _forward(self, x: np.ndarray, keep: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _forward_kept(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _holds(self, x: np.ndarray) -> bool:
+        raise NotImplementedError
+
+    def _accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
         raise NotImplementedError
 
     def load_from_torch(self) -> None:
@@ -179,11 +219,11 @@ class GemmConvNetwork(_KeptPassNetwork):
         """Drop the kept forward pass (the weights changed)."""
         self._kept = False
 
-    def holds(self, x: np.ndarray) -> bool:
+    def _holds(self, x: np.ndarray) -> bool:
         """Whether the kept forward pass is of exactly ``x`` with the current weights."""
         return self._kept and np.array_equal(self._rows[self._row][:x.shape[0]], x)
 
-    def forward_kept(self, x: np.ndarray) -> np.ndarray:
+    def _forward_kept(self, x: np.ndarray) -> np.ndarray:
         """The heads' outputs at ``x``, kept for the backward pass: the kept pass when it is of
         ``x`` with the current weights (``act`` ran it; ``update`` reuses it), else a new one."""
         self._row = gemm.forward_kept(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm,
@@ -192,18 +232,18 @@ class GemmConvNetwork(_KeptPassNetwork):
         self.outputs[:] = self._row_outputs[self._row]
         return self.outputs
 
-    def forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
+    def _forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
         """The heads' outputs (float32, concatenated) for one flat float32 input ``x``; with
         ``keep`` (:meth:`forward_kept`), the pass is kept for the backward pass and the outputs
         are :attr:`outputs`; without, they are a new array."""
         if keep:
-            return self.forward_kept(x)
+            return self._forward_kept(x)
         row = 1 - self._row
         gemm.forward(self.state[kernels.WEIGHTS], self.layers, self.num_hidden, self.layer_norm, self._rows[row], x,
                      False)
         return self._row_outputs[row].copy()
 
-    def accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
+    def _accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
         """``z ← γλ z + ∇(output_gradient · outputs)`` at the kept input (PAPER §1.1);
         returns ``Σ‖z‖₁``."""
         if not self._kept:
@@ -272,17 +312,17 @@ class TorchConvNetwork(_KeptPassNetwork):
         self._saved = []
         self._saved_features = None
 
-    def holds(self, x: np.ndarray) -> bool:
+    def _holds(self, x: np.ndarray) -> bool:
         """Whether the kept forward pass is of exactly ``x`` with the current weights."""
         return self._saved_input is not None and np.array_equal(self._saved_input, x)
 
     # -- forward --------------------------------------------------------------------------
-    def forward_kept(self, x: np.ndarray) -> np.ndarray:
+    def _forward_kept(self, x: np.ndarray) -> np.ndarray:
         """``forward(x, keep=True)``, or the kept pass when it is of ``x`` with the current
         weights (``act`` ran it; ``update`` reuses it)."""
-        return self.outputs if self.holds(x) else self.forward(x, keep=True)
+        return self.outputs if self._holds(x) else self._forward(x, keep=True)
 
-    def forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
+    def _forward(self, x: np.ndarray, keep: bool = True) -> np.ndarray:
         """The heads' outputs (float32, concatenated) for one flat float32 input ``x``; with
         ``keep``, the activations are kept for the backward pass and the outputs are
         :attr:`outputs`.
@@ -329,7 +369,7 @@ class TorchConvNetwork(_KeptPassNetwork):
 
     # -- backward into the trace ----------------------------------------------------------
     @torch.no_grad()
-    def accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
+    def _accumulate_trace(self, output_gradient: np.ndarray) -> np.float32:
         """``z ← γλ z + ∇(output_gradient · outputs)`` at the kept input (PAPER §1.1);
         returns ``Σ‖z‖₁``. The trace is decayed by one multiplication, as torch.optim's
         ``_foreach_mul_``, and each weight gradient is accumulated into its slice by an in-place
@@ -430,19 +470,19 @@ class _ConvActionValue(_ConvAgent, _FastActionValue):
     _q: ConvNetwork  # type: ignore[assignment]  # every method reading it as a FlatNetwork is overridden here
 
     def _q_values_array(self, obs: Any, reuse: bool = True) -> np.ndarray:
-        return self._q.forward(_as_input(obs))
+        return self._q._forward(_as_input(obs))
 
     def _q_values(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self._q.forward(_as_input(obs), keep=False).copy())
+        return torch.from_numpy(self._q._forward(_as_input(obs), keep=False).copy())
 
     def _forward_pair(self, obs: Any, next_obs: Any) -> tuple[np.ndarray, np.ndarray]:
-        q_values = self._q.forward_kept(_as_input(obs))  # usually kept by act
-        return q_values, self._q.forward(_as_input(next_obs), keep=False)
+        q_values = self._q._forward_kept(_as_input(obs))  # usually kept by act
+        return q_values, self._q._forward(_as_input(next_obs), keep=False)
 
     def _learn_output(self, index: int, td_error: np.float32, reset: bool) -> tuple[np.float32, np.float32]:
         gradient = np.zeros(self._q.num_outputs, dtype=np.float32)
         gradient[index] = kernels.ONE
-        trace_norm = self._q.accumulate_trace(gradient)
+        trace_norm = self._q._accumulate_trace(gradient)
         return self._q.step(td_error, reset, trace_norm), trace_norm
 
 
@@ -469,17 +509,17 @@ class ConvStreamTD(StreamTD, _ConvAgent):
         self._value = self._flat["value_network"]
 
     def _predict(self, obs: np.ndarray) -> float:
-        return float(self._value.forward(_as_input(obs), keep=False)[0])
+        return float(self._value._forward(_as_input(obs), keep=False)[0])
 
     def _update(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
                 truncated: bool) -> dict[str, float]:
         net = self._value
-        value = net.forward_kept(_as_input(obs))[0]
-        next_value = net.forward(_as_input(next_obs), keep=False)[0]
+        value = net._forward_kept(_as_input(obs))[0]
+        next_value = net._forward(_as_input(next_obs), keep=False)[0]
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error = (np.float32(reward) + discount * next_value) - value
         self._check_finite(td_error)
-        trace_norm = net.accumulate_trace(np.ones(1, dtype=np.float32))
+        trace_norm = net._accumulate_trace(np.ones(1, dtype=np.float32))
         step_size = net.step(td_error, bool(terminated or truncated), trace_norm)
         self.num_updates += 1
         return {"td_error": float(td_error), "effective_step_size": float(step_size),
@@ -516,7 +556,7 @@ class ConvStreamAC(StreamAC, _ConvAgent):
         return np.exp(self._log_probs).astype(np.float32), outputs
 
     def _act(self, obs: np.ndarray, deterministic: bool) -> Any:
-        outputs = self._actor.forward(_as_input(obs))
+        outputs = self._actor._forward(_as_input(obs))
         first, second = self._distribution(outputs)
         n = self._num_outputs
         if self.continuous:
@@ -532,13 +572,13 @@ class ConvStreamAC(StreamAC, _ConvAgent):
                 truncated: bool) -> dict[str, float]:
         critic, actor = self._critic, self._actor
         x = _as_input(obs)
-        value = critic.forward_kept(x)[0]
-        next_value = critic.forward(_as_input(next_obs), keep=False)[0]
+        value = critic._forward_kept(x)[0]
+        next_value = critic._forward(_as_input(next_obs), keep=False)[0]
         discount = np.float32(self.config.gamma * td_target_mask(terminated, truncated, self.config))
         td_error = (np.float32(reward) + discount * next_value) - value
         self._check_finite(td_error)
 
-        outputs = actor.forward_kept(x)  # usually kept by act
+        outputs = actor._forward_kept(x)  # usually kept by act
         sign = kernels.ONE if td_error > 0 else (-kernels.ONE if td_error < 0 else kernels.ZERO)
         entropy_sign = np.float32(self._entropy_coef * sign)
         gradient = np.zeros(actor.num_outputs, dtype=np.float32)
@@ -550,9 +590,9 @@ class ConvStreamAC(StreamAC, _ConvAgent):
             entropy = kernels._categorical_objective_gradient(outputs, gradient, 0, self._num_outputs, action,
                                                               entropy_sign, self._log_probs, self._clamp_eps)
         reset = bool(terminated or truncated)
-        critic_norm = critic.accumulate_trace(np.ones(1, dtype=np.float32))
+        critic_norm = critic._accumulate_trace(np.ones(1, dtype=np.float32))
         critic_step = critic.step(td_error, reset, critic_norm)
-        actor_norm = actor.accumulate_trace(gradient)
+        actor_norm = actor._accumulate_trace(gradient)
         actor_step = actor.step(td_error, reset, actor_norm)
         self.num_updates += 1
         return {"td_error": float(td_error), "effective_step_size": float(critic_step),
