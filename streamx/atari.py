@@ -79,6 +79,15 @@ def _action_meanings(env: gym.Env) -> list[str]:
     return list(env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]
 
 
+def _with_game(info: dict[str, Any], episode: dict[str, Any] | None) -> dict[str, Any]:
+    """``info`` of a reset that started a new game because the last one ended inside the reset
+    sequence (a no-op, the NOOP that continues after a lost life, FIRE or action 2): carry that
+    game's statistics, so the game is still reported (as ``info["episode"]`` of the reset)."""
+    if episode is None or "episode" in info:
+        return info
+    return {**info, "episode": episode}
+
+
 class RecordGameStatistics(gym.Wrapper):
     """Put the WHOLE game's statistics in ``info["episode"]`` when the game is really over.
 
@@ -153,11 +162,13 @@ class NoopReset(gym.Wrapper):
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         observation, info = self.env.reset(**kwargs)
         num_noops = int(self.unwrapped.np_random.integers(1, self.noop_max + 1))
+        ended = None
         for _ in range(num_noops):
             observation, _, terminated, truncated, info = self.env.step(self.noop_action)
             if terminated or truncated:  # not seen in practice; start over, without reseeding
+                ended = info.get("episode", ended)
                 observation, info = self.env.reset()
-        return observation, info
+        return observation, _with_game(info, ended)
 
 
 class MaxAndSkip(gym.Wrapper):
@@ -226,7 +237,9 @@ class EpisodicLife(gym.Wrapper):
         else:
             observation, _, terminated, truncated, info = self.env.step(self.noop_action)
             if terminated or truncated:  # the game ended on the continuing NOOP: start a new one
+                ended = info.get("episode")
                 observation, info = self.env.reset(**kwargs)
+                info = _with_game(info, ended)
         self.game_over = False
         self.lives = _ale(self).lives()
         return observation, info
@@ -263,11 +276,16 @@ class FireReset(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         observation, info = self.env.reset(**kwargs)
-        for action in self.start_actions:
-            observation, _, terminated, truncated, info = self.env.step(action)
-            if terminated or truncated:  # not seen in practice; continue without reseeding
+        ended, pressed = info.get("episode"), 0  # a game that ended inside the inner reset
+        while pressed < len(self.start_actions):
+            observation, _, terminated, truncated, info = self.env.step(self.start_actions[pressed])
+            pressed += 1
+            if terminated or truncated:  # a life or the game was lost: reset again (no reseeding), start over
+                ended = info.get("episode", ended)
                 observation, info = self.env.reset()
-        return observation, info
+                ended = info.get("episode", ended)
+                pressed = 0
+        return observation, _with_game(info, ended)
 
 
 class WarpFrame(gym.ObservationWrapper):
@@ -482,13 +500,15 @@ class AtariFrames(gym.Wrapper):
         info = self._raw_reset(**kwargs)
         if self.noop_max == 0:
             return info
+        ended = None
         for _ in range(int(self.unwrapped.np_random.integers(1, self.noop_max + 1))):
             _, terminated, truncated = self._frame(self._action_set[0])
             self._pair = (self._current, self._current)
             info = self._info(terminated or truncated)
             if terminated or truncated:  # not seen in practice; start over, without reseeding
+                ended = info["episode"]
                 info = self._raw_reset()
-        return info
+        return _with_game(info, ended)
 
     # -- MaxAndSkip ---------------------------------------------------------------------------------
     def _skip(self, action: Any) -> tuple[float, bool, bool, dict[str, Any]]:
@@ -519,7 +539,7 @@ class AtariFrames(gym.Wrapper):
         else:
             _, terminated, truncated, info = self._skip(0)
             if terminated or truncated:  # the game ended on the continuing NOOP: start a new one
-                info = self._noop_reset(**kwargs)
+                info = _with_game(self._noop_reset(**kwargs), info["episode"])
         self.game_over = False
         self.lives = self._ale.lives()
         return info
@@ -527,11 +547,16 @@ class AtariFrames(gym.Wrapper):
     # -- FireReset, WarpFrame -----------------------------------------------------------------------
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         info = self._life_reset(**kwargs)
-        for action in self.start_actions:
-            _, terminated, truncated, info = self._life_step(action)
-            if terminated or truncated:  # not seen in practice; continue without reseeding
+        ended, pressed = info.get("episode"), 0  # a game that ended inside the inner reset
+        while pressed < len(self.start_actions):
+            _, terminated, truncated, info = self._life_step(self.start_actions[pressed])
+            pressed += 1
+            if terminated or truncated:  # a life or the game was lost: reset again (no reseeding), start over
+                ended = info.get("episode", ended)
                 info = self._life_reset()
-        return self._observation(), info
+                ended = info.get("episode", ended)
+                pressed = 0
+        return self._observation(), _with_game(info, ended)
 
     def step(self, action: Any) -> StepResult:
         reward, terminated, truncated, info = self._life_step(action)
@@ -707,6 +732,20 @@ def resolve_atari_id(game: str) -> str:
     raise ConfigError(f"unknown Atari game '{game}'.{hint} Use a game name like Breakout or an id like ALE/Breakout-v5")
 
 
+def _check_frame_cap(env: gym.Env, noop_max: int, skip: int) -> None:
+    """A game's reset sequence (up to ``noop_max`` no-op frames, then FIRE and action 2 for
+    ``skip`` frames each) must fit under ALE's frame cap with room for one agent step; otherwise a
+    new game could end before the learner sees it, and reset again without end."""
+    cap = int(_ale(env).getInt("max_num_frames_per_episode"))
+    least = noop_max + 3 * skip
+    if 0 < cap < least:
+        raise ConfigError(
+            f"the Atari frame cap of {cap} frames is shorter than a game's start (up to {noop_max} no-op frames, "
+            f"then FIRE and action 2 for {skip} frames each) and one agent step: set max_episode_steps to at "
+            f"least {-(-least // skip)} (or env_kwargs.max_num_frames_per_episode to at least {least}), "
+            "or lower noop_max")
+
+
 def wrap_atari(
     env: gym.Env,
     gamma: float = 0.99,
@@ -736,6 +775,7 @@ def wrap_atari(
         raise ConfigError(f"noop_max must be non-negative, got {noop_max}")
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown Atari pipeline '{pipeline}'; choose one of {', '.join(PIPELINES)}")
+    _check_frame_cap(env, noop_max, skip)
     reason = fast_pipeline_unavailable(env) if pipeline != "reference" else None
     if pipeline == "fast" and reason is not None:
         raise ConfigError(f"the fast Atari pipeline cannot run: {reason}; use pipeline='reference'")

@@ -128,7 +128,10 @@ def evaluate(run_dir: str | Path, episodes: int = 10, checkpoint: str | Path | N
             if ("episode" in info) if whole_games else (terminated or truncated):
                 if len(returns) >= episodes:
                     break  # no reset after the last episode (a video would get an empty extra clip)
-                obs, _ = env.reset()
+                obs, reset_info = env.reset()
+                if "episode" in reset_info:  # an Atari game the frame cap ended inside the reset (life_loss=reset)
+                    returns.append(float(reset_info["episode"]["r"]))
+                    lengths.append(int(reset_info["episode"]["l"]))
     except gym.error.DependencyNotInstalled as exc:  # rendering for --video (e.g. pygame for classic control)
         raise ConfigError(f"--video needs rendering that {config.env} cannot do here ({exc}); install the "
                           "video extra: pip install 'streamx-rl[video]'") from None

@@ -283,6 +283,15 @@ class StreamTraining:
         return obs
 
     # -- the loop ---------------------------------------------------------------------------
+    def _record_episode(self, step: int, episode: Mapping[str, Any]) -> bool:
+        """Write a finished episode's row; whether the ``on_episode`` callback asks to stop."""
+        episode_return, episode_length = float(episode["r"]), int(episode["l"])
+        self.returns.append(episode_return)
+        self.lengths.append(episode_length)
+        wall_time = self.elapsed_before + time.perf_counter() - self.start
+        self.writer.episode(step, episode_return, episode_length, wall_time)
+        return self.on_episode is not None and bool(self.on_episode(step, episode_return, episode_length))
+
     def _log_metrics(self) -> None:
         log_interval_metrics(self, self.stats.summarize())
 
@@ -328,14 +337,7 @@ class StreamTraining:
                                         terminated or (truncated and not config.bootstrap_on_truncation))
                     obs = next_obs
                     if "episode" in info:  # a whole episode (for Atari: a whole game, not one life) ended
-                        episode_return = float(info["episode"]["r"])
-                        episode_length = int(info["episode"]["l"])
-                        self.returns.append(episode_return)
-                        self.lengths.append(episode_length)
-                        self.writer.episode(step, episode_return, episode_length,
-                                            self.elapsed_before + time.perf_counter() - self.start)
-                        if self.on_episode is not None and self.on_episode(step, episode_return, episode_length):
-                            stopped_early = True
+                        stopped_early = self._record_episode(step, info["episode"])
                     if step % config.log_interval == 0:
                         self._log_metrics()
                     if config.checkpoint_interval and step % config.checkpoint_interval == 0:
@@ -348,7 +350,12 @@ class StreamTraining:
                             self.save_checkpoint(obs, mid_episode=False)  # at the game's end, before reset
                         if whole_games and not terminated:  # the frame cap: the learner's episode goes on
                             agent.env_restarted()
-                        obs = trusted(env.reset()[0])
+                        obs, reset_info = env.reset()
+                        obs = trusted(obs)
+                        # an Atari game that ended inside the reset sequence (after a lost life with
+                        # life_loss=reset: the continuing NOOP, FIRE or action 2) is reported by the reset
+                        if "episode" in reset_info and self._record_episode(step, reset_info["episode"]):
+                            stopped_early = True
                     if self.checkpoint_pending and exact:
                         self.save_checkpoint(obs, mid_episode=True)
                     if stopped_early:

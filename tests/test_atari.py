@@ -298,6 +298,75 @@ def test_reported_return_is_the_whole_games_raw_return():
     env.close()
 
 
+def _first_lost_life(env: gym.Env, actions: np.ndarray) -> tuple[int, int, float]:
+    """Play ``actions`` from a seeded reset to the first lost life: (ALE's frame number then, the
+    agent step, the game's raw return so far)."""
+    env.reset(seed=1)
+    statistics = find_wrapper(env, RecordGameStatistics) or find_wrapper(env, AtariFrames)
+    for i, action in enumerate(actions):
+        _, _, terminated, truncated, info = env.step(int(action))
+        if terminated or truncated:
+            assert terminated and not game_over(env), "the first end should be a lost life"
+            return info["episode_frame_number"], i, statistics.game_return
+    raise AssertionError("no life was lost")
+
+
+def _reset_inside_the_sequence(pipeline: str, ends_on: int) -> tuple[np.ndarray, dict, int, float]:
+    """Cap the game so that it ends on the ``ends_on``-th step of the reset after its first lost
+    life; return that reset's observation and info, the cap and the game's raw return."""
+    actions = np.random.default_rng(0).integers(0, 4, 2000)
+    frame, step, raw_return = _first_lost_life(make_atari("Breakout", pipeline=pipeline), actions)
+    cap = frame + 4 * ends_on
+    env = make_atari("Breakout", pipeline=pipeline, max_num_frames_per_episode=cap)
+    assert _first_lost_life(env, actions) == (frame, step, raw_return)
+    observation, info = env.reset()
+    assert not game_over(env)
+    env.close()
+    return observation, info, cap, raw_return
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+@pytest.mark.parametrize("ends_on", [1, 2, 3], ids=["noop", "fire", "action2"])
+def test_a_game_that_ends_inside_a_reset_is_reported_by_the_reset(pipeline, ends_on):
+    """After a lost life, the reset continues the game with NOOP, FIRE and action 2 (the
+    ``life_loss=reset`` procedure). When the frame cap falls on one of them, the game ends inside
+    the reset: the reset reports it in ``info["episode"]`` and starts a new game."""
+    observation, info, cap, raw_return = _reset_inside_the_sequence(pipeline, ends_on)
+    assert info["episode"]["l"] == cap and info["episode"]["r"] == raw_return  # no points while serving
+    assert info["lives"] == 5 and 4 * 2 < info["episode_frame_number"] <= 30 + 4 * 2  # a new game, started
+    if pipeline == "fast":
+        ref_observation, ref_info, _, _ = _reset_inside_the_sequence("reference", ends_on)
+        np.testing.assert_array_equal(observation, ref_observation)
+        assert {k: v for k, v in info.items() if k != "episode"} == {k: v for k, v in ref_info.items()
+                                                                      if k != "episode"}
+        assert {k: info["episode"][k] for k in "rl"} == {k: ref_info["episode"][k] for k in "rl"}
+
+
+def test_a_new_game_started_inside_a_reset_gets_the_whole_start_sequence():
+    actions = np.random.default_rng(0).integers(0, 4, 2000)
+    frame, _, _ = _first_lost_life(make_atari("Breakout", pipeline="reference"), actions)
+    spy = RawSpy(gym.make(resolve_atari_id("Breakout"), frameskip=1, repeat_action_probability=0.0,
+                          max_num_frames_per_episode=frame + 8))
+    env = wrap_atari(spy, pipeline="reference")
+    _first_lost_life(env, actions)
+    played = len(spy.actions)
+    _, info = env.reset()
+    assert spy.resets == 2 and "episode" in info  # the game ended on FIRE (frame + 8) and a new one began
+    new_game = spy.actions[played + 8:]
+    noops = len(new_game) - 8
+    assert 1 <= noops <= 30
+    assert new_game == [NOOP] * noops + [FIRE] * 4 + [2] * 4
+    assert spy.actions[played:played + 8] == [NOOP] * 4 + [FIRE] * 4  # the old game's continuing NOOP and FIRE
+    env.close()
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_a_frame_cap_shorter_than_a_games_start_is_a_config_error(pipeline):
+    with pytest.raises(ConfigError, match="max_episode_steps to at least 11"):
+        make_atari("Breakout", pipeline=pipeline, max_episode_steps=10)
+    make_atari("Breakout", pipeline=pipeline, max_episode_steps=11).close()
+
+
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_max_episode_steps_caps_the_whole_game_in_agent_steps(pipeline):
     env = make_atari("Pong", max_episode_steps=50, pipeline=pipeline)

@@ -254,3 +254,25 @@ def test_at_the_frame_cap_sarsa_draws_the_next_games_first_action_from_its_reset
     assert len(pending_before_restart) == len(capped)
     assert all(action is not None for action in pending_before_restart)  # SARSA had drawn a' from the last frame
     assert pending_at_reset[0] is None and all(action is None for action in pending_at_reset[1:])
+
+
+def test_a_game_that_ends_inside_the_reset_after_a_lost_life_is_written_to_episodes_csv(tmp_path):
+    """With life_loss=reset the loop resets after every lost life; if the frame cap falls on that
+    reset's FIRE, the game ends inside it. The game is still a row of episodes.csv, at the step
+    of the lost life, with the emulator's whole-game return and length."""
+    free, _ = recorded_run(tmp_path / "free", "reset", 300)
+    first = life_losses(free)[0]
+    cap = free.steps[first].frame + 8  # the continuing NOOP, then FIRE: the game ends on FIRE
+    record, result = recorded_run(tmp_path / "capped", "reset", 300,
+                                  env_kwargs={"max_num_frames_per_episode": cap})
+    assert [s.action for s in record.steps[:first + 1]] == [s.action for s in free.steps[:first + 1]]
+    assert record.steps[first].env_terminated and not record.steps[first].game_over
+    assert record.steps[first + 1].lives == 5 and record.steps[first + 1].frame < 50  # a new game
+    rows = episode_rows(result.run_dir)
+    assert int(rows[0]["step"]) == first + 1 and int(rows[0]["length"]) == cap
+    # every game is one row: those that ended on a step, and those that ended inside a reset
+    # (the next step is then a new game's: its frame number starts again)
+    in_reset = [i for i in life_losses(record) if record.steps[i + 1].frame < record.steps[i].frame]
+    on_step = [i for i, s in enumerate(record.steps) if s.game_over]
+    assert [int(row["step"]) for row in rows] == sorted(i + 1 for i in in_reset + on_step)
+    assert all(int(row["length"]) == cap for row in rows if int(row["step"]) - 1 in in_reset)

@@ -118,3 +118,25 @@ def test_epsilon_needs_a_discrete_action_space(run_dir, capsys):
     assert cli.main(["eval", str(run_dir), "--epsilon", "0.05"]) == 2
     assert "draws random actions from a discrete action space" in capsys.readouterr().err
     assert ((run_dir / "eval.json").read_text() if (run_dir / "eval.json").exists() else None) == before
+
+
+def test_an_episode_a_reset_reports_is_counted(run_dir, monkeypatch):
+    """An Atari game the frame cap ends inside a reset (life_loss=reset) is reported by that
+    reset's info["episode"]: eval counts it like a game that ended on a step."""
+    import gymnasium as gym
+
+    class ReportsOnSecondReset(gym.Wrapper):
+        resets = 0
+
+        def reset(self, **kwargs):
+            observation, info = self.env.reset(**kwargs)
+            ReportsOnSecondReset.resets += 1
+            if ReportsOnSecondReset.resets == 2:
+                info = {**info, "episode": {"r": -123.0, "l": 7, "t": 0.0}}
+            return observation, info
+
+    real_make_env = streamx.evaluate.make_env
+    monkeypatch.setattr(streamx.evaluate, "make_env", lambda *a, **k: ReportsOnSecondReset(real_make_env(*a, **k)))
+    result = _eval(run_dir)
+    assert result["returns"][1] == -123.0 and result["lengths"][1] == 7
+    assert len(result["returns"]) == 3
