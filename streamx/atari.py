@@ -46,6 +46,7 @@ __all__ = [
     "MaxAndSkip",
     "NoopReset",
     "RecordGameStatistics",
+    "ScalePixels",
     "StackFrames",
     "WarpFrame",
     "atari_game_ids",
@@ -732,6 +733,19 @@ def resolve_atari_id(game: str) -> str:
     raise ConfigError(f"unknown Atari game '{game}'.{hint} Use a game name like Breakout or an id like ALE/Breakout-v5")
 
 
+class ScalePixels(gym.ObservationWrapper):
+    """Frames as float32 in [0, 1]: the raw 0–255 values divided by 255, the usual input scaling
+    of DQN-style agents. For agents run without observation normalization (``scale_pixels``);
+    the paper's preprocessing leaves such frames at 0–255 (docs/atari.md)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=env.observation_space.shape, dtype=np.float32)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32) / np.float32(255.0)
+
+
 def _check_frame_cap(env: gym.Env, noop_max: int, skip: int) -> None:
     """A game's reset sequence (up to ``noop_max`` no-op frames, then FIRE and action 2 for
     ``skip`` frames each) must fit under ALE's frame cap with room for one agent step; otherwise a
@@ -755,6 +769,7 @@ def wrap_atari(
     reward_scaling: bool = True,
     skip: int = 4,
     pipeline: str = "auto",
+    scale_pixels: bool = False,
 ) -> gym.Env:
     """Wrap a raw ALE env (``frameskip=1``, RGB frames) in the paper's preprocessing stack.
 
@@ -768,11 +783,15 @@ def wrap_atari(
     2.5× less time per step besides the emulator's own); ``auto`` picks ``fast`` unless
     :func:`fast_pipeline_unavailable` names a reason (then ``fast`` is an error). Both keep
     ScaleReward and NormalizeObservation at the same places, so checkpoints move between them.
+    ``scale_pixels`` (only without ``obs_normalization``): frames divided by 255, in [0, 1].
     """
     if frame_stack < 1:
         raise ConfigError(f"frame_stack must be at least 1, got {frame_stack}")
     if noop_max < 0:
         raise ConfigError(f"noop_max must be non-negative, got {noop_max}")
+    if scale_pixels and obs_normalization:
+        raise ConfigError("scale_pixels applies only without observation normalization (whose per-pixel "
+                          "statistics make the scale irrelevant): set obs_normalization=false or remove scale_pixels")
     if pipeline not in PIPELINES:
         raise ConfigError(f"unknown Atari pipeline '{pipeline}'; choose one of {', '.join(PIPELINES)}")
     _check_frame_cap(env, noop_max, skip)
@@ -792,7 +811,10 @@ def wrap_atari(
             env = FireReset(env)
         env = WarpFrame(env)
     # Per pixel: the normalizer's statistics have shape (84, 84), one update per frame.
-    env = NormalizeObservation(env) if obs_normalization else gym.wrappers.DtypeObservation(env, np.float32)
+    if obs_normalization:
+        env = NormalizeObservation(env)
+    else:
+        env = ScalePixels(env) if scale_pixels else gym.wrappers.DtypeObservation(env, np.float32)
     # Stacking needs the float space NormalizeObservation/DtypeObservation declare (its buffer
     # takes the inner space's dtype); the result is channels first: (frame_stack, 84, 84).
     env = StackFrames(env, frame_stack) if fast else gym.wrappers.FrameStackObservation(env, frame_stack)
@@ -810,6 +832,7 @@ def make_atari(
     reward_scaling: bool = True,
     max_episode_steps: int | None = None,
     pipeline: str = "auto",
+    scale_pixels: bool = False,
     **make_kwargs: Any,
 ) -> gym.Env:
     """Make an Atari game with the paper's preprocessing (see ``wrap_atari``).
@@ -820,7 +843,8 @@ def make_atari(
     actions), minimal action set; ``make_kwargs`` may override the last two, not the frame skip.
     ``max_episode_steps`` caps a whole GAME (not a life) at that many agent steps, through
     ALE's ``max_num_frames_per_episode`` (= 4 × steps, no-op and FIRE frames included); None
-    keeps ALE's 108,000 frames (27,000 agent steps). ``pipeline`` as in ``wrap_atari``.
+    keeps ALE's 108,000 frames (27,000 agent steps). ``pipeline`` and ``scale_pixels`` as in
+    ``wrap_atari``.
     """
     env_id = resolve_atari_id(game)
     kwargs: dict[str, Any] = {"repeat_action_probability": 0.0, "full_action_space": False, **make_kwargs}
@@ -844,4 +868,4 @@ def make_atari(
         raise ConfigError(f"Atari environment '{env_id}' rejected env_kwargs {make_kwargs}: {exc}") from None
     return wrap_atari(raw, gamma=gamma, noop_max=noop_max, frame_stack=frame_stack,
                       obs_normalization=obs_normalization, reward_scaling=reward_scaling, skip=skip,
-                      pipeline=pipeline)
+                      pipeline=pipeline, scale_pixels=scale_pixels)

@@ -125,6 +125,24 @@ def test_switches_drop_normalization_and_scaling_but_keep_float_frames(pipeline)
     env.close()
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_scale_pixels_divides_the_raw_frames_by_255(pipeline):
+    raw = make_atari("Breakout", obs_normalization=False, pipeline=pipeline)
+    scaled = make_atari("Breakout", obs_normalization=False, scale_pixels=True, pipeline=pipeline)
+    assert scaled.observation_space == gym.spaces.Box(0.0, 1.0, (4, 84, 84), np.float32)
+    pairs = [(raw.reset(seed=2)[0], scaled.reset(seed=2)[0])]
+    for action in np.random.default_rng(2).integers(0, 4, 200):
+        pairs.append((raw.step(int(action))[0], scaled.step(int(action))[0]))
+    for frames, scaled_frames in pairs:
+        assert scaled_frames.dtype == np.float32
+        np.testing.assert_array_equal(scaled_frames, frames / np.float32(255))
+    assert max(frames.max() for frames, _ in pairs) > 100  # the game's bright pixels were there to scale
+    raw.close()
+    scaled.close()
+    with pytest.raises(ConfigError, match="scale_pixels applies only without observation normalization"):
+        make_atari("Breakout", scale_pixels=True, pipeline=pipeline)
+
+
 @pytest.mark.parametrize("game", ["Breakout", "pong", "ms_pacman", "ALE/Breakout-v5", "BreakoutNoFrameskip-v4",
                                   "Breakout-v4"])
 def test_ids_and_bare_names_all_get_noframeskip_semantics(game):
