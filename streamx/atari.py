@@ -99,7 +99,8 @@ class RecordGameStatistics(gym.Wrapper):
     - ``"r"``: the sum of the raw rewards of the game (all lives);
     - ``"l"``: the game's length in **emulator frames** (≈ 4 × agent steps with frame skip 4;
       equal to ALE's ``info["episode_frame_number"]`` at the end of the game);
-    - ``"t"``: wall-clock seconds since the game's reset.
+    - ``"t"``: wall-clock seconds since the game's reset (across a checkpoint and resume: the
+      seconds played before it, then those after).
 
     It appears only on the step where the raw env reports ``terminated`` (game over) or
     ``truncated`` (ALE's frame limit), never on a life loss. A loop that records an episode
@@ -135,11 +136,13 @@ class RecordGameStatistics(gym.Wrapper):
     def state_dict(self) -> dict[str, Any]:
         """The running game's counters. They describe the emulator's current game, so they are
         meaningful only restored together with that game; a ``reset`` zeroes them."""
-        return {"game_return": self.game_return, "game_length": self.game_length}
+        return {"game_return": self.game_return, "game_length": self.game_length,
+                "game_seconds": time.perf_counter() - self._game_start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.game_return = float(state["game_return"])
         self.game_length = int(state["game_length"])
+        self._game_start = time.perf_counter() - float(state.get("game_seconds", 0.0))
 
 
 class NoopReset(gym.Wrapper):
@@ -574,7 +577,8 @@ class AtariFrames(gym.Wrapper):
         and what it was made from): meaningful only restored together with that game's emulator
         state (as RecordGameStatistics' and EpisodicLife's)."""
         resizer = self._resizer
-        return {"game_return": self.game_return, "game_length": self.game_length, "lives": self.lives,
+        return {"game_return": self.game_return, "game_length": self.game_length,
+                "game_seconds": time.perf_counter() - self._game_start, "lives": self.lives,
                 "game_over": self.game_over, "screens": self._screens.copy(), "current": self._current,
                 "pair": list(self._pair), "base_known": self._base_known, "palette": resizer.palette.copy(),
                 "known": resizer.known.copy(), "small": resizer.small.copy(), "seen": resizer._seen.copy(),
@@ -583,6 +587,7 @@ class AtariFrames(gym.Wrapper):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.game_return = float(state["game_return"])
         self.game_length = int(state["game_length"])
+        self._game_start = time.perf_counter() - float(state.get("game_seconds", 0.0))
         self.lives = int(state["lives"])
         self.game_over = bool(state["game_over"])
         if "screens" not in state:  # saved without the frames: the next reset starts a new game anyway

@@ -450,9 +450,16 @@ def test_game_wrappers_state_dict_round_trip():
     for wrapper_type in (EpisodicLife, RecordGameStatistics):
         source = find_wrapper(env, wrapper_type)
         target = wrapper_type(raw_env("Breakout"))
-        target.load_state_dict(source.state_dict())
-        assert target.state_dict() == source.state_dict()
+        saved = source.state_dict()
+        target.load_state_dict(saved)
+        restored = target.state_dict()
+        # the game's seconds go on from where they were saved (wall-clock: not exactly equal)
+        assert abs(saved.pop("game_seconds", 0.0) - restored.pop("game_seconds", 0.0)) < 1
+        assert restored == saved
     assert find_wrapper(env, EpisodicLife).state_dict() == {"lives": 4, "game_over": False}
+    resumed = RecordGameStatistics(raw_env("Breakout"))  # info["episode"]["t"] counts the seconds played before
+    resumed.load_state_dict({"game_return": 0.0, "game_length": 0, "game_seconds": 100.0})
+    assert 100.0 <= resumed.state_dict()["game_seconds"] < 101.0
     with pytest.raises(ValueError, match="noop_max"):
         NoopReset(raw_env("Breakout"), noop_max=0)
     env.close()
@@ -573,6 +580,7 @@ def test_atari_frames_state_dict_round_trip_and_stack_frames():
     other.load_state_dict(frames.state_dict())
     saved, restored = frames.state_dict(), other.state_dict()
     assert saved.keys() == restored.keys() and {"screens", "palette", "small", "seen"} <= saved.keys()
+    assert abs(saved.pop("game_seconds") - restored.pop("game_seconds")) < 1  # wall-clock, carried over
     for key, value in saved.items():
         assert np.array_equal(value, restored[key]), key
     with pytest.raises(ValueError, match="saved screens has shape"):
