@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -194,6 +195,16 @@ COMMANDS = {"train": _train, "envs": _envs, "algorithms": _algorithms, "eval": _
             "bench": _delegate("bench"), "sweep": _delegate("sweep"), "plot": _delegate("plot")}
 
 
+def _stdout_closed() -> bool:
+    """Whether nothing reads standard output any more (a pipe whose reader exited)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() on this platform, or no real stdout
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -209,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  plot    learning curves and the stream-barrier figure of finished runs\n", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        status = COMMANDS[argv[0]](argv[1:])
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, rather than at exit
+        return status
     except StreamxError as exc:
         print(f"streamx: error: {exc}", file=sys.stderr)
         return 2
@@ -218,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "again with `streamx train --resume <run-dir>`", file=sys.stderr)
         return 130
     except OSError as exc:  # a file the command had to read or write (permissions, a full disk, …)
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # the reader of stdout went away (`streamx sweep … --dry-run | head`): stop quietly, as `ls | head` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+            return 141  # what a shell reports for a process ended by SIGPIPE
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"streamx: error: {exc.strerror or exc}{where}; check the path and its permissions", file=sys.stderr)
         return 2

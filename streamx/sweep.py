@@ -324,10 +324,11 @@ def _time_text(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _listing_line(spec: RunSpec) -> tuple[str, str]:
+def _listing_line(spec: RunSpec, widths: tuple[int, int] = (16, 28)) -> tuple[str, str]:
     """One ``--dry-run`` row, and the status it counts under (``running`` when a live process
     holds the run's lock). An unfinished run shows the step it reached and, where its rate is
-    known (:func:`run_rate`), that rate and the time its remaining steps take at it."""
+    known (:func:`run_rate`), that rate and the time its remaining steps take at it. ``widths``:
+    the method and env columns' (the listing's longest names, so its columns line up)."""
     status = "running" if holder(spec.run_dir) is not None else run_status(spec.run_dir)
     total = int(spec.config["total_steps"])
     reached = run_progress(spec.run_dir) if status != "new" else None
@@ -339,7 +340,8 @@ def _listing_line(spec: RunSpec) -> tuple[str, str]:
         if rate is not None and reached < total:
             shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
             steps += f" ({shown} steps/s: ≈ {_time_text((total - reached) / rate)} to go)"
-    return (f"{spec.key}  {status:<11} {spec.method:<16} {spec.env:<28} seed {spec.seed}  {steps}", status)
+    method, env = widths
+    return (f"{spec.key}  {status:<11} {spec.method:<{method}} {spec.env:<{env}} seed {spec.seed}  {steps}", status)
 
 
 def _settings_mismatch(run_dir: Path, config: Mapping[str, Any]) -> str | None:
@@ -694,8 +696,9 @@ def main(argv: Sequence[str]) -> int:
         out = Path(args.out) if args.out else experiment.default_out(args.budget)
         runs = expand(experiment, args.budget, out, methods, envs, seeds)
         counts: dict[str, int] = {}
+        widths = (max((len(s.method) for s in runs), default=0), max((len(s.env) for s in runs), default=0))
         for spec in runs:
-            line, status = _listing_line(spec)
+            line, status = _listing_line(spec, widths)
             counts[status] = counts.get(status, 0) + 1
             print(line)
         print(f"{len(runs)} runs in {out} ({', '.join(f'{n} {status}' for status, n in counts.items())})")

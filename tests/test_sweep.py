@@ -182,6 +182,28 @@ def test_dry_run_shows_an_unfinished_runs_rate_and_the_time_it_has_left(tmp_path
     assert [_time_text(t) for t in (45, 5000, 4.4 * 3600)] == ["45 s", "83 min", "4.4 h"]
 
 
+def test_dry_run_columns_line_up_for_long_method_names(tmp_path, capsys):
+    """The method and env columns are as wide as the listing's longest names."""
+    path = tmp_path / "long.yaml"
+    path.write_text(TINY.format(classic=ROOT / "configs" / "classic" / "classic_q.yaml", steps=300, interval=0)
+                    .replace("classic_q:", "classic_q_with_a_longer_name:"))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    rows = capsys.readouterr().out.splitlines()[:-1]
+    assert len(rows) == 4 and len({row.index(" seed ") for row in rows}) == 1
+    assert len({row.index("CartPole-v1") for row in rows}) == 1
+
+
+def test_a_closed_pipe_on_stdout_ends_the_listing_quietly(tmp_path):
+    """`streamx sweep … --dry-run | head -1`: the reader goes away; no error message, status 141."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    result = subprocess.run([sys.executable, "-m", "streamx.cli", "sweep", str(_experiment(tmp_path)),
+                             "--out", str(tmp_path / "out"),
+                             "--dry-run"], stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert result.returncode == 141 and result.stderr == ""
+
+
 def test_local_sweep_runs_skips_finished_and_writes_a_manifest(tmp_path, capsys):
     experiment, out = _experiment(tmp_path), tmp_path / "out"
     assert main(["sweep", str(experiment), "--out", str(out), "--jobs", "2"]) == 0
