@@ -325,6 +325,13 @@ def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(Config)
 
 
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a whole object passed
+    where a field's value belongs would otherwise fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({type(value).__name__})"
+
+
 def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
     if isinstance(value, str) and annotation is not str:
         value = parse_value(value)
@@ -338,7 +345,7 @@ def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                 list: "a list such as 32,32", dict: "a mapping"}
     bad = ConfigError(
-        f"{name}={value!r} in {source} has the wrong type: expected "
+        f"{name}={_short_repr(value)} in {source} has the wrong type: expected "
         f"{expected.get(origin or annotation, str(annotation))}"
     )
     if annotation is bool:

@@ -23,7 +23,7 @@ import numpy as np
 
 from streamx.errors import InputError
 
-__all__ = ["ArrayCheck", "all_finite", "check_discrete_action", "check_flag", "check_reward", "describe"]
+__all__ = ["FLOAT32_MAX", "ArrayCheck", "all_finite", "check_discrete_action", "check_flag", "check_reward", "describe"]
 
 # A NaN/inf found by the dot product, or a float64 too large for float32, sets the FPU's flags and
 # NumPy warns about it; the check reports it as an InputError instead (a filter per message and
@@ -139,9 +139,13 @@ def check_discrete_action(value: Any, num_actions: int, who: str) -> int:
     return index
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_reward(value: Any, who: str) -> float:
-    """A finite real scalar (Python or NumPy number, or a 0-d array)."""
-    if type(value) in _REAL_TYPES and math.isfinite(value):
+    """A finite real scalar (Python or NumPy number, or a 0-d array) within float32's range, in
+    which the agents compute."""
+    if type(value) in _REAL_TYPES and -FLOAT32_MAX <= value <= FLOAT32_MAX:  # False for NaN and ±inf
         return float(value)
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value.item()
@@ -151,6 +155,10 @@ def check_reward(value: Any, who: str) -> float:
     if not math.isfinite(reward):
         raise InputError(f"{who}: reward is {reward}; expected a finite number "
                          "(check the environment's rewards)", "reward")
+    if abs(reward) > FLOAT32_MAX:
+        raise InputError(f"{who}: reward {reward:g} is beyond float32's range; expected a number within "
+                         f"±{FLOAT32_MAX:.4g}, as the agents compute in float32 (scale the environment's rewards, "
+                         "reward_scaling=true, or clip them)", "reward")
     return reward
 
 

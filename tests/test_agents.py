@@ -246,4 +246,8 @@ def test_config_is_validated():
         Config.from_dict({"lrr": 0.1})
     with pytest.raises(ConfigError, match="wrong type"):
         Config.from_dict({"lr": "fast"})
+    with pytest.raises(ConfigError) as error:  # a whole Config where the algorithm's name belongs
+        make_agent(Config(algo="stream_q"), OBS_SPACE, gym.spaces.Discrete(2))
+    assert str(error.value).startswith("algo=Config(algo='stream_q'") and len(str(error.value)) < 150
+    assert "… (Config) in config has the wrong type: expected a string" in str(error.value)
     assert Config.from_dict({"hidden_sizes": "64,64", "layer_norm": "false"}).hidden_sizes == [64, 64]

@@ -85,6 +85,10 @@ def test_scalar_checks():
     for bad in (math.nan, math.inf, None, "1", np.ones(2), True):
         with pytest.raises(InputError, match="reward"):
             check_reward(bad, "q")
+    assert check_reward(3.4e38, "q") == 3.4e38 and check_reward(-3.4e38, "q") == -3.4e38
+    for bad in (1e300, -3.5e38, np.float64(1e39), np.array(-1e300), 10**40):  # float32 overflow: inf in the agent
+        with pytest.raises(InputError, match=r"beyond float32's range; expected a number within ±3.403e\+38"):
+            check_reward(bad, "q")
     assert check_flag(np.bool_(True), "terminated", "q") is True and check_flag(0, "truncated", "q") is False
     for bad in (None, 2, "yes", np.ones(1), 0.0):
         with pytest.raises(InputError, match="terminated"):
@@ -191,7 +195,7 @@ def _bad_inputs(st, obs_shape, action_space):
             st.sampled_from([None, "a", 0.5]))
     else:
         bad_action = st.nothing()
-    bad_reward = st.sampled_from([math.nan, math.inf, -math.inf, None, "1", np.ones(2), True])
+    bad_reward = st.sampled_from([math.nan, math.inf, -math.inf, 1e300, -1e39, None, "1", np.ones(2), True])
     bad_flag = st.sampled_from([None, 2, "yes", np.ones(2), 0.5])
     arguments = [st.tuples(st.just("act"), bad_obs), st.tuples(st.just("obs"), bad_obs),
                  st.tuples(st.just("next_obs"), bad_obs), st.tuples(st.just("reward"), bad_reward),

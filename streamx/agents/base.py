@@ -35,7 +35,7 @@ from streamx.errors import ConfigError, NonFiniteError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 from streamx.registry import algorithm_class, algorithm_names
-from streamx.validation import ArrayCheck, check_discrete_action, check_flag, check_reward
+from streamx.validation import FLOAT32_MAX, ArrayCheck, check_discrete_action, check_flag, check_reward
 
 __all__ = ["StreamAgent", "TraceOptimizer", "action_space_kind", "build_network", "td_target_mask"]
 
@@ -224,7 +224,7 @@ class StreamAgent(ABC):
         n = self._num_actions
         if not (n is not None and type(action) is int and 0 <= action < n):
             action = self._check_action(action)
-        if not (type(reward) is float and math.isfinite(reward)):
+        if not (type(reward) is float and -FLOAT32_MAX <= reward <= FLOAT32_MAX):  # False for NaN and ±inf
             reward = check_reward(reward, who)
         if terminated is not True and terminated is not False:
             terminated = check_flag(terminated, "terminated", who)
