@@ -7,6 +7,7 @@ SIGINT/SIGTERM handling. :mod:`streamx.run` chooses the loop for a run.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -56,11 +57,24 @@ def default_run_dir(config: Config) -> Path:
     return Path("runs") / f"{config.label or config.algo}__{env_name}__{config.seed}__{stamp}"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a SLURM allocation), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity on this platform
+        return os.cpu_count() or 1
+
+
 def seed_everything(seed: int, threads: int = 1, flush_denormal: bool = False) -> None:
     """Seed every generator and set the thread's numerics for one run. ``flush_denormal`` (the
     SB3 baselines' default, docs/baselines.md#numerics) makes the CPU treat floats below
     1.2e-38 as 0; it is reset for every run, so a stream-x run in the same process never
-    inherits it."""
+    inherits it. More threads than this process may run on are refused (ConfigError): they only
+    compete, and a count in the thousands can hang torch's thread pool."""
+    usable = usable_cpus()
+    if threads > usable:
+        raise ConfigError(f"threads={threads} is more than the {usable} CPUs this process may use; set threads to "
+                          f"at most {usable} (1, the default, is fastest for one run: run seeds as separate processes)")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

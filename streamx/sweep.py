@@ -52,7 +52,7 @@ import yaml
 from streamx.errors import ConfigError, RunLockedError, StreamxError
 from streamx.outputs import atomic_write_text
 from streamx.provenance import VERSIONS_FILE, task_mismatch
-from streamx.rundir import StopSignals
+from streamx.rundir import StopSignals, usable_cpus
 from streamx.runlock import holder
 
 __all__ = ["Experiment", "RunSpec", "execute_run", "expand", "load_experiment", "main", "run_sweep"]
@@ -635,7 +635,7 @@ def run_sweep(experiment: Experiment | str | Path, budget: str = "smoke", out: s
 
     options = options or _parser().parse_args([])
     if backend == "local":
-        jobs = jobs or max(1, min(len(todo), os.cpu_count() or 1))
+        jobs = jobs or max(1, min(len(todo), usable_cpus()))
         results = _run_local(todo, jobs, report) if todo else []
     elif backend == "slurm":
         results = _run_slurm(todo, out, options, report) if todo else []

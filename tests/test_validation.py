@@ -347,3 +347,37 @@ def _conv_layout(agent):
     from streamx.fast.agents import _hidden_and_output
 
     return _hidden_and_output(agent.q_network)
+
+
+def test_a_network_too_large_for_memory_is_refused_before_it_is_allocated(monkeypatch):
+    """hidden_sizes (or observations) far too large: one ConfigError naming the size and the fix,
+    not an allocator error or a process killed for memory."""
+    import streamx.agents.base as base
+    from streamx.errors import ConfigError
+
+    box = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    with pytest.raises(ConfigError, match=r"hidden_sizes=\[1000000000000\]: [0-9,]{17} parameters.*"
+                                          r"use smaller hidden_sizes"):
+        make_agent("stream_q", box, gym.spaces.Discrete(2), hidden_sizes=[10**12])
+    monkeypatch.setattr(base, "_physical_memory", lambda: 1_000_000)  # a 1 MB machine
+    make_agent("stream_q", box, gym.spaces.Discrete(2), hidden_sizes=[64, 64])  # ≈ 4.6k parameters: 93 kB
+    with pytest.raises(ConfigError, match=r"an MLP .* hidden_sizes=\[512, 512\]: 265,729 parameters, so the "
+                                          r"agent would need ≈ 5.31 MB, more than this machine's 1 MB"):
+        make_agent("stream_ac", box, gym.spaces.Box(-1, 1, (2,), np.float32), hidden_sizes=[512, 512])
+    with pytest.raises(ConfigError, match=r"the conv net for observations of shape \(4, 84, 84\).*downsample"):
+        make_agent("stream_q", gym.spaces.Box(0, 1, (4, 84, 84), np.float32), gym.spaces.Discrete(4))
+    with pytest.raises(ConfigError, match=r"avg's actor and critic .* hidden_sizes=\[256, 256\]"):
+        make_agent("avg", box, gym.spaces.Box(-1, 1, (2,), np.float32), hidden_sizes=[256, 256])
+
+
+def test_more_threads_than_usable_cpus_are_refused_before_the_run_starts(tmp_path):
+    from streamx.errors import ConfigError
+    from streamx.run import resolve_config, train
+    from streamx.rundir import usable_cpus
+
+    too_many = usable_cpus() + 1
+    config = resolve_config("stream_q", "CartPole-v1", overrides={"threads": too_many, "total_steps": 50,
+                                                                   "run_dir": str(tmp_path / "run")})
+    with pytest.raises(ConfigError, match=rf"threads={too_many} is more than the {too_many - 1} CPUs"):
+        train(config)
+    assert not (tmp_path / "run").exists()

@@ -141,7 +141,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamx.agents.base import StreamAgent, td_target_mask
+from streamx.agents.base import StreamAgent, check_fits_in_memory, td_target_mask
 from streamx.config import AVG_FIELDS, Config
 from streamx.errors import ConfigError
 
@@ -441,9 +441,15 @@ class AVG(StreamAgent):
         self.action_low = low.astype(np.float32)
         self.action_high = high.astype(np.float32)
 
-        self.actor = SquashedGaussianPolicy(obs_dim, action_dim, s.hidden_sizes, s.penultimate_normalization,
-                                            s.log_std_min, s.log_std_max)
-        self.critic = QNetwork(obs_dim, action_dim, s.hidden_sizes, s.penultimate_normalization)
+        def networks() -> tuple[SquashedGaussianPolicy, QNetwork]:
+            return (SquashedGaussianPolicy(obs_dim, action_dim, s.hidden_sizes, s.penultimate_normalization,
+                                           s.log_std_min, s.log_std_max),
+                    QNetwork(obs_dim, action_dim, s.hidden_sizes, s.penultimate_normalization))
+
+        check_fits_in_memory(lambda: nn.ModuleList(networks()),
+                             f"avg's actor and critic for observations of shape {observation_space.shape} with "
+                             f"hidden_sizes={list(s.hidden_sizes)}", "use smaller hidden_sizes (AVG's are 256,256)")
+        self.actor, self.critic = networks()
         # Initial weights from the agent's own generator: same seed, same network, whatever the global RNG.
         _orthogonal_init(self.actor, self.torch_generator)
         _orthogonal_init(self.critic, self.torch_generator)

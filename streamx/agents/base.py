@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -56,6 +57,55 @@ def action_space_kind(action_space: gym.spaces.Space | None) -> str:
     return "other"
 
 
+# Bytes an agent holds per network parameter, generously: float32 weights, eligibility trace and
+# gradient, and the fast path's flat copies of weights and trace.
+_BYTES_PER_PARAMETER = 4 * 5
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the platform does not tell."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(build: Callable[[], nn.Module], network: str, fix: str) -> None:
+    """Refuse (ConfigError) networks that could not fit in this machine's memory — hidden sizes or
+    observations far too large — before any of it is allocated: allocating them would fail or get
+    the process killed. ``build`` is run on torch's meta device (shapes only, no storage);
+    ``network`` describes what it builds and ``fix`` what to change."""
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build().parameters())
+    memory = _physical_memory()
+    needed = parameters * _BYTES_PER_PARAMETER
+    if memory is not None and needed > memory:
+        raise ConfigError(f"{network}: {parameters:,} parameters, so the agent would need ≈ {_size_text(needed)}, "
+                          f"more than this machine's {_size_text(memory)}: {fix}")
+
+
+def _size_text(size: float) -> str:
+    """5.31e6 → '5.31 MB', 2.5e10 → '25 GB', 1.4e17 → '140,000 TB'."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return f"{size:.0f} B"
+
+
+def _check_network_fits(observation_space: gym.spaces.Space, out_features: int | None, config: Config) -> None:
+    shape = observation_space.shape or ()
+    if len(shape) == 1:
+        network = f"an MLP for observations of shape {shape} with hidden_sizes={config.hidden_sizes}"
+        fix = ("use smaller hidden_sizes (the paper's are 32,32 on classic control and 128,128 on MuJoCo and DM "
+               "Control) or smaller observations")
+    else:
+        network = f"the conv net for observations of shape {shape}"
+        fix = "downsample the observations (the conv nets are the paper's; hidden_sizes does not change them)"
+    check_fits_in_memory(lambda: build_network(observation_space, out_features, config, initialize=False),
+                         network, fix)
+
+
 def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config,
                   initialize: bool = True) -> nn.Sequential:
     """The paper's network for this observation shape (PAPER §3), initialized per config.
@@ -66,6 +116,8 @@ def build_network(observation_space: gym.spaces.Space, out_features: int | None,
     shape = observation_space.shape
     if shape is None:
         raise ConfigError(f"observation space {observation_space} has no shape; wrap the env to give Box observations")
+    if initialize:  # first its size, from a copy that allocates nothing (torch's meta device)
+        _check_network_fits(observation_space, out_features, config)
     if len(shape) == 1:
         net = mlp(shape[0], config.hidden_sizes, out_features, layer_norm=config.layer_norm)
     elif len(shape) == 3 and tuple(shape[1:]) == (84, 84):
