@@ -381,3 +381,82 @@ def test_more_threads_than_usable_cpus_are_refused_before_the_run_starts(tmp_pat
     with pytest.raises(ConfigError, match=rf"threads={too_many} is more than the {too_many - 1} CPUs"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def _states_equal(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_states_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_states_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool((a == b).all())
+    return bool(a == b)
+
+
+@pytest.mark.parametrize(("algo", "action_space"), [
+    ("stream_q", gym.spaces.Discrete(3)), ("stream_sarsa", gym.spaces.Discrete(3)),
+    ("stream_ac", gym.spaces.Box(-1, 1, (2,), np.float32)), ("stream_td", None),
+    ("avg", gym.spaces.Box(-1, 1, (2,), np.float32))])
+@pytest.mark.parametrize("fast_path", ["auto", "off"])
+def test_load_state_dict_refuses_a_state_that_does_not_fit_and_changes_nothing(algo, action_space, fast_path):
+    """A state of other shapes, with NaN/inf, out-of-range entries or another optimizer setting is
+    refused (one ConfigError naming the entry) before anything is loaded; a good one loads."""
+    import copy
+
+    from streamx.errors import ConfigError
+
+    box = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+    def build(**overrides):
+        torch.manual_seed(0)
+        return make_agent(algo, box, action_space, hidden_sizes=[8], fast_path=fast_path, **overrides)
+
+    source, obs = build(), np.zeros(4, np.float32)
+    for _ in range(3):
+        source.update(obs, source.act(obs) if algo != "stream_td" else None, 1.0, obs, False, False)
+    good = source.state_dict()
+    first_net = next(iter(good["networks"]))
+    weight = next(k for k in good["networks"][first_net] if k.endswith("weight"))
+    optimizer = next(iter(good["optimizers"]))
+    traced = good["optimizers"][optimizer]["state"][0]
+    trace = next(k for k, v in traced.items() if isinstance(v, torch.Tensor) and v.dim() > 0)
+
+    def edited(path, value):
+        state = copy.deepcopy(good)
+        *parents, last = path
+        node = state
+        for key in parents:
+            node = node[key]
+        node[last] = value(node[last]) if callable(value) else value
+        return state
+
+    bad = {
+        "not a dict": (None, r"it is None, not a dict"),
+        "no networks": ({k: v for k, v in good.items() if k != "networks"}, r"it has no 'networks' entry"),
+        "weight shape": (edited(("networks", first_net, weight), lambda w: w.t().contiguous()),
+                         rf"its {first_net}.{weight} has shape"),
+        "NaN weight": (edited(("networks", first_net, weight), lambda w: torch.full_like(w, math.nan)),
+                       rf"its {first_net}.{weight} holds NaN/inf values"),
+        "trace shape": (edited(("optimizers", optimizer, "state", 0, trace), lambda z: z[:1]),
+                        rf"its {optimizer} optimizer {trace} has shape"),
+        "inf trace": (edited(("optimizers", optimizer, "state", 0, trace), lambda z: torch.full_like(z, math.inf)),
+                      rf"its {optimizer} optimizer {trace} holds NaN/inf values"),
+        "no parameter": (edited(("optimizers", optimizer, "state", 99), {}), r"an entry 99 for no parameter"),
+        "step size": (edited(("optimizers", optimizer, "param_groups", 0, "lr"), 123.0), r"was made with lr=123.0"),
+        "updates": (edited(("num_updates",), -1), r"num_updates is int -1, not a count"),
+        "rng": (edited(("torch_generator",), torch.zeros(3, dtype=torch.uint8)), r"generator states cannot be"),
+    }
+    if algo == "stream_sarsa":  # an index the compiled kernels would read Q-values at
+        bad["next action"] = (edited(("extra", "next_action"), 1000), r"pending next action is int 1000")
+    if algo == "avg":
+        bad["statistics"] = (edited(("extra", "td_scaler", "episode_return"), math.nan), r"TD-error statistics")
+    target = build()
+    before = target.state_dict()
+    for name, (state, message) in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            target.load_state_dict(state)
+        assert _states_equal(target.state_dict(), before), name
+    with pytest.raises(ConfigError, match="belongs to algorithm 'other'"):
+        target.load_state_dict({**good, "algo": "other"})
+    target.load_state_dict(good)
+    assert _states_equal(target.state_dict(), good)

@@ -132,6 +132,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,9 +142,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamx.agents.base import StreamAgent, check_fits_in_memory, td_target_mask
+from streamx.agents.base import StreamAgent, check_fits_in_memory, saved_tensor_problem, td_target_mask
 from streamx.config import AVG_FIELDS, Config
 from streamx.errors import ConfigError
+from streamx.validation import describe
 
 __all__ = ["AVG", "AVGSettings", "PenultimateNorm", "QNetwork", "SquashedGaussianPolicy", "TDErrorScaler",
            "squashed_log_prob"]
@@ -549,7 +551,8 @@ class AVG(StreamAgent):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Refuse a state of other settings before anything is loaded.
-        saved = state.get("extra", {}).get("settings") if state.get("algo") == self.algo else None
+        extra = state.get("extra") if isinstance(state, Mapping) and state.get("algo") == self.algo else None
+        saved = extra.get("settings") if isinstance(extra, Mapping) else None
         current = self.settings.to_plain()
         if saved is not None and saved != current:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -558,6 +561,29 @@ class AVG(StreamAgent):
                 "build the agent with the same AVGSettings to load it"
             )
         super().load_state_dict(state)
+
+    def _extra_state_problem(self, extra: Mapping[str, Any]) -> str | None:
+        try:
+            trial = TDErrorScaler()
+            trial.load_state_dict(extra["td_scaler"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            return f"its TD-error statistics cannot be read ({type(exc).__name__}: {exc})"
+        moments = (trial.rewards, trial.discounts, trial.squared_returns)
+        if not all(m.count >= 0 and math.isfinite(m.mean) and math.isfinite(m.sum_sq_dev) and m.sum_sq_dev >= 0
+                   for m in moments) or not math.isfinite(trial.episode_return):
+            return "its TD-error statistics are not finite, non-negative counts and variances"
+        executed = extra.get("executed")
+        if executed is None:
+            return None
+        if not isinstance(executed, Mapping):
+            return f"its last action is {describe(executed)}, not a dict"
+        shapes = {"obs": tuple(self.observation_space.shape or ()), "action": self.action_center.shape,
+                  "noise": (1, *self.action_center.shape)}  # a batch of one, as drawn in act()
+        for key, shape in shapes.items():
+            problem = saved_tensor_problem(executed.get(key), shape, f"last action's {key}")
+            if problem is not None:
+                return problem
+        return None
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.td_scaler.load_state_dict(state["td_scaler"])

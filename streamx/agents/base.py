@@ -22,7 +22,7 @@ import copy
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -32,11 +32,11 @@ from torch import Tensor, nn
 
 from streamx.checkpoint import rng_from_plain, rng_to_plain
 from streamx.config import STREAM_X_FIELDS, Config
-from streamx.errors import ConfigError, NonFiniteError
+from streamx.errors import ConfigError, NonFiniteError, StreamxError
 from streamx.nn import atari_net, init_network, minatar_net, mlp
 from streamx.optim import AdaptiveObGD, ObGD, TracedSGD
 from streamx.registry import algorithm_class, algorithm_names
-from streamx.validation import FLOAT32_MAX, ArrayCheck, check_discrete_action, check_flag, check_reward
+from streamx.validation import FLOAT32_MAX, ArrayCheck, check_discrete_action, check_flag, check_reward, describe
 
 __all__ = ["StreamAgent", "TraceOptimizer", "action_space_kind", "build_network", "td_target_mask"]
 
@@ -104,6 +104,19 @@ def _check_network_fits(observation_space: gym.spaces.Space, out_features: int |
         fix = "downsample the observations (the conv nets are the paper's; hidden_sizes does not change them)"
     check_fits_in_memory(lambda: build_network(observation_space, out_features, config, initialize=False),
                          network, fix)
+
+
+def saved_tensor_problem(value: Any, shape: tuple[int, ...], name: str) -> str | None:
+    """What is wrong with a saved tensor that should have ``shape`` and finite values, or None."""
+    if not isinstance(value, Tensor):
+        return f"its {name} is {describe(value)}, not a tensor"
+    if tuple(value.shape) != shape:
+        return f"its {name} has shape {tuple(value.shape)}, this agent's {shape}"
+    if value.is_complex() or value.dtype == torch.bool:
+        return f"its {name} has dtype {value.dtype}, not real numbers"
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        return f"its {name} holds NaN/inf values"
+    return None
 
 
 def build_network(observation_space: gym.spaces.Space, out_features: int | None, config: Config,
@@ -324,11 +337,17 @@ class StreamAgent(ABC):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("algo") != self.algo:
-            raise ConfigError(
-                f"this state belongs to algorithm '{state.get('algo')}', not '{self.algo}'; "
-                f"load it into a {state.get('algo')} agent"
-            )
+        """Continue from what :meth:`state_dict` returned. The whole state is checked first — the
+        algorithm, every tensor's shape against this agent's networks and optimizers, finite
+        values, the RNG states, the algorithm's own entries — and a state that does not fit is
+        refused with a ConfigError that changes nothing."""
+        if isinstance(state, Mapping) and "algo" in state and state["algo"] != self.algo:
+            raise ConfigError(f"this state belongs to algorithm {state['algo']!r}, not {self.algo!r}; "
+                              f"load it into a {state['algo']} agent")
+        problem = self._state_problem(state)
+        if problem is not None:
+            raise ConfigError(f"{self.algo}: cannot load this state: {problem}; load what state_dict() returned for "
+                              "an agent of the same algorithm, spaces and network settings")
         for name, net in self._networks.items():
             net.load_state_dict(state["networks"][name])
         for name, opt in self._optimizers.items():
@@ -338,6 +357,69 @@ class StreamAgent(ABC):
         self.torch_generator.set_state(state["torch_generator"])
         rng_from_plain(self.np_random, state["np_random"])
         self._load_extra_state(state.get("extra", {}))
+
+    def _state_problem(self, state: Any) -> str | None:
+        """What keeps ``state`` from loading into this agent, or None (see :meth:`load_state_dict`)."""
+        if not isinstance(state, Mapping):
+            return f"it is {describe(state)}, not a dict"
+        missing = [key for key in ("algo", "num_updates", "networks", "optimizers", "torch_generator", "np_random")
+                   if key not in state]
+        if missing:
+            return f"it has no {', '.join(repr(k) for k in missing)} entr{'y' if len(missing) == 1 else 'ies'}"
+        for name, net in self._networks.items():
+            saved = state["networks"].get(name) if isinstance(state["networks"], Mapping) else None
+            if not isinstance(saved, Mapping):
+                return f"it has no weights of the {name}"
+            ours = net.state_dict()
+            if set(saved) != set(ours):
+                return f"its {name} has the entries {sorted(saved)}, this agent's {sorted(ours)}"
+            for key, tensor in ours.items():
+                problem = saved_tensor_problem(saved[key], tuple(tensor.shape), f"{name}.{key}")
+                if problem is not None:
+                    return problem
+        for name, opt in self._optimizers.items():
+            saved = state["optimizers"].get(name) if isinstance(state["optimizers"], Mapping) else None
+            if not isinstance(saved, Mapping) or not isinstance(saved.get("state"), Mapping) \
+                    or not isinstance(saved.get("param_groups"), list):
+                return f"it has no optimizer state of the {name}"
+            groups = saved["param_groups"]
+            if len(groups) != len(opt.param_groups) or not all(
+                    isinstance(g, Mapping) and isinstance(g.get("params"), list)
+                    and len(g["params"]) == len(o["params"]) for g, o in zip(groups, opt.param_groups, strict=False)):
+                return f"its {name} optimizer has other parameter groups than this agent's"
+            for group, ours in zip(groups, opt.param_groups, strict=True):
+                differing = sorted(k for k in set(group) | set(ours) if k != "params" and group.get(k) != ours.get(k))
+                if differing:
+                    key = differing[0]
+                    return (f"its {name} optimizer was made with {key}={group.get(key)!r}, this agent's is "
+                            f"{ours.get(key)!r} (build the agent with the same settings)")
+            params = [p for group in opt.param_groups for p in group["params"]]
+            for index, entries in saved["state"].items():
+                if not (isinstance(index, int) and 0 <= index < len(params)) or not isinstance(entries, Mapping):
+                    return f"its {name} optimizer state has an entry {index!r} for no parameter of this agent"
+                for key, value in entries.items():  # traces (Adam's moments) of the parameter's shape, or scalars
+                    if isinstance(value, Tensor) and value.dim() > 0:
+                        problem = saved_tensor_problem(value, tuple(params[index].shape), f"{name} optimizer {key}")
+                        if problem is not None:
+                            return problem
+                    elif isinstance(value, bool) or not isinstance(value, Tensor | int | float):
+                        return f"its {name} optimizer {key} is {describe(value)}, not a tensor or a number"
+                    elif not math.isfinite(float(value)):
+                        return f"its {name} optimizer {key} is not finite"
+        updates = state["num_updates"]
+        if isinstance(updates, bool) or not isinstance(updates, int | np.integer) or updates < 0:
+            return f"num_updates is {describe(updates)}, not a count"
+        try:  # on spare generators, so that a bad state changes nothing here
+            torch.Generator().set_state(state["torch_generator"])
+            rng_from_plain(copy.deepcopy(self.np_random), state["np_random"])
+        except (RuntimeError, TypeError, ValueError, KeyError, AttributeError, StreamxError) as exc:
+            return f"its random number generator states cannot be restored ({exc})"
+        extra = state.get("extra", {})
+        return self._extra_state_problem(extra) if isinstance(extra, Mapping) else "its 'extra' entry is not a dict"
+
+    def _extra_state_problem(self, extra: Mapping[str, Any]) -> str | None:
+        """What keeps the algorithm's own entries (:meth:`_extra_state`) from loading, or None."""
+        return None
 
     def env_restarted(self) -> None:
         """The environment was reset although the learner's episode goes on: an Atari game that

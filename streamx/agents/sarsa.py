@@ -8,12 +8,14 @@ episode is drawn from the reset observation, not from the terminal one (PAPER §
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from streamx.agents.action_value import ActionValueAgent, QValues
 from streamx.errors import NonFiniteError
+from streamx.validation import describe
 
 __all__ = ["StreamSARSA"]
 
@@ -63,6 +65,14 @@ class StreamSARSA(ActionValueAgent):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"next_action": -1 if self._next_action is None else self._next_action}
+
+    def _extra_state_problem(self, extra: Mapping[str, Any]) -> str | None:
+        next_action = extra.get("next_action", -1)
+        n = self._num_actions
+        if isinstance(next_action, bool) or not isinstance(next_action, int | np.integer) \
+                or not (-1 <= next_action < (n if n is not None else 0)):
+            return f"its pending next action is {describe(next_action)}, not -1 (none) or an action index below {n}"
+        return None
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         next_action = int(state.get("next_action", -1))
