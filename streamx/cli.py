@@ -38,7 +38,8 @@ def _train_parser() -> argparse.ArgumentParser:
         prog="streamx train",
         description="Train one stream-x agent and write its run directory.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config overrides (key=value or --key value):\n" + "\n".join(lines),
+        epilog=("config overrides (key=value or --key value; a true/false one also as --key or --no-key, "
+                "e.g. --no-progress):\n") + "\n".join(lines),
     )
     parser.add_argument("algo", nargs="?", help=f"one of: {', '.join(algorithm_choices())} (not with --resume)")
     parser.add_argument("--env", default=None,
@@ -54,18 +55,33 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
+    """``--key value``, ``--key=value`` and ``key=value`` tokens as {field: value}; a true/false
+    field also as a flag: ``--tensorboard`` (true), ``--no-progress`` (false)."""
+    import dataclasses
+
+    from streamx.config import Config
+
+    switches = {f.name for f in dataclasses.fields(Config) if f.type in (bool, "bool")}
     overrides: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
         token = tokens[i]
         if token.startswith("--"):
             key = token[2:]
+            name = key.replace("-", "_")
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
             if "=" in key:
                 key, value = key.split("=", 1)
+            elif name in switches and (following is None or following.startswith("--") or "=" in following):
+                value = "true"
+            elif name.startswith("no_") and name[3:] in switches:
+                key, value = name[3:], "false"
             elif i + 1 < len(tokens):
                 i += 1
                 value = tokens[i]
             else:
+                if name not in {f.name for f in dataclasses.fields(Config)}:
+                    Config.from_dict({key: ""}, source="the overrides")  # an unknown key: its own message
                 raise ConfigError(f"option {token} needs a value, e.g. {token} 0.5")
         elif "=" in token:
             key, value = token.split("=", 1)

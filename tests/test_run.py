@@ -120,6 +120,23 @@ def test_bad_input_gets_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "r" / "episodes.csv").exists()
 
 
+def test_true_false_fields_are_flags_on_the_command_line():
+    from streamx.cli import _parse_overrides
+    from streamx.errors import ConfigError
+
+    assert _parse_overrides(["--no-progress"]) == {"progress": "false"}
+    assert _parse_overrides(["--tensorboard", "lr=0.5", "--no-layer-norm", "--gamma", "0.9"]) == {
+        "tensorboard": "true", "lr": "0.5", "layer_norm": "false", "gamma": "0.9"}
+    assert _parse_overrides(["--layer-norm", "false", "--progress=false"]) == {"layer_norm": "false",
+                                                                               "progress": "false"}
+    with pytest.raises(ConfigError, match=r"unknown key 'progres' in the overrides \(did you mean 'progress'"):
+        _parse_overrides(["--progres"])
+    with pytest.raises(ConfigError, match="option --lr needs a value"):
+        _parse_overrides(["--lr"])
+    with pytest.raises(ConfigError, match="unknown key 'no-lr'"):  # lr is not a true/false field
+        _parse_overrides(["--no-lr"])
+
+
 def test_cli_train_writes_a_run(tmp_path):
     result = _cli("train", "stream_sarsa", "--env", "CartPole-v1", "--steps", "1500", "--seed", "2",
                   "--run-dir", str(tmp_path / "r"), "progress=false", "--hidden-sizes", "16,16", cwd=tmp_path)
