@@ -34,7 +34,7 @@ from streamx.checkpoint import (
 )
 from streamx.config import Config
 from streamx.envs import make_env, resets_only_at_game_over
-from streamx.errors import CheckpointError, ConfigError, InputError
+from streamx.errors import CheckpointError, ConfigError, InputError, StreamxError
 from streamx.outputs import atomic_write_bytes, atomic_write_text
 from streamx.registry import algorithm_class
 from streamx.rundir import check_checkpoint_matches, latest_checkpoint, load_run_config, seed_everything
@@ -213,6 +213,32 @@ def _output_size(weights: dict[str, Any]) -> int:
     return int(weights[last].shape[0])
 
 
+def _policy_file_problem(exported: dict[str, Any]) -> str | None:
+    """What is wrong with the plain entries of a policy file that would otherwise surface only when
+    it acts (shapes and values of the normalizer statistics, the time limit), or None."""
+    shape = exported.get("observation_shape")
+    if not (isinstance(shape, list) and shape and all(isinstance(n, int) and n > 0 for n in shape)):
+        return f"observation_shape is {shape!r}, not a list of positive sizes"
+    for key in ("obs_mean", "obs_var"):
+        value = exported.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape):
+            return f"{key} does not have the observation's shape {tuple(shape)}"
+        if not bool(torch.isfinite(value).all()) or (key == "obs_var" and bool((value < 0).any())):
+            return f"{key} holds values that are not finite{' and non-negative' if key == 'obs_var' else ''}"
+    if (exported.get("obs_mean") is None) != (exported.get("obs_var") is None):
+        return "it holds only one of obs_mean and obs_var"
+    limit = exported.get("time_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        return f"time_limit is {limit!r}, not a positive number of steps"
+    action_space = exported.get("action_space")
+    if action_space is not None and not (isinstance(action_space, dict) and action_space.get("kind") in ("discrete",
+                                                                                                          "box")):
+        return f"action_space is {action_space!r}"
+    return None
+
+
 class Policy:
     """A trained policy, loaded from :func:`export_policy`'s file, acting on RAW observations
     of a vector environment: it applies the frozen normalization and the time feature itself.
@@ -226,8 +252,21 @@ class Policy:
     """
 
     def __init__(self, exported: dict[str, Any]) -> None:
-        if exported.get("format") != POLICY_FORMAT:
+        if not isinstance(exported, dict) or exported.get("format") != POLICY_FORMAT:
             raise CheckpointError("not a streamx policy file; create one with `streamx export <run-dir>`")
+        problem = _policy_file_problem(exported)
+        if problem is None:
+            try:
+                self._build(exported)
+                return
+            except StreamxError:
+                raise
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+                problem = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        raise CheckpointError(f"the policy file is damaged ({problem}); export it again with "
+                              "`streamx export <run-dir>`")
+
+    def _build(self, exported: dict[str, Any]) -> None:
         self.algo: str = exported["algo"]
         self.config = Config.from_dict(json.loads(exported["config"]))
         self.obs_mean: np.ndarray | None = None if exported["obs_mean"] is None else exported["obs_mean"].numpy()

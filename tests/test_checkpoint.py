@@ -270,6 +270,36 @@ def test_override_strings_never_crash(text):
             Config.from_dict({key: text}, source="the overrides")
 
 
+def test_a_damaged_policy_file_gets_one_clear_error(tmp_path):
+    """Entries of a policy file that do not fit (the normalizer's shapes and values, the time limit,
+    the action space, the weights) are refused when it is loaded, not when it acts."""
+    import copy
+
+    from streamx.evaluate import Policy, export_policy
+
+    run_dir = tmp_path / "run"
+    train(resolve_config("stream_ac", "Pendulum-v1", overrides={"total_steps": 300, "run_dir": str(run_dir),
+                                                                "progress": False, "checkpoint_interval": 100}))
+    good = torch.load(export_policy(run_dir), weights_only=True)
+    first = next(iter(good["network"]))
+    damaged = {
+        "obs_mean does not have the observation's shape": {"obs_mean": torch.zeros(7, dtype=torch.float64)},
+        "obs_var holds values that are not finite and non-negative": {"obs_var": -good["obs_var"] - 1},
+        "time_limit is 0, not a positive number of steps": {"time_limit": 0},
+        "observation_shape is \\[-1\\]": {"observation_shape": [-1]},
+        "action_space is 'x'": {"action_space": "x"},
+        "KeyError: 'algo'": {"algo": None},
+        f"size mismatch for {first}": {"network": {**good["network"], first: good["network"][first][:1]}},
+    }
+    for message, change in damaged.items():
+        exported = {**copy.deepcopy(good), **change}
+        if change.get("algo", "") is None:
+            del exported["algo"]
+        with pytest.raises(CheckpointError, match=f"the policy file is damaged \\(.*{message}.*\\); export it again"):
+            Policy(exported)
+    assert Policy(good).act(np.zeros(3, np.float32), t=0).shape == (1,)
+
+
 @pytest.mark.parametrize("algo, env", [("stream_q", "CartPole-v1"), ("stream_ac", "Pendulum-v1")])
 def test_eval_and_exported_policy(tmp_path, algo, env):
     from streamx.config import Config
